@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench NAME``. Each measures its baseline in the same run."""

@@ -1,0 +1,161 @@
+"""One small connection layer for every store: SQLite by default, PostgreSQL when shared.
+
+A store is written once against :class:`Database`: ``?`` placeholders (translated to ``%s`` for
+psycopg), ``{blob}``/``{serial}``/``{bigint}`` type tokens in DDL, and ``INSERT ... ON CONFLICT
+DO NOTHING`` for exactly-once inserts (both engines support it). Connections are per thread and
+per process, so a store built before gunicorn forks never shares a socket or file handle.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Dialect = Literal["sqlite", "postgres"]
+Params = Sequence[Any]
+
+_DDL_TOKENS: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "bigint": "INTEGER"},
+    "postgres": {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY", "bigint": "BIGINT"},
+}
+
+
+class DatabaseError(Exception):
+    """The store could not be opened or its URL is not understood."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+class Transaction:
+    """Statements run inside one transaction; ``?`` placeholders in every dialect."""
+
+    def __init__(self, db: Database, conn: Any) -> None:
+        self._db = db
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        cursor: Cursor = self._conn.execute(self._db.translate(sql), tuple(params))
+        return cursor
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        if self._db.dialect == "sqlite":
+            self._conn.executemany(sql, rows)
+        else:
+            with self._conn.cursor() as cur:
+                cur.executemany(self._db.translate(sql), rows)
+
+    def fetchone(self, sql: str, params: Params = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        return self.execute(sql, params).fetchall()
+
+
+class Database:
+    """A SQLite file (``path`` or ``sqlite:///path``) or a PostgreSQL DSN."""
+
+    def __init__(self, url: str) -> None:
+        if not url:
+            raise DatabaseError("empty database URL")
+        self.url = url
+        self.dialect: Dialect = "postgres" if is_postgres_url(url) else "sqlite"
+        if self.dialect == "sqlite":
+            path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+            self.path: str | None = path
+            if path != ":memory:":
+                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        else:
+            self.path = None
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self.dialect == "sqlite":
+            assert self.path is not None
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process (not a power cut): commits are in the WAL.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            return conn
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the install extra
+            raise DatabaseError("PostgreSQL needs the 'postgres' extra (psycopg)") from exc
+        try:
+            return psycopg.connect(self.url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError("cannot connect to PostgreSQL") from exc
+
+    def connection(self) -> Any:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid() or local.conn is None:
+            local.conn = self._connect()
+            local.pid = os.getpid()
+        return local.conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    # -- statements --------------------------------------------------------------------------
+    def translate(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgres" else sql
+
+    def ddl(self, script: str) -> str:
+        return script.format(**_DDL_TOKENS[self.dialect])
+
+    def create_schema(self, script: str) -> None:
+        """Run ``;``-separated DDL (with ``{blob}``-style tokens) in one transaction."""
+        statements = [s.strip() for s in self.ddl(script).split(";") if s.strip()]
+        with self.transaction() as tx:
+            for statement in statements:
+                tx.execute(statement)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Transaction]:
+        """One atomic transaction. SQLite write transactions take the lock up front."""
+        conn = self.connection()
+        if self.dialect == "sqlite":
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield Transaction(self, conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        else:
+            with conn.transaction():
+                yield Transaction(self, conn)
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        """One statement in its own transaction (autocommit)."""
+        cursor: Cursor = self.connection().execute(self.translate(sql), tuple(params))
+        return cursor
+
+    def fetchone(self, sql: str, params: Params = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        return self.execute(sql, params).fetchall()
+
+    def __repr__(self) -> str:  # never print a DSN: it may hold a password
+        return f"Database(dialect={self.dialect!r})"

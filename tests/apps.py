@@ -1,0 +1,43 @@
+"""Small real WSGI apps the black-box tests serve under gunicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+
+log = logging.getLogger("tests.echo")
+
+
+def create_echo_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Echoes what it received (method, path, query, headers, body) as JSON.
+
+    Used as an OHTTP target so tests can inspect exactly which headers reached it.
+    """
+    app = Flask("echo")
+    install_problem_handlers(app)
+    prefix = (config or {}).get("greeting", "echo")
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE"])
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
+    def echo(path: str) -> Response:
+        if path == "fail":
+            raise ProblemError(422, "Refused on purpose")
+        if path == "crash":
+            raise RuntimeError("secret-crash-detail")
+        log.info("echo request method=%s size=%d", request.method, request.content_length or 0)
+        return jsonify(
+            greeting=prefix,
+            method=request.method,
+            path="/" + path,
+            query=request.query_string.decode(),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            remote_addr=request.remote_addr,
+            body=request.get_data().hex(),
+        )
+
+    return app
