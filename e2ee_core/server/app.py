@@ -1,0 +1,209 @@
+"""The delivery server's HTTP adapter: ``create_app(config)`` for gunicorn.
+
+Only HTTP lives here (routes, media types, body limits, auth header, problem responses); the
+behaviour is :class:`~e2ee_core.server.service.DeliveryService` and the rows are in
+:class:`~e2ee_core.server.store.SqlStore`.
+
+Config keys: ``db`` (required: SQLite path or ``postgresql://`` DSN), every field of
+:class:`~e2ee_core.server.service.Settings` (limits and timings), and ``clock`` (in-process
+only: a callable returning seconds, for tests that move time).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from e2ee_core.infra.database import Database
+from e2ee_core.infra.problem import install_problem_handlers, problem
+from e2ee_core.server import consts
+from e2ee_core.server.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    InvalidRequest,
+    MismatchedDevices,
+    PayloadTooLarge,
+    ServerError,
+    UnsupportedMediaType,
+)
+from e2ee_core.server.service import DeliveryService, Settings
+from e2ee_core.server.store import SqlStore
+from e2ee_core.server.wire import (
+    AccountRequest,
+    AckRequest,
+    DeviceAddress,
+    PreKeyUpload,
+    SendRequest,
+    decode_device_id,
+    decode_username,
+)
+
+_WAIT_RE = re.compile(r"\d{1,3}(\.\d{1,3})?")
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def _read_json() -> Any:
+    """The request body as JSON, after media-type and size checks."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    if (request.content_length or 0) > consts.MAX_JSON_BODY_BYTES:
+        raise PayloadTooLarge()
+    raw = request.get_data(cache=False)
+    if len(raw) > consts.MAX_JSON_BODY_BYTES:
+        raise PayloadTooLarge()
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, huge integers
+        raise InvalidRequest("body is not valid JSON") from None
+
+
+def _error_response(err: ServerError) -> Response:
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if isinstance(err, MismatchedDevices):
+        extra["missing"] = [{"username": u, "device_id": d} for u, d in err.missing]
+        extra["extra"] = [{"username": u, "device_id": d} for u, d in err.extra]
+    if isinstance(err, AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="e2ee"'
+    return problem(err.status, err.title, type_=err.problem_type(), detail=err.detail,
+                   headers=headers, **extra)
+
+
+def create_app(config: Mapping[str, Any]) -> Flask:
+    """Build the delivery server for ``config`` (see the module docstring for the keys)."""
+    db_url = config.get("db")
+    if not isinstance(db_url, str) or not db_url:
+        raise ConfigurationError("config needs 'db': a SQLite path or a postgresql:// DSN")
+    settings = Settings.from_mapping(config)
+    clock = config.get("clock")
+    store = SqlStore(Database(db_url), max_devices=settings.max_devices,
+                     max_stored_prekeys=settings.max_stored_prekeys)
+    service = (DeliveryService(store, settings, clock) if callable(clock)
+               else DeliveryService(store, settings))
+
+    app = Flask("e2ee_core.server")
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_attachment_bytes,
+                                           consts.MAX_JSON_BODY_BYTES)
+    app.extensions["e2ee_delivery"] = service
+    install_problem_handlers(app)
+
+    @app.errorhandler(ServerError)
+    def _server_error(err: ServerError) -> Response:
+        return _error_response(err)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_err: RequestEntityTooLarge) -> Response:
+        return _error_response(PayloadTooLarge())
+
+    def actor() -> DeviceAddress:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise AuthenticationFailed()
+        return service.authenticate(token.strip())
+
+    # -- accounts and devices -------------------------------------------------------------------
+    @app.get("/v1/health")
+    def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.post("/v1/accounts")
+    def register() -> Response:
+        req = AccountRequest.from_json(_read_json())
+        return _json(service.register(req).to_json(), 201)
+
+    @app.post("/v1/devices")
+    def add_device() -> Response:
+        req = AccountRequest.from_json(_read_json())
+        return _json(service.add_device(req).to_json(), 201)
+
+    @app.get("/v1/devices/<username>")
+    def list_devices(username: str) -> Response:
+        actor()
+        name = decode_username(username)
+        devices = service.list_devices(name)
+        return _json({"username": name, "devices": [d.to_json() for d in devices]})
+
+    @app.delete("/v1/devices/<int:device_id>")
+    def remove_device(device_id: int) -> Response:
+        who = actor()
+        service.remove_device(who, decode_device_id(device_id))
+        return Response(status=204)
+
+    # -- keys -----------------------------------------------------------------------------------
+    @app.put("/v1/keys")
+    def upload_keys() -> Response:
+        who = actor()
+        service.upload_prekeys(who, PreKeyUpload.from_json(_read_json()))
+        return Response(status=204)
+
+    @app.get("/v1/keys/count")
+    def key_count() -> Response:
+        return _json(service.prekey_count(actor()).to_json())
+
+    @app.get("/v1/keys/<username>")
+    @app.get("/v1/keys/<username>/<int:device_id>")
+    def bundles(username: str, device_id: int | None = None) -> Response:
+        actor()
+        name = decode_username(username)
+        dev = None if device_id is None else decode_device_id(device_id)
+        return _json({"bundles": [b.to_json() for b in service.bundles(name, dev)]})
+
+    # -- envelopes ------------------------------------------------------------------------------
+    @app.post("/v1/messages")
+    def send() -> Response:
+        who = actor()
+        accepted = service.send(who, SendRequest.from_json(_read_json()))
+        return _json({"accepted": accepted})
+
+    @app.get("/v1/messages")
+    def receive() -> Response:
+        who = actor()
+        raw_wait = request.args.get("wait", "0")
+        if not _WAIT_RE.fullmatch(raw_wait):
+            raise InvalidRequest("wait must be a number of seconds")
+        wait = float(raw_wait)
+        if wait > settings.long_poll_max_seconds:
+            raise InvalidRequest("wait is longer than the server allows")
+        envelopes, more = service.receive(who, wait)
+        return _json({"envelopes": [e.to_json() for e in envelopes], "more": more})
+
+    @app.post("/v1/messages/ack")
+    def acknowledge() -> Response:
+        who = actor()
+        deleted = service.acknowledge(who, AckRequest.from_json(_read_json()).ids)
+        return _json({"deleted": deleted})
+
+    # -- attachments ----------------------------------------------------------------------------
+    @app.post("/v1/attachments")
+    def upload_attachment() -> Response:
+        actor()
+        if request.mimetype != "application/octet-stream":
+            raise UnsupportedMediaType()
+        if (request.content_length or 0) > settings.max_attachment_bytes:
+            raise PayloadTooLarge()
+        data = request.get_data(cache=False)
+        attachment_id, expires = service.put_attachment(data)
+        return _json({"id": attachment_id, "size": len(data), "expires_at_ms": expires}, 201)
+
+    @app.get("/v1/attachments/<attachment_id>")
+    def download_attachment(attachment_id: str) -> Response:
+        actor()
+        return Response(service.get_attachment(attachment_id),
+                        mimetype="application/octet-stream")
+
+    return app
+
+
+def service_of(app: Flask) -> DeliveryService:
+    """The :class:`DeliveryService` behind an app built by :func:`create_app`."""
+    service: DeliveryService = app.extensions["e2ee_delivery"]
+    return service

@@ -1,0 +1,246 @@
+"""A typed HTTP client for the delivery server (requests-based).
+
+The later ``Messenger`` client and the tests drive the server only through this class. Every
+failure surfaces as a :class:`~e2ee_core.server.errors.ServerError` subclass: the server's
+problem responses map back to the class that raised them (e.g. a 409 ``mismatched-devices``
+becomes :class:`~e2ee_core.server.errors.MismatchedDevices` with its ``missing``/``extra``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+
+from e2ee_core.server.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    MismatchedDevices,
+    ServerError,
+    ServerUnreachable,
+    UnexpectedResponse,
+    error_for_problem_type,
+)
+from e2ee_core.server.wire import (
+    AccountRequest,
+    AckRequest,
+    DeviceAddress,
+    DeviceCredential,
+    DeviceInfo,
+    DeviceKeys,
+    Envelope,
+    OutgoingEnvelope,
+    PreKeyBundle,
+    PreKeyCount,
+    PreKeyUpload,
+    SendRequest,
+    decode_device_id,
+    decode_int,
+    decode_username,
+    parse_credential,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReceivedBatch:
+    """One receive: envelopes oldest first; ``more`` when the queue holds further ones."""
+
+    envelopes: list[Envelope]
+    more: bool
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """Where an uploaded blob lives on the server and until when."""
+
+    id: str
+    size: int
+    expires_at_ms: int
+
+
+def _decoded(what: Callable[[], T]) -> T:
+    """Run a response decoder; a malformed answer is the server's fault, not the caller's."""
+    try:
+        return what()
+    except (InvalidRequest, KeyError, TypeError, ValueError):
+        raise UnexpectedResponse("malformed response body") from None
+
+
+def _addresses(items: Any) -> list[tuple[str, int]]:
+    if not isinstance(items, list):
+        raise UnexpectedResponse("malformed device list")
+    try:
+        return [(decode_username(i["username"]), decode_device_id(i["device_id"]))
+                for i in items]
+    except (InvalidRequest, KeyError, TypeError):
+        raise UnexpectedResponse("malformed device list") from None
+
+
+class ServerClient:
+    """One device's (or an anonymous) connection to the delivery server."""
+
+    def __init__(self, base_url: str, credential: DeviceCredential | None = None, *,
+                 session: requests.Session | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.credential = credential
+        self.timeout = timeout
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:  # never print the credential
+        who = None if self.credential is None else self.address
+        return f"ServerClient({self.base_url!r}, device={who!r})"
+
+    @property
+    def address(self) -> DeviceAddress:
+        """The authenticated device (raises :class:`AuthenticationFailed` when anonymous)."""
+        if self.credential is None:
+            raise AuthenticationFailed("client has no device credential")
+        return DeviceAddress(self.credential.username, self.credential.device_id)
+
+    def with_credential(self, credential: DeviceCredential) -> ServerClient:
+        """A client for another device on the same server (sharing the connection pool)."""
+        return ServerClient(self.base_url, credential, session=self._session,
+                            timeout=self.timeout)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- transport ------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, json_body: Any = None,
+                 data: bytes | None = None, params: dict[str, str] | None = None,
+                 auth: bool = True, timeout: float | None = None) -> requests.Response:
+        headers: dict[str, str] = {}
+        if auth:
+            if self.credential is None:
+                raise AuthenticationFailed("client has no device credential")
+            headers["Authorization"] = f"Bearer {self.credential.credential}"
+        if data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        try:
+            resp = self._session.request(method, self.base_url + path, json=json_body,
+                                         data=data, params=params, headers=headers,
+                                         timeout=timeout or self.timeout)
+        except requests.RequestException:
+            raise ServerUnreachable() from None
+        if resp.status_code >= 400:
+            raise self._error(resp)
+        return resp
+
+    @staticmethod
+    def _error(resp: requests.Response) -> ServerError:
+        if resp.headers.get("Content-Type", "").startswith("application/problem+json"):
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                cls = error_for_problem_type(str(body.get("type", "")))
+                if cls is MismatchedDevices:
+                    return MismatchedDevices(_addresses(body.get("missing")),
+                                             _addresses(body.get("extra")))
+                if cls is not None:
+                    detail = body.get("detail")
+                    return cls(detail if isinstance(detail, str) else None)
+        return UnexpectedResponse(f"HTTP status {resp.status_code}")
+
+    @staticmethod
+    def _json(resp: requests.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            raise UnexpectedResponse("response is not JSON") from None
+
+    # -- accounts and devices -------------------------------------------------------------------
+    def health(self) -> bool:
+        """True when the server answers its health check."""
+        body = self._json(self._request("GET", "/v1/health", auth=False))
+        return isinstance(body, dict) and body.get("status") == "ok"
+
+    def register(self, username: str, password: str, device: DeviceKeys) -> DeviceCredential:
+        """Create an account with this device as device 1; the client then acts as it."""
+        body = AccountRequest(username, password, device).to_json()
+        resp = self._request("POST", "/v1/accounts", json_body=body, auth=False)
+        self.credential = _decoded(lambda: DeviceCredential.from_json(self._json(resp)))
+        return self.credential
+
+    def add_device(self, username: str, password: str, device: DeviceKeys) -> DeviceCredential:
+        """Link a new device to an existing account (needs the account password)."""
+        body = AccountRequest(username, password, device).to_json()
+        resp = self._request("POST", "/v1/devices", json_body=body, auth=False)
+        self.credential = _decoded(lambda: DeviceCredential.from_json(self._json(resp)))
+        return self.credential
+
+    def list_devices(self, username: str) -> list[DeviceInfo]:
+        """The account's current devices with their identity keys."""
+        body = self._json(self._request("GET", f"/v1/devices/{decode_username(username)}"))
+        return _decoded(lambda: [DeviceInfo.from_json(d) for d in body["devices"]])
+
+    def remove_device(self, device_id: int) -> None:
+        """Unlink one of this account's devices (this one included)."""
+        self._request("DELETE", f"/v1/devices/{decode_device_id(device_id)}")
+
+    # -- keys -----------------------------------------------------------------------------------
+    def upload_prekeys(self, upload: PreKeyUpload) -> None:
+        """Replenish one-time prekeys and/or rotate the signed prekeys."""
+        self._request("PUT", "/v1/keys", json_body=upload.to_json())
+
+    def prekey_count(self) -> PreKeyCount:
+        """One-time prekeys this device has left on the server."""
+        body = self._json(self._request("GET", "/v1/keys/count"))
+        return _decoded(lambda: PreKeyCount.from_json(body))
+
+    def fetch_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+        """One bundle per current device of ``username`` (or for one device); each fetch
+        consumes one-time prekeys on the server."""
+        path = f"/v1/keys/{decode_username(username)}"
+        if device_id is not None:
+            path += f"/{decode_device_id(device_id)}"
+        body = self._json(self._request("GET", path))
+        return _decoded(lambda: [PreKeyBundle.from_json(b) for b in body["bundles"]])
+
+    # -- envelopes ------------------------------------------------------------------------------
+    def send(self, recipient: str, messages: Sequence[OutgoingEnvelope],
+             expires_at_ms: int | None = None) -> int:
+        """Submit one envelope per device of ``recipient`` and per other own device.
+
+        Raises :class:`MismatchedDevices` (nothing queued) when the set is not exact.
+        """
+        req = SendRequest(recipient, tuple(messages), expires_at_ms)
+        body = self._json(self._request("POST", "/v1/messages", json_body=req.to_json()))
+        return _decoded(lambda: decode_int(body["accepted"], "accepted"))
+
+    def receive(self, wait: float = 0.0) -> ReceivedBatch:
+        """Queued envelopes; long-polls up to ``wait`` seconds when the queue is empty."""
+        resp = self._request("GET", "/v1/messages", params={"wait": f"{wait:.3f}"},
+                             timeout=self.timeout + wait)
+        body = self._json(resp)
+        return _decoded(lambda: ReceivedBatch(
+            [Envelope.from_json(e) for e in body["envelopes"]], bool(body["more"])))
+
+    def acknowledge(self, ids: Iterable[int]) -> int:
+        """Delete processed envelopes from this device's queue; returns how many were there."""
+        req = AckRequest(tuple(ids))
+        body = self._json(self._request("POST", "/v1/messages/ack", json_body=req.to_json()))
+        return _decoded(lambda: decode_int(body["deleted"], "deleted"))
+
+    # -- attachments ----------------------------------------------------------------------------
+    def upload_attachment(self, blob: bytes) -> AttachmentRef:
+        """Upload an already encrypted and padded blob."""
+        body = self._json(self._request("POST", "/v1/attachments", data=blob))
+        return _decoded(lambda: AttachmentRef(str(body["id"]), decode_int(body["size"], "size"),
+                                              decode_int(body["expires_at_ms"], "expires")))
+
+    def download_attachment(self, attachment_id: str) -> bytes:
+        if not attachment_id.isalnum():
+            raise InvalidRequest("malformed attachment id")
+        return self._request("GET", f"/v1/attachments/{attachment_id}").content
+
+
+def credential_from_token(token: str) -> DeviceCredential:
+    """Rebuild a :class:`DeviceCredential` from its token string (e.g. read from a key file)."""
+    username, device_id, _secret = parse_credential(token)
+    return DeviceCredential(username, device_id, token)

@@ -1,0 +1,64 @@
+"""Every limit of the delivery server in one place, with the reason beside it."""
+
+from __future__ import annotations
+
+MiB = 1024 * 1024
+
+# Account names are routing identifiers; a small alphabet keeps them unambiguous in the
+# credential format ``name.device.secret`` and free of look-alike characters.
+USERNAME_PATTERN = r"[a-z0-9_-]{1,32}"
+
+# Passwords are hashed with argon2id; the bound stops a huge body being fed to the KDF.
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+
+# Messenger caps the number of linked devices; fanout cost grows with it (one envelope each).
+MAX_DEVICES_PER_ACCOUNT = 16
+
+# Device ids are small positive integers, assigned by the server and never reused, so a stale
+# session can never be delivered to a newer device that happens to get the same number.
+MAX_DEVICE_ID = 2**31 - 1
+# Registration ids come from the client (libsignal uses 14 bits); any 31-bit value is accepted.
+MAX_REGISTRATION_ID = 2**31 - 1
+MAX_KEY_ID = 2**31 - 1
+
+# Public keys and signatures are opaque to the server; the bounds fit X25519/Ed25519 (33 and
+# 64 bytes with a type byte) and ML-KEM-1024 (1568 + 1 bytes) with room to spare.
+MAX_PUBLIC_KEY_BYTES = 2048
+MAX_SIGNATURE_BYTES = 256
+
+# One-time prekeys: a client uploads batches (libsignal: 100) and replenishes below a threshold.
+MAX_PREKEYS_PER_UPLOAD = 100
+MAX_STORED_PREKEYS = 1000
+
+# One envelope is one encrypted message for one device; media travel as attachments instead.
+MAX_ENVELOPE_BYTES = 256 * 1024
+# A send covers the recipient's devices plus the sender's other devices.
+MAX_ENVELOPES_PER_SEND = 2 * MAX_DEVICES_PER_ACCOUNT
+# JSON bodies carry base64 (4/3) of at most MAX_ENVELOPES_PER_SEND envelopes, plus framing.
+MAX_JSON_BODY_BYTES = MAX_ENVELOPES_PER_SEND * MAX_ENVELOPE_BYTES * 4 // 3 + 64 * 1024
+
+# Attachments: 20 MiB of plaintext, padded by the client (PADME adds < 3 % at this size) and
+# wrapped by AEAD (IV, tag, digest); 22 MiB bounds all of that.
+MAX_ATTACHMENT_PLAINTEXT_BYTES = 20 * MiB
+DEFAULT_MAX_ATTACHMENT_BYTES = 22 * MiB
+
+# Undelivered envelopes and unfetched attachments are deleted after this long (Signal: 30 days).
+DEFAULT_ENVELOPE_TTL_SECONDS = 30 * 24 * 3600
+DEFAULT_ATTACHMENT_TTL_SECONDS = 30 * 24 * 3600
+
+# Long-poll: a receive waits at most this long (below common proxy idle timeouts of 30-60 s).
+DEFAULT_LONG_POLL_MAX_SECONDS = 25.0
+# Waiting receivers re-check the store at this interval (other workers' sends are not signalled).
+DEFAULT_POLL_INTERVAL_SECONDS = 0.1
+# Envelopes returned per receive; the client acknowledges and asks again for more.
+MAX_ENVELOPES_PER_RECEIVE = 100
+MAX_ACKS_PER_REQUEST = 1000
+
+# Attachment ids are 128-bit random (unguessable capability names), hex encoded.
+ATTACHMENT_ID_BYTES = 16
+# Device credentials are 256-bit random secrets; the server keeps only their SHA-256.
+CREDENTIAL_SECRET_BYTES = 32
+
+# Expired rows are purged at most this often, lazily, from request handlers.
+PURGE_INTERVAL_SECONDS = 60.0

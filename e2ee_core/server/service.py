@@ -1,0 +1,301 @@
+"""The delivery service: accounts, credentials, keys, fanout checks, queues, expiry.
+
+Transport-free: the Flask adapter (:mod:`e2ee_core.server.app`) decodes HTTP into the wire
+types and calls this class; the store (:mod:`e2ee_core.server.store`) keeps the rows. Time comes
+from an injectable ``clock`` (seconds, like :func:`time.time`) so tests can move it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from e2ee_core.server import consts
+from e2ee_core.server.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
+from e2ee_core.server.store import PurgeCounts, Store
+from e2ee_core.server.wire import (
+    AccountRequest,
+    DeviceAddress,
+    DeviceCredential,
+    DeviceInfo,
+    Envelope,
+    PreKeyBundle,
+    PreKeyCount,
+    PreKeyUpload,
+    SendRequest,
+    format_credential,
+    parse_credential,
+)
+
+log = logging.getLogger("e2ee_core.server")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and timings; every field can be set in the ``create_app`` config mapping."""
+
+    envelope_ttl_seconds: float = consts.DEFAULT_ENVELOPE_TTL_SECONDS
+    attachment_ttl_seconds: float = consts.DEFAULT_ATTACHMENT_TTL_SECONDS
+    max_attachment_bytes: int = consts.DEFAULT_MAX_ATTACHMENT_BYTES
+    max_devices: int = consts.MAX_DEVICES_PER_ACCOUNT
+    max_stored_prekeys: int = consts.MAX_STORED_PREKEYS
+    long_poll_max_seconds: float = consts.DEFAULT_LONG_POLL_MAX_SECONDS
+    poll_interval_seconds: float = consts.DEFAULT_POLL_INTERVAL_SECONDS
+    purge_interval_seconds: float = consts.PURGE_INTERVAL_SECONDS
+    # argon2id cost (argon2-cffi's RFC 9106 "low memory" profile by default).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
+        """Read the known keys of ``config`` (others are ignored), checking types and ranges."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in config:
+                continue
+            value = config[f.name]
+            kind = int if f.type in ("int", int) else float
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(f"{f.name} must be a number")
+            if kind is int and not isinstance(value, int):
+                raise ConfigurationError(f"{f.name} must be an integer")
+            if not value > 0:
+                raise ConfigurationError(f"{f.name} must be positive")
+            values[f.name] = kind(value)
+        return cls(**values)
+
+
+def hash_credential_secret(secret: str) -> bytes:
+    """Credentials are 256-bit random, so one SHA-256 suffices (no password stretching needed)."""
+    return hashlib.sha256(secret.encode("ascii")).digest()
+
+
+_DUMMY_CREDENTIAL_HASH = hash_credential_secret("x" * 43)
+
+
+class _QueueSignal:
+    """Wakes long-polling receivers in this process when any queue may have changed.
+
+    Receivers in other gunicorn workers are not signalled; they re-check the store every
+    ``poll_interval_seconds``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def generation(self) -> int:
+        with self._cond:
+            return self._generation
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != seen, timeout)
+
+
+class DeliveryService:
+    """The server's behaviour over a :class:`~e2ee_core.server.store.Store`."""
+
+    def __init__(self, store: Store, settings: Settings | None = None,
+                 clock: Clock = time.time) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self.clock = clock
+        self._hasher = PasswordHasher(time_cost=self.settings.argon2_time_cost,
+                                      memory_cost=self.settings.argon2_memory_kib,
+                                      parallelism=self.settings.argon2_parallelism)
+        # Verified against when an account does not exist, so both cases cost the same.
+        self._dummy_password_hash = self._hasher.hash(secrets.token_hex(16))
+        self._signal = _QueueSignal()
+        self._last_purge = float("-inf")
+        self._purge_lock = threading.Lock()
+
+    # -- time -----------------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _envelope_expiry(self, now_ms: int) -> int:
+        return now_ms + int(self.settings.envelope_ttl_seconds * 1000)
+
+    # -- accounts and devices -------------------------------------------------------------------
+    def _new_credential(self, username: str) -> tuple[str, bytes]:
+        secret = secrets.token_urlsafe(consts.CREDENTIAL_SECRET_BYTES)
+        return secret, hash_credential_secret(secret)
+
+    def register(self, req: AccountRequest) -> DeviceCredential:
+        """Create an account and its first device (id 1); return the device's credential."""
+        secret, digest = self._new_credential(req.username)
+        password_hash = self._hasher.hash(req.password)
+        device_id = self.store.create_account(req.username, password_hash, req.device, digest,
+                                              now_ms=self.now_ms())
+        log.info("event=account_registered")
+        return DeviceCredential(req.username, device_id,
+                                format_credential(req.username, device_id, secret))
+
+    def _check_password(self, username: str, password: str) -> None:
+        stored = self.store.password_hash(username)
+        try:
+            self._hasher.verify(stored or self._dummy_password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            raise AuthenticationFailed() from None
+        if stored is None:  # pragma: no cover - the dummy's password is never guessed
+            raise AuthenticationFailed()
+        if self._hasher.check_needs_rehash(stored):
+            self.store.set_password_hash(username, self._hasher.hash(password))
+
+    def add_device(self, req: AccountRequest) -> DeviceCredential:
+        """Link a new device with the account password; other devices and contacts are told."""
+        self._check_password(req.username, req.password)
+        secret, digest = self._new_credential(req.username)
+        now = self.now_ms()
+        device_id = self.store.add_device(req.username, req.device, digest, now_ms=now,
+                                          expires_at_ms=self._envelope_expiry(now))
+        self._signal.notify()
+        log.info("event=device_added")
+        return DeviceCredential(req.username, device_id,
+                                format_credential(req.username, device_id, secret))
+
+    def authenticate(self, token: str) -> DeviceAddress:
+        """The device a bearer credential belongs to; compared in constant time."""
+        try:
+            username, device_id, secret = parse_credential(token)
+        except InvalidRequest:
+            raise AuthenticationFailed() from None
+        stored = self.store.credential_hash(username, device_id)
+        matches = hmac.compare_digest(hash_credential_secret(secret),
+                                      stored if stored is not None else _DUMMY_CREDENTIAL_HASH)
+        if stored is None or not matches:
+            raise AuthenticationFailed()
+        return DeviceAddress(username, device_id)
+
+    def remove_device(self, actor: DeviceAddress, device_id: int) -> None:
+        """Unlink one of the actor's own account's devices (possibly itself)."""
+        now = self.now_ms()
+        self.store.remove_device(actor.username, device_id, now_ms=now,
+                                 expires_at_ms=self._envelope_expiry(now))
+        self._signal.notify()
+        log.info("event=device_removed")
+
+    def list_devices(self, username: str) -> list[DeviceInfo]:
+        return self.store.list_devices(username)
+
+    # -- keys -----------------------------------------------------------------------------------
+    def upload_prekeys(self, actor: DeviceAddress, upload: PreKeyUpload) -> None:
+        self.store.upload_prekeys(actor.username, actor.device_id, upload)
+        log.info("event=prekeys_uploaded one_time=%d kem=%d", len(upload.one_time_prekeys),
+                 len(upload.kem_prekeys))
+
+    def prekey_count(self, actor: DeviceAddress) -> PreKeyCount:
+        return self.store.prekey_count(actor.username, actor.device_id)
+
+    def bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+        found = self.store.take_bundles(username, device_id)
+        log.info("event=bundles_served bundles=%d without_one_time=%d", len(found),
+                 sum(b.one_time_prekey is None for b in found))
+        return found
+
+    # -- envelopes ------------------------------------------------------------------------------
+    def send(self, actor: DeviceAddress, req: SendRequest) -> int:
+        """Queue the envelopes (all or none); see :meth:`Store.submit` for the device check."""
+        self.maybe_purge()
+        now = self.now_ms()
+        expires = self._envelope_expiry(now)
+        if req.expires_at_ms is not None:
+            expires = min(expires, req.expires_at_ms)
+        count = self.store.submit(actor.username, actor.device_id, req.recipient, req.messages,
+                                  now_ms=now, expires_at_ms=expires)
+        self._signal.notify()
+        log.info("event=envelopes_accepted envelopes=%d bytes=%d", count,
+                 sum(len(m.content) for m in req.messages))
+        return count
+
+    def receive(self, actor: DeviceAddress, wait_seconds: float = 0.0,
+                limit: int = consts.MAX_ENVELOPES_PER_RECEIVE) -> tuple[list[Envelope], bool]:
+        """Envelopes queued for the device, oldest first, waiting up to ``wait_seconds`` for one.
+
+        Returns ``(envelopes, more)``; nothing is deleted until :meth:`acknowledge`.
+        """
+        self.maybe_purge()
+        wait = min(max(wait_seconds, 0.0), self.settings.long_poll_max_seconds)
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self._signal.generation()
+            found = self.store.fetch(actor.username, actor.device_id, self.now_ms(), limit + 1)
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                break
+            self._signal.wait(seen, min(remaining, self.settings.poll_interval_seconds))
+        if found:
+            log.info("event=envelopes_delivered envelopes=%d", min(len(found), limit))
+        return found[:limit], len(found) > limit
+
+    def acknowledge(self, actor: DeviceAddress, ids: tuple[int, ...]) -> int:
+        deleted = self.store.acknowledge(actor.username, actor.device_id, ids)
+        log.info("event=envelopes_acknowledged envelopes=%d", deleted)
+        return deleted
+
+    # -- attachments ----------------------------------------------------------------------------
+    def put_attachment(self, data: bytes) -> tuple[str, int]:
+        """Store an opaque (client-encrypted, padded) blob; return its id and expiry."""
+        if len(data) > self.settings.max_attachment_bytes:
+            raise PayloadTooLarge()
+        if not data:
+            raise InvalidRequest("attachment is empty")
+        now = self.now_ms()
+        expires = now + int(self.settings.attachment_ttl_seconds * 1000)
+        attachment_id = self.store.put_attachment(data, now, expires)
+        log.info("event=attachment_stored bytes=%d", len(data))
+        return attachment_id, expires
+
+    def get_attachment(self, attachment_id: str) -> bytes:
+        if len(attachment_id) != 2 * consts.ATTACHMENT_ID_BYTES or not all(
+                c in "0123456789abcdef" for c in attachment_id):
+            raise NotFound()
+        data = self.store.get_attachment(attachment_id, self.now_ms())
+        if data is None:
+            raise NotFound()
+        log.info("event=attachment_served bytes=%d", len(data))
+        return data
+
+    # -- expiry ---------------------------------------------------------------------------------
+    def purge(self) -> PurgeCounts:
+        """Delete every expired envelope and attachment now."""
+        counts = self.store.purge_expired(self.now_ms())
+        if counts.envelopes or counts.attachments:
+            log.info("event=expired_purged envelopes=%d attachments=%d", counts.envelopes,
+                     counts.attachments)
+        return counts
+
+    def maybe_purge(self) -> None:
+        """Purge at most once per ``purge_interval_seconds`` of the service clock."""
+        now = self.clock()
+        with self._purge_lock:
+            if now - self._last_purge < self.settings.purge_interval_seconds:
+                return
+            self._last_purge = now
+        self.purge()
+

@@ -1,0 +1,514 @@
+"""The delivery server's storage: an interface and its SQL implementation (SQLite, PostgreSQL).
+
+The store keeps accounts, devices and their public keys, per-device envelope queues, the
+contact graph needed to announce device changes, and attachment blobs. Contents (envelope
+ciphertexts, attachment blobs, public keys) are opaque bytes to it. Every method that changes
+more than one row runs in one transaction, so a failed request never leaves partial state.
+
+Concurrency: SQLite write transactions take the database lock up front (``BEGIN IMMEDIATE``),
+which serialises them. On PostgreSQL, sends take a share lock on the account rows involved and
+device changes an exclusive one, so a send can never be checked against one device set and
+stored against another; one-time prekeys are claimed with ``FOR UPDATE SKIP LOCKED`` and a
+``DELETE`` whose row count proves that this transaction, and no other, consumed the key.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from e2ee_core.infra.database import Database, Transaction
+from e2ee_core.server import consts
+from e2ee_core.server.errors import (
+    AccountExists,
+    MismatchedDevices,
+    NotFound,
+    TooManyDevices,
+    TooManyPreKeys,
+)
+from e2ee_core.server.wire import (
+    DeviceInfo,
+    DeviceKeys,
+    Envelope,
+    EnvelopeKind,
+    OutgoingEnvelope,
+    PreKey,
+    PreKeyBundle,
+    PreKeyCount,
+    PreKeyUpload,
+    SignedPreKey,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    next_device_id {bigint} NOT NULL,
+    created_at_ms {bigint} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    username TEXT NOT NULL REFERENCES accounts (username),
+    device_id {bigint} NOT NULL,
+    credential_hash {blob} NOT NULL,
+    registration_id {bigint} NOT NULL,
+    identity_key {blob} NOT NULL,
+    signed_prekey_id {bigint} NOT NULL,
+    signed_prekey {blob} NOT NULL,
+    signed_prekey_signature {blob} NOT NULL,
+    last_resort_kem_id {bigint} NOT NULL,
+    last_resort_kem {blob} NOT NULL,
+    last_resort_kem_signature {blob} NOT NULL,
+    created_at_ms {bigint} NOT NULL,
+    PRIMARY KEY (username, device_id)
+);
+CREATE TABLE IF NOT EXISTS one_time_prekeys (
+    username TEXT NOT NULL,
+    device_id {bigint} NOT NULL,
+    key_id {bigint} NOT NULL,
+    public_key {blob} NOT NULL,
+    PRIMARY KEY (username, device_id, key_id)
+);
+CREATE TABLE IF NOT EXISTS kem_prekeys (
+    username TEXT NOT NULL,
+    device_id {bigint} NOT NULL,
+    key_id {bigint} NOT NULL,
+    public_key {blob} NOT NULL,
+    signature {blob} NOT NULL,
+    PRIMARY KEY (username, device_id, key_id)
+);
+CREATE TABLE IF NOT EXISTS envelopes (
+    id {serial},
+    username TEXT NOT NULL,
+    device_id {bigint} NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_device {bigint} NOT NULL,
+    content {blob},
+    server_timestamp_ms {bigint} NOT NULL,
+    expires_at_ms {bigint} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS envelopes_queue ON envelopes (username, device_id, id);
+CREATE INDEX IF NOT EXISTS envelopes_expiry ON envelopes (expires_at_ms);
+CREATE TABLE IF NOT EXISTS contacts (
+    username TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    PRIMARY KEY (username, contact)
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    id TEXT PRIMARY KEY,
+    size {bigint} NOT NULL,
+    data {blob} NOT NULL,
+    created_at_ms {bigint} NOT NULL,
+    expires_at_ms {bigint} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at_ms)
+"""
+
+_ENVELOPE_COLUMNS = "id, kind, source, source_device, server_timestamp_ms, expires_at_ms, content"
+# Bound the number of bound parameters per statement (SQLite's default limit is 32766).
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    """Rows removed by :meth:`Store.purge_expired`."""
+
+    envelopes: int
+    attachments: int
+
+
+class Store(Protocol):
+    """What the delivery server needs from storage. Times are integer milliseconds."""
+
+    def create_account(self, username: str, password_hash: str, device: DeviceKeys,
+                       credential_hash: bytes, *, now_ms: int) -> int:
+        """Create an account with its first device; return the device id (1).
+
+        Raises :class:`AccountExists` if the name is taken.
+        """
+        ...
+
+    def password_hash(self, username: str) -> str | None:
+        """The account's stored password hash, or None if there is no such account."""
+        ...
+
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        """Replace the stored hash (used to upgrade hashing parameters on login)."""
+        ...
+
+    def add_device(self, username: str, device: DeviceKeys, credential_hash: bytes,
+                   *, now_ms: int, expires_at_ms: int) -> int:
+        """Add a device, queue a ``device_added`` notice to the account's other devices and to
+        every device of its contacts; return the new, never reused, device id."""
+        ...
+
+    def remove_device(self, username: str, device_id: int, *, now_ms: int,
+                      expires_at_ms: int) -> None:
+        """Delete a device with its keys and queue, and queue ``device_removed`` notices."""
+        ...
+
+    def credential_hash(self, username: str, device_id: int) -> bytes | None:
+        """The stored hash of a device's credential, or None if there is no such device."""
+        ...
+
+    def list_devices(self, username: str) -> list[DeviceInfo]:
+        """The account's current devices (raises :class:`NotFound` for an unknown account)."""
+        ...
+
+    def upload_prekeys(self, username: str, device_id: int, upload: PreKeyUpload) -> None:
+        """Add (or replace by id) one-time prekeys; rotate signed prekeys if given."""
+        ...
+
+    def prekey_count(self, username: str, device_id: int) -> PreKeyCount:
+        """How many one-time EC and KEM prekeys the device has left on the server."""
+        ...
+
+    def take_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+        """One bundle per device (or for one device), consuming one-time prekeys atomically."""
+        ...
+
+    def submit(self, sender: str, sender_device: int, recipient: str,
+               messages: Sequence[OutgoingEnvelope], *, now_ms: int,
+               expires_at_ms: int) -> int:
+        """Queue one envelope per destination device after checking the device set.
+
+        Raises :class:`MismatchedDevices` unless ``messages`` cover exactly the recipient's
+        devices and the sender's other devices; :class:`NotFound` for an unknown recipient.
+        """
+        ...
+
+    def fetch(self, username: str, device_id: int, now_ms: int,
+              limit: int) -> list[Envelope]:
+        """Up to ``limit`` unexpired envelopes of the device's queue, oldest first."""
+        ...
+
+    def acknowledge(self, username: str, device_id: int, ids: Iterable[int]) -> int:
+        """Delete the given envelopes from the device's own queue; return how many existed."""
+        ...
+
+    def put_attachment(self, data: bytes, now_ms: int, expires_at_ms: int) -> str:
+        """Store an opaque blob under a fresh unguessable id."""
+        ...
+
+    def get_attachment(self, attachment_id: str, now_ms: int) -> bytes | None:
+        """The blob, or None if unknown or expired."""
+        ...
+
+    def purge_expired(self, now_ms: int) -> PurgeCounts:
+        """Delete expired envelopes and attachments."""
+        ...
+
+
+class SqlStore:
+    """:class:`Store` over :class:`~e2ee_core.infra.database.Database` (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database, *, max_devices: int = consts.MAX_DEVICES_PER_ACCOUNT,
+                 max_stored_prekeys: int = consts.MAX_STORED_PREKEYS) -> None:
+        self.db = db
+        self.max_devices = max_devices
+        self.max_stored_prekeys = max_stored_prekeys
+        self._local = threading.local()
+        self._pg = db.dialect == "postgres"
+        self._prepare()
+        db.create_schema(SCHEMA)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _prepare(self) -> Any:
+        """Per-connection settings, applied once to each thread's connection."""
+        conn = self.db.connection()
+        if getattr(self._local, "conn", None) is not conn:
+            if not self._pg:
+                # Deleted envelopes are overwritten in the file, not left in free pages.
+                conn.execute("PRAGMA secure_delete=ON")
+            self._local.conn = conn
+        return conn
+
+    def _tx(self) -> Any:
+        self._prepare()
+        return self.db.transaction()
+
+    def _lock_accounts(self, tx: Transaction, usernames: Iterable[str], *,
+                       exclusive: bool) -> set[str]:
+        """Lock the account rows (PostgreSQL; SQLite already holds the write lock); return the
+        names that exist."""
+        names = sorted(set(usernames))
+        marks = ",".join("?" * len(names))
+        suffix = (" FOR UPDATE" if exclusive else " FOR SHARE") if self._pg else ""
+        rows = tx.fetchall(
+            f"SELECT username FROM accounts WHERE username IN ({marks}) ORDER BY username"
+            + suffix, names)
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def _device_ids(tx: Transaction, username: str) -> list[int]:
+        rows = tx.fetchall("SELECT device_id FROM devices WHERE username = ? ORDER BY device_id",
+                           (username,))
+        return [int(r[0]) for r in rows]
+
+    def _insert_prekeys(self, tx: Transaction, username: str, device_id: int,
+                        one_time: Sequence[PreKey], kem: Sequence[SignedPreKey]) -> None:
+        if one_time:
+            tx.executemany(
+                ("INSERT INTO one_time_prekeys (username, device_id, key_id, "
+                       "public_key) VALUES (?, ?, ?, ?) ON CONFLICT (username, device_id, key_id)"
+                       " DO UPDATE SET public_key = excluded.public_key"),
+                [(username, device_id, k.key_id, k.public_key) for k in one_time])
+        if kem:
+            tx.executemany(
+                ("INSERT INTO kem_prekeys (username, device_id, key_id, "
+                       "public_key, signature) VALUES (?, ?, ?, ?, ?) ON CONFLICT (username, "
+                       "device_id, key_id) DO UPDATE SET public_key = excluded.public_key, "
+                       "signature = excluded.signature"),
+                [(username, device_id, k.key_id, k.public_key, k.signature) for k in kem])
+        counts = self._count(tx, username, device_id)
+        if max(counts.one_time_prekeys, counts.kem_prekeys) > self.max_stored_prekeys:
+            raise TooManyPreKeys()
+
+    def _insert_device(self, tx: Transaction, username: str, device_id: int,
+                       device: DeviceKeys, credential_hash: bytes, *, now_ms: int) -> None:
+        tx.execute(
+            "INSERT INTO devices (username, device_id, credential_hash, registration_id, "
+            "identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature, "
+            "last_resort_kem_id, last_resort_kem, last_resort_kem_signature, created_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (username, device_id, credential_hash, device.registration_id, device.identity_key,
+             device.signed_prekey.key_id, device.signed_prekey.public_key,
+             device.signed_prekey.signature, device.last_resort_kem_prekey.key_id,
+             device.last_resort_kem_prekey.public_key, device.last_resort_kem_prekey.signature,
+             now_ms))
+        self._insert_prekeys(tx, username, device_id, device.one_time_prekeys,
+                             device.kem_prekeys)
+
+    def _announce(self, tx: Transaction, username: str, device_id: int, kind: EnvelopeKind,
+                  *, now_ms: int, expires_at_ms: int) -> None:
+        """Queue a notice about ``username``'s device to its other devices and its contacts."""
+        rows = tx.fetchall(
+            "SELECT username, device_id FROM devices WHERE (username = ? AND device_id <> ?) "
+            "OR username IN (SELECT contact FROM contacts WHERE username = ?)",
+            (username, device_id, username))
+        if rows:
+            tx.executemany(
+                ("INSERT INTO envelopes (username, device_id, kind, source, "
+                       "source_device, content, server_timestamp_ms, expires_at_ms) "
+                       "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)"),
+                [(r[0], r[1], kind, username, device_id, now_ms, expires_at_ms) for r in rows])
+
+    @staticmethod
+    def _count(tx: Transaction, username: str, device_id: int) -> PreKeyCount:
+        ec = tx.fetchone("SELECT COUNT(*) FROM one_time_prekeys WHERE username = ? AND "
+                         "device_id = ?", (username, device_id))
+        kem = tx.fetchone("SELECT COUNT(*) FROM kem_prekeys WHERE username = ? AND "
+                          "device_id = ?", (username, device_id))
+        return PreKeyCount(int(ec[0]), int(kem[0]))
+
+    def _claim(self, tx: Transaction, table: str, columns: str, username: str,
+               device_id: int) -> Any:
+        """Remove and return the lowest-id one-time key of a device (None when none is left)."""
+        skip = " FOR UPDATE SKIP LOCKED" if self._pg else ""
+        while True:
+            row = tx.fetchone(
+                f"SELECT key_id, {columns} FROM {table} WHERE username = ? AND device_id = ? "
+                f"ORDER BY key_id LIMIT 1{skip}", (username, device_id))
+            if row is None:
+                return None
+            deleted = tx.execute(
+                f"DELETE FROM {table} WHERE username = ? AND device_id = ? AND key_id = ?",
+                (username, device_id, row[0]))
+            if deleted.rowcount == 1:  # this transaction, and no other, took the key
+                return row
+
+    # -- accounts and devices -------------------------------------------------------------------
+    def create_account(self, username: str, password_hash: str, device: DeviceKeys,
+                       credential_hash: bytes, *, now_ms: int) -> int:
+        with self._tx() as tx:
+            created = tx.execute(
+                "INSERT INTO accounts (username, password_hash, next_device_id, created_at_ms) "
+                "VALUES (?, ?, 2, ?) ON CONFLICT (username) DO NOTHING",
+                (username, password_hash, now_ms))
+            if created.rowcount != 1:
+                raise AccountExists()
+            self._insert_device(tx, username, 1, device, credential_hash, now_ms=now_ms)
+        return 1
+
+    def password_hash(self, username: str) -> str | None:
+        self._prepare()
+        row = self.db.fetchone("SELECT password_hash FROM accounts WHERE username = ?",
+                               (username,))
+        return None if row is None else str(row[0])
+
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        self._prepare()
+        self.db.execute("UPDATE accounts SET password_hash = ? WHERE username = ?",
+                        (password_hash, username))
+
+    def add_device(self, username: str, device: DeviceKeys, credential_hash: bytes,
+                   *, now_ms: int, expires_at_ms: int) -> int:
+        with self._tx() as tx:
+            if not self._lock_accounts(tx, [username], exclusive=True):
+                raise NotFound()
+            if len(self._device_ids(tx, username)) >= self.max_devices:
+                raise TooManyDevices()
+            row = tx.fetchone("SELECT next_device_id FROM accounts WHERE username = ?",
+                              (username,))
+            device_id = int(row[0])
+            if device_id > consts.MAX_DEVICE_ID:
+                raise TooManyDevices()
+            tx.execute("UPDATE accounts SET next_device_id = ? WHERE username = ?",
+                       (device_id + 1, username))
+            self._insert_device(tx, username, device_id, device, credential_hash, now_ms=now_ms)
+            self._announce(tx, username, device_id, "device_added", now_ms=now_ms,
+                           expires_at_ms=expires_at_ms)
+        return device_id
+
+    def remove_device(self, username: str, device_id: int, *, now_ms: int,
+                      expires_at_ms: int) -> None:
+        with self._tx() as tx:
+            self._lock_accounts(tx, [username], exclusive=True)
+            gone = tx.execute("DELETE FROM devices WHERE username = ? AND device_id = ?",
+                              (username, device_id))
+            if gone.rowcount != 1:
+                raise NotFound()
+            for table in ("one_time_prekeys", "kem_prekeys", "envelopes"):
+                tx.execute(f"DELETE FROM {table} WHERE username = ? AND device_id = ?",
+                           (username, device_id))
+            self._announce(tx, username, device_id, "device_removed", now_ms=now_ms,
+                           expires_at_ms=expires_at_ms)
+
+    def credential_hash(self, username: str, device_id: int) -> bytes | None:
+        self._prepare()
+        row = self.db.fetchone("SELECT credential_hash FROM devices WHERE username = ? AND "
+                               "device_id = ?", (username, device_id))
+        return None if row is None else bytes(row[0])
+
+    def list_devices(self, username: str) -> list[DeviceInfo]:
+        with self._tx() as tx:
+            if not self._lock_accounts(tx, [username], exclusive=False):
+                raise NotFound()
+            rows = tx.fetchall(
+                "SELECT device_id, registration_id, identity_key, created_at_ms FROM devices "
+                "WHERE username = ? ORDER BY device_id", (username,))
+        return [DeviceInfo(int(r[0]), int(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+
+    # -- keys -----------------------------------------------------------------------------------
+    def upload_prekeys(self, username: str, device_id: int, upload: PreKeyUpload) -> None:
+        with self._tx() as tx:
+            self._insert_prekeys(tx, username, device_id, upload.one_time_prekeys,
+                                 upload.kem_prekeys)
+            spk = upload.signed_prekey
+            if spk is not None:
+                tx.execute("UPDATE devices SET signed_prekey_id = ?, signed_prekey = ?, "
+                           "signed_prekey_signature = ? WHERE username = ? AND device_id = ?",
+                           (spk.key_id, spk.public_key, spk.signature, username, device_id))
+            lr = upload.last_resort_kem_prekey
+            if lr is not None:
+                tx.execute("UPDATE devices SET last_resort_kem_id = ?, last_resort_kem = ?, "
+                           "last_resort_kem_signature = ? WHERE username = ? AND device_id = ?",
+                           (lr.key_id, lr.public_key, lr.signature, username, device_id))
+
+    def prekey_count(self, username: str, device_id: int) -> PreKeyCount:
+        with self._tx() as tx:
+            return self._count(tx, username, device_id)
+
+    def take_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+        with self._tx() as tx:
+            if not self._lock_accounts(tx, [username], exclusive=False):
+                raise NotFound()
+            sql = ("SELECT device_id, registration_id, identity_key, signed_prekey_id, "
+                   "signed_prekey, signed_prekey_signature, last_resort_kem_id, "
+                   "last_resort_kem, last_resort_kem_signature FROM devices WHERE username = ?")
+            params: tuple[Any, ...] = (username,)
+            if device_id is not None:
+                sql += " AND device_id = ?"
+                params += (device_id,)
+            rows = tx.fetchall(sql + " ORDER BY device_id", params)
+            if device_id is not None and not rows:
+                raise NotFound()
+            bundles = []
+            for r in rows:
+                dev = int(r[0])
+                otk = self._claim(tx, "one_time_prekeys", "public_key", username, dev)
+                kem = self._claim(tx, "kem_prekeys", "public_key, signature", username, dev)
+                kem_key = (SignedPreKey(int(r[6]), bytes(r[7]), bytes(r[8])) if kem is None
+                           else SignedPreKey(int(kem[0]), bytes(kem[1]), bytes(kem[2])))
+                bundles.append(PreKeyBundle(
+                    username=username, device_id=dev, registration_id=int(r[1]),
+                    identity_key=bytes(r[2]),
+                    signed_prekey=SignedPreKey(int(r[3]), bytes(r[4]), bytes(r[5])),
+                    kem_prekey=kem_key, kem_prekey_last_resort=kem is None,
+                    one_time_prekey=None if otk is None else PreKey(int(otk[0]), bytes(otk[1])),
+                ))
+        return bundles
+
+    # -- envelopes ------------------------------------------------------------------------------
+    def submit(self, sender: str, sender_device: int, recipient: str,
+               messages: Sequence[OutgoingEnvelope], *, now_ms: int,
+               expires_at_ms: int) -> int:
+        with self._tx() as tx:
+            existing = self._lock_accounts(tx, [sender, recipient], exclusive=False)
+            if recipient not in existing:
+                raise NotFound()
+            expected = {(recipient, d) for d in self._device_ids(tx, recipient)}
+            expected |= {(sender, d) for d in self._device_ids(tx, sender)}
+            expected.discard((sender, sender_device))
+            got = {(m.username, m.device_id) for m in messages}
+            if got != expected:
+                raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
+            if messages:
+                tx.executemany(
+                    ("INSERT INTO envelopes (username, device_id, kind, source, "
+                           "source_device, content, server_timestamp_ms, expires_at_ms) "
+                           "VALUES (?, ?, 'message', ?, ?, ?, ?, ?)"),
+                    [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
+                      expires_at_ms) for m in messages])
+            if recipient != sender:
+                tx.executemany(
+                    ("INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                           "ON CONFLICT (username, contact) DO NOTHING"),
+                    [(sender, recipient), (recipient, sender)])
+        return len(messages)
+
+    def fetch(self, username: str, device_id: int, now_ms: int,
+              limit: int) -> list[Envelope]:
+        self._prepare()
+        rows = self.db.fetchall(
+            f"SELECT {_ENVELOPE_COLUMNS} FROM envelopes WHERE username = ? AND device_id = ? "
+            "AND expires_at_ms > ? ORDER BY id LIMIT ?", (username, device_id, now_ms, limit))
+        return [Envelope(int(r[0]), r[1], str(r[2]), int(r[3]), int(r[4]), int(r[5]),
+                         None if r[6] is None else bytes(r[6])) for r in rows]
+
+    def acknowledge(self, username: str, device_id: int, ids: Iterable[int]) -> int:
+        wanted = sorted(set(ids))
+        deleted = 0
+        with self._tx() as tx:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start:start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                cur = tx.execute(f"DELETE FROM envelopes WHERE username = ? AND device_id = ? "
+                                 f"AND id IN ({marks})", (username, device_id, *chunk))
+                deleted += max(cur.rowcount, 0)
+        return deleted
+
+    # -- attachments and expiry -----------------------------------------------------------------
+    def put_attachment(self, data: bytes, now_ms: int, expires_at_ms: int) -> str:
+        attachment_id = secrets.token_hex(consts.ATTACHMENT_ID_BYTES)
+        with self._tx() as tx:
+            tx.execute("INSERT INTO attachments (id, size, data, created_at_ms, expires_at_ms) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       (attachment_id, len(data), data, now_ms, expires_at_ms))
+        return attachment_id
+
+    def get_attachment(self, attachment_id: str, now_ms: int) -> bytes | None:
+        self._prepare()
+        row = self.db.fetchone("SELECT data FROM attachments WHERE id = ? AND expires_at_ms > ?",
+                               (attachment_id, now_ms))
+        return None if row is None else bytes(row[0])
+
+    def purge_expired(self, now_ms: int) -> PurgeCounts:
+        with self._tx() as tx:
+            env = tx.execute("DELETE FROM envelopes WHERE expires_at_ms <= ?", (now_ms,))
+            att = tx.execute("DELETE FROM attachments WHERE expires_at_ms <= ?", (now_ms,))
+        return PurgeCounts(max(env.rowcount, 0), max(att.rowcount, 0))
+
