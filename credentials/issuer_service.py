@@ -1,0 +1,197 @@
+"""The Privacy Pass issuer (RFC 9578 §4-§6, type 0x0002) as a Flask app factory.
+
+Layers: HTTP checks (method, bearer credential, media type, size) -> decoding -> key lookup ->
+per-account allowance -> blind signing. Each failure class has its own status; bodies are
+``application/problem+json`` and logs name events and counts only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+
+from credentials import consts
+from credentials.batched import (
+    OtherTokenRequest,
+    decode_batch_request,
+    encode_batch_response,
+)
+from credentials.errors import DecodeError, IssuanceError, IssuanceRateLimited
+from credentials.issuance import DirectoryKey, IssuerDirectory, IssuerKey, IssuerKeys
+from credentials.issuer_store import IssuerStore
+from credentials.tokens import TokenRequest
+from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+
+log = logging.getLogger("credentials.issuer")
+
+# Re-read keys from the store this often, so rotations by `token-issuer keys` reach every worker.
+_KEY_REFRESH_SECONDS = 5.0
+
+
+class _KeyCache:
+    """Signers for the store's live keys, rebuilt when the set of keys changes."""
+
+    def __init__(self, store: IssuerStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._loaded_at = -1e9
+        self._ids: tuple[bytes, ...] = ()
+        self._signers: dict[bytes, IssuerKey] = {}
+        self.keys = IssuerKeys()
+
+    def refresh(self, *, force: bool = False) -> IssuerKeys:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._loaded_at < _KEY_REFRESH_SECONDS:
+                return self.keys
+            self._loaded_at = now
+            stored = self._store.list_keys()
+            ids = tuple(k.key_id for k in stored)
+            if ids != self._ids:
+                signers = {}
+                for key in stored:
+                    signer = self._signers.get(key.key_id)
+                    if signer is None:
+                        signer = IssuerKey.from_private_key(self._store.private_key(key.key_id),
+                                                            key.not_before)
+                    signers[key.key_id] = signer
+                self._signers, self._ids = signers, ids
+                self.keys = IssuerKeys(signers.values())
+                log.info("issuer keys loaded count=%d", len(signers))
+            return self.keys
+
+
+def create_app(config: Mapping[str, Any]) -> Flask:
+    """Issuer app. Config: ``db`` (required), ``issuer_name`` (required), ``rate_limit``,
+    ``rate_window``, ``max_batch``, ``key_dir``, ``directory_max_age``."""
+    if not config.get("db") or not config.get("issuer_name"):
+        raise ValueError("issuer config needs 'db' and 'issuer_name'")
+    rate_limit = int(config.get("rate_limit", consts.DEFAULT_RATE_LIMIT))
+    rate_window = int(config.get("rate_window", consts.DEFAULT_RATE_WINDOW))
+    max_batch = min(int(config.get("max_batch", consts.MAX_BATCH_SIZE)), consts.MAX_BATCH_SIZE)
+    max_age = int(config.get("directory_max_age", consts.DEFAULT_DIRECTORY_MAX_AGE))
+    store = IssuerStore(str(config["db"]), key_dir=config.get("key_dir"))
+    store.ensure_key()
+    cache = _KeyCache(store)
+    cache.refresh(force=True)
+
+    app = Flask("credentials.issuer")
+    app.config["MAX_CONTENT_LENGTH"] = consts.MAX_REQUEST_BODY
+    install_problem_handlers(app)
+
+    @app.get(consts.DIRECTORY_PATH)
+    def directory() -> Response:
+        keys = tuple(DirectoryKey(consts.TOKEN_TYPE_BLIND_RSA, k.token_key, k.not_before)
+                     for k in store.list_keys())
+        doc = IssuerDirectory(request.url_root.rstrip("/") + consts.ISSUANCE_PATH, keys)
+        body = doc.to_json()
+        etag = hashlib.sha256(body).hexdigest()[:32]
+        response = Response(body, mimetype=consts.MEDIA_DIRECTORY)
+        response.set_etag(etag)
+        response.headers["Cache-Control"] = f"public, max-age={max_age}"
+        response.make_conditional(request)
+        return response
+
+    def authenticate() -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        account = store.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
+        if account is None:
+            log.info("issuance refused reason=unauthenticated")
+            raise ProblemError(401, "Unauthorized", detail="a valid bearer credential is needed",
+                               headers={"WWW-Authenticate": 'Bearer realm="token-issuer"'})
+        return account
+
+    def body_of(expected: int | None = None) -> bytes:
+        data = request.get_data(cache=False)
+        if expected is not None and len(data) != expected:
+            raise ProblemError(400, "Bad Request", detail="token request has the wrong size")
+        return data
+
+    def reserve(account: str, wanted: int) -> int:
+        try:
+            return store.reserve(account, wanted, limit=rate_limit, window=rate_window)
+        except IssuanceRateLimited as exc:
+            log.info("issuance refused reason=rate_limited")
+            raise ProblemError(429, "Too Many Requests", detail="issuance allowance used up",
+                               headers={"Retry-After": str(exc.retry_after)}) from exc
+
+    @app.post(consts.ISSUANCE_PATH)
+    def issue() -> Response:
+        account = authenticate()
+        media = (request.mimetype or "").lower()
+        if media == consts.MEDIA_TOKEN_REQUEST:
+            return issue_single(account)
+        if media == consts.MEDIA_BATCH_REQUEST:
+            return issue_batch(account)
+        raise ProblemError(415, "Unsupported Media Type",
+                           detail="expected a private-token request media type")
+
+    def issue_single(account: str) -> Response:
+        try:
+            token_request = TokenRequest.decode(body_of(consts.TOKEN_REQUEST_LENGTH))
+        except DecodeError as exc:
+            raise ProblemError(400, "Bad Request", detail="malformed TokenRequest") from exc
+        keys = cache.refresh()
+        if not keys.has_truncated(token_request.truncated_token_key_id):
+            keys = cache.refresh(force=True)
+        if not keys.has_truncated(token_request.truncated_token_key_id):
+            raise ProblemError(422, "Unprocessable Content", detail="unknown token key")
+        reserve(account, 1)
+        try:
+            response = keys.evaluate(token_request, int(time.time()))
+        except IssuanceError as exc:
+            store.refund(account, 1, window=rate_window)
+            raise ProblemError(422, "Unprocessable Content",
+                               detail="token request cannot be signed") from exc
+        log.info("issuance single issued=1")
+        return Response(response.encode(), mimetype=consts.MEDIA_TOKEN_RESPONSE)
+
+    def issue_batch(account: str) -> Response:
+        try:
+            items = decode_batch_request(body_of())
+        except DecodeError as exc:
+            raise ProblemError(422, "Unprocessable Content",
+                               detail="malformed batched token request") from exc
+        if not items:
+            raise ProblemError(400, "Bad Request", detail="empty batch")
+        if len(items) > max_batch:
+            raise ProblemError(422, "Unprocessable Content", detail="batch too large")
+        keys = cache.refresh()
+        signable = [i for i in items if isinstance(i, TokenRequest)
+                    and keys.has_truncated(i.truncated_token_key_id)]
+        if len(signable) < sum(isinstance(i, TokenRequest) for i in items):
+            keys = cache.refresh(force=True)
+            signable = [i for i in items if isinstance(i, TokenRequest)
+                        and keys.has_truncated(i.truncated_token_key_id)]
+        if not signable:
+            raise ProblemError(400, "Bad Request", detail="no token request can be issued")
+        granted = reserve(account, len(signable))
+        now = int(time.time())
+        responses: list[tuple[int, bytes] | None] = []
+        issued = 0
+        for item in items:
+            if isinstance(item, OtherTokenRequest) or issued >= granted or \
+                    not keys.has_truncated(item.truncated_token_key_id):
+                responses.append(None)
+                continue
+            try:
+                responses.append((consts.TOKEN_TYPE_BLIND_RSA, keys.evaluate(item, now).encode()))
+                issued += 1
+            except IssuanceError:
+                responses.append(None)
+        store.refund(account, granted - issued, window=rate_window)
+        log.info("issuance batch requested=%d issued=%d", len(items), issued)
+        if issued == 0:
+            raise ProblemError(400, "Bad Request", detail="no token request could be issued")
+        status = 200 if issued == len(items) else 206
+        return Response(encode_batch_response(responses), status=status,
+                        mimetype=consts.MEDIA_BATCH_RESPONSE)
+
+    return app

@@ -1,0 +1,141 @@
+"""Origin-side redemption (RFC 9577 §2): challenge, verify, spend exactly once.
+
+:class:`TokenVerifier` is the adapter: it fetches the issuer directory over HTTP (cached for
+its ``max-age``), owns the spent-token store and calls the sans-I/O checks in
+:mod:`credentials.issuance`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from urllib.parse import urlsplit
+
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from credentials import consts
+from credentials.errors import DecodeError, IssuerUnavailable, TokenRejected
+from credentials.headers import PrivateTokenChallenge, parse_authorization
+from credentials.issuance import DirectoryKey, IssuerDirectory, public_keys, verify_token
+from credentials.spent_store import DatabaseSpentStore
+from credentials.tokens import TokenChallenge
+
+log = logging.getLogger("credentials.origin")
+
+_MAX_AGE = re.compile(r"max-age\s*=\s*(\d{1,9})")
+# An unknown key id may mean a rotation: re-read the directory, but at most this often.
+_FORCED_REFRESH_INTERVAL = 2.0
+
+
+def _max_age(response: requests.Response, default: int) -> int:
+    match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
+    age = int(match.group(1)) if match else default
+    return max(1, min(age, 86400))
+
+
+class DirectoryCache:
+    """The issuer directory, fetched on demand and kept for its ``Cache-Control`` max-age."""
+
+    def __init__(self, issuer_url: str, session: requests.Session | None = None,
+                 *, default_max_age: int = consts.DEFAULT_CHALLENGE_MAX_AGE) -> None:
+        self.url = issuer_url.rstrip("/") + consts.DIRECTORY_PATH
+        self.session = session or requests.Session()
+        self.default_max_age = default_max_age
+        self._lock = threading.Lock()
+        self._directory: IssuerDirectory | None = None
+        self._expires = 0.0
+        self._fetched = -1e9
+        self.max_age = default_max_age
+
+    def get(self, *, force: bool = False) -> IssuerDirectory:
+        with self._lock:
+            now = time.monotonic()
+            fresh = self._directory is not None and now < self._expires
+            if fresh and not (force and now - self._fetched >= _FORCED_REFRESH_INTERVAL):
+                assert self._directory is not None
+                return self._directory
+            try:
+                response = self.session.get(self.url, timeout=10)
+                if response.status_code != 200:
+                    raise IssuerUnavailable("issuer directory answered with an error")
+                directory = IssuerDirectory.from_json(response.content)
+            except (requests.RequestException, DecodeError, IssuerUnavailable) as exc:
+                if self._directory is not None:  # serve a stale copy rather than fail
+                    log.warning("issuer directory refresh failed; using cached copy")
+                    return self._directory
+                raise IssuerUnavailable("issuer directory unavailable") from exc
+            self.max_age = _max_age(response, self.default_max_age)
+            self._directory, self._fetched = directory, now
+            self._expires = now + self.max_age
+            return directory
+
+
+class TokenVerifier:
+    """Challenges clients and redeems their tokens for one origin."""
+
+    def __init__(
+        self,
+        *,
+        issuer_url: str,
+        origin_info: list[str],
+        spent_db: str,
+        redemption_context: bytes = b"",
+        session: requests.Session | None = None,
+    ) -> None:
+        if len(redemption_context) not in consts.REDEMPTION_CONTEXT_LENGTHS:
+            raise ValueError("redemption_context must be empty or 32 bytes")
+        netloc = urlsplit(issuer_url).netloc
+        if not netloc:
+            raise ValueError("issuer_url must be an absolute URL")
+        self.issuer_name = netloc
+        self.challenge = TokenChallenge(consts.TOKEN_TYPE_BLIND_RSA, netloc, redemption_context,
+                                        tuple(origin_info))
+        self._challenge_bytes = self.challenge.encode()
+        self._digest = self.challenge.digest()
+        self.directory = DirectoryCache(issuer_url, session)
+        self.spent = DatabaseSpentStore(spent_db)
+        self._keys_for: tuple[DirectoryKey, ...] | None = None
+        self._keys: dict[bytes, rsa.RSAPublicKey] = {}
+        self._lock = threading.Lock()
+
+    def _valid_keys(self, *, force: bool = False) -> tuple[list[DirectoryKey],
+                                                           dict[bytes, rsa.RSAPublicKey]]:
+        directory = self.directory.get(force=force)
+        valid = directory.blind_rsa_keys(int(time.time()))
+        with self._lock:
+            if self._keys_for != directory.token_keys:
+                self._keys = public_keys(valid)
+                self._keys_for = directory.token_keys
+                purged = self.spent.purge(k.key_id for k in directory.blind_rsa_keys())
+                if purged:
+                    log.info("spent tokens purged count=%d", purged)
+            return valid, self._keys
+
+    def challenge_header(self) -> str:
+        """A ``WWW-Authenticate`` value for this origin with the issuer's current key."""
+        valid, _ = self._valid_keys()
+        if not valid:
+            raise IssuerUnavailable("issuer publishes no valid token key")
+        newest = max(valid, key=lambda k: k.not_before or 0)
+        return PrivateTokenChallenge(self._challenge_bytes, newest.token_key,
+                                     self.directory.max_age).to_header()
+
+    def redeem(self, authorization: str | None) -> None:
+        """Check the token in an ``Authorization`` value and spend it; TokenRejected if not."""
+        if not authorization:
+            raise TokenRejected("missing token")
+        try:
+            token = parse_authorization(authorization)
+        except DecodeError as exc:
+            raise TokenRejected("malformed token") from exc
+        _, keys = self._valid_keys()
+        if token.token_key_id not in keys:
+            _, keys = self._valid_keys(force=True)
+        verify_token(token, self._digest, keys)
+        if not self.spent.mark_spent(token.token_key_id, token.nonce):
+            log.info("redemption refused reason=double_spend")
+            raise TokenRejected("token already spent")
+        log.info("redemption accepted")
