@@ -1,0 +1,55 @@
+"""Limits, weights and constants of sticker search, each with the reason beside it."""
+
+from __future__ import annotations
+
+# Languages the shipped catalog carries keywords for (the `emoji` package's CLDR-derived names).
+LANGUAGES: tuple[str, ...] = (
+    "en", "es", "fr", "de", "it", "pt", "ja", "ko", "zh", "ru", "fa", "id", "tr", "ar",
+)
+DEFAULT_LANGUAGE = "en"
+
+# Query limits: a sticker picker sends a few words; anything longer is abuse or a mistake.
+MAX_QUERY_CHARS = 200
+MAX_QUERY_TERMS = 8
+# Page sizes: one picker screen is ~20 stickers; 100 bounds the response size.
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_OFFSET = 1000
+
+# Prefix matching: a one-letter prefix would expand to thousands of terms; only the shortest
+# (most likely intended) completions count, in order of length.
+MAX_PREFIX_EXPANSIONS = 48
+# Typo tolerance (one edit, Damerau-Levenshtein/OSA) only for terms long enough that a single
+# edit rarely turns one real word into another.
+MIN_TYPO_TERM_CHARS = 4
+
+# Match weights: an exact word beats a completion, which beats a one-edit correction.
+WEIGHT_EXACT = 1.0
+WEIGHT_PREFIX = 0.7
+WEIGHT_INFIX = 0.45  # a CJK term found inside a longer unsegmented word
+WEIGHT_TYPO = 0.5
+# Field weights: the sticker's own name in a language beats aliases and Unicode character names.
+FIELD_NAME = 1.0
+FIELD_ALIAS = 0.85
+# CLDR annotation keywords (cat -> "pet"): related, but weaker than a word of the name itself.
+FIELD_TAG = 0.8
+FIELD_UNICODE = 0.5
+# With a language hint, keywords of other languages still match, at this factor.
+OTHER_LANGUAGE_FACTOR = 0.6
+# Stickers that match every query term rank above those matching only some.
+PARTIAL_MATCH_FACTOR = 0.3
+# A sticker whose name has many words is a weaker match for any one of them.
+NAME_LENGTH_PENALTY = 0.12
+# Skin-tone variants rank just below the base sticker they vary.
+SKIN_TONE_FACTOR = 0.92
+
+# Words that carry no meaning on their own in sticker names; never indexed, dropped from queries.
+_STOPWORDS_TEXT = """
+    a an the of with and or in on at to for by from
+    de del la las el los y con en un una al
+    le les des du et avec au aux une
+    der die das den dem des und mit im am zum zur ein eine einem einer
+    di da dello della delle dei degli il lo gli e con nel sul per
+    do dos das com no na um uma
+"""
+STOPWORDS: frozenset[str] = frozenset(_STOPWORDS_TEXT.split())

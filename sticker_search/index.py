@@ -1,0 +1,290 @@
+"""The search core: an inverted index over the catalog, built once at start-up (sans-I/O).
+
+Every keyword of every sticker is normalised (:func:`sticker_search.text.normalize`) into a
+*term*; each term has a posting list ``(sticker, weight, language mask)``. A query word is
+expanded into the terms it may mean, each with a match weight:
+
+- the exact term (``cat``), :data:`~sticker_search.consts.WEIGHT_EXACT`;
+- completions while typing (``ca`` -> ``cat``, ``car``...), shortest first, bounded;
+- for scripts without word spaces (Japanese, Chinese) terms that *contain* the word, through
+  an index of suffixes (``猫`` finds ``嬉し泣きする猫``);
+- one-edit typo corrections (``hert`` -> ``heart``) found with a symmetric-deletion index, for
+  words that are not themselves indexed terms.
+
+A sticker's score for a query is the sum, over query words, of its best
+``match weight x posting weight`` (times a factor when a language hint is given and the match
+is in another language); stickers matching every word rank above partial matches. Ties keep a
+fixed order: base stickers before skin-tone variants, shorter names, older emoji, id.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from operator import itemgetter
+
+from sticker_search.catalog import Catalog, Sticker
+from sticker_search.consts import (
+    DEFAULT_LIMIT,
+    FIELD_ALIAS,
+    FIELD_NAME,
+    FIELD_TAG,
+    FIELD_UNICODE,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_PREFIX_EXPANSIONS,
+    MAX_QUERY_CHARS,
+    MAX_QUERY_TERMS,
+    MIN_TYPO_TERM_CHARS,
+    NAME_LENGTH_PENALTY,
+    OTHER_LANGUAGE_FACTOR,
+    PARTIAL_MATCH_FACTOR,
+    SKIN_TONE_FACTOR,
+    STOPWORDS,
+    WEIGHT_EXACT,
+    WEIGHT_INFIX,
+    WEIGHT_PREFIX,
+    WEIGHT_TYPO,
+)
+from sticker_search.errors import QueryError
+from sticker_search.text import is_unsegmented, normalize, tokenize
+
+# A posting: (sticker number, weight, bit mask of the languages the term occurs in).
+Posting = tuple[int, float, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One ranked result."""
+
+    sticker: Sticker
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One page of ranked results; ``total`` counts every sticker that matched."""
+
+    total: int
+    hits: tuple[Hit, ...]
+
+
+def _deletes(term: str) -> set[str]:
+    return {term[:i] + term[i + 1:] for i in range(len(term))}
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by at most one insertion, deletion, substitution or
+    transposition of adjacent characters (optimal string alignment distance <= 1)."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la > lb:
+        a, b, la, lb = b, a, lb, la
+    i = 0
+    while i < la and a[i] == b[i]:
+        i += 1
+    if la == lb:
+        if a[i + 1:] == b[i + 1:]:
+            return True  # one substitution
+        return (i + 1 < la and a[i] == b[i + 1] and a[i + 1] == b[i]
+                and a[i + 2:] == b[i + 2:])  # one transposition
+    return a[i:] == b[i + 1:]  # one insertion into a
+
+
+class SearchIndex:
+    """An inverted index over a :class:`Catalog`; :meth:`search` is pure and thread-safe."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.languages: tuple[str, ...] = tuple(catalog.languages) or ("en",)
+        self._lang_bit = {lang: 1 << i for i, lang in enumerate(self.languages)}
+        self._stickers = catalog.stickers
+        order = sorted(range(len(self._stickers)),
+                       key=lambda n: self._tiebreak(self._stickers[n]))
+        rank = {n: r for r, n in enumerate(order)}
+        postings: dict[str, dict[int, tuple[float, int]]] = {}
+        for number, sticker in enumerate(self._stickers):
+            # The tie-break order rides in the weights as a factor too small to reorder real
+            # score differences, so ranking needs no second sort key.
+            prior = (SKIN_TONE_FACTOR if sticker.skin_tone else 1.0) * (1.0 - rank[number] * 1e-8)
+            for lang, words in sticker.keywords.items():
+                bit = self._lang_bit.get(lang, 0)
+                self._add(postings, number, words, FIELD_NAME * prior, bit)
+                for phrase in sticker.tags.get(lang, ()):
+                    self._add(postings, number, (phrase,), FIELD_TAG * prior, bit)
+                if lang == "en":
+                    self._add(postings, number, sticker.aliases, FIELD_ALIAS * prior, bit)
+                    self._add(postings, number, sticker.unicode_words, FIELD_UNICODE * prior,
+                              bit)
+        self._postings: dict[str, tuple[Posting, ...]] = {
+            term: tuple((n, w, m) for n, (w, m) in docs.items())
+            for term, docs in postings.items()
+        }
+        # Without a language hint only the weights matter: a dict per term merges fastest.
+        self._weights: dict[str, dict[int, float]] = {
+            term: {n: w for n, (w, _m) in docs.items()} for term, docs in postings.items()
+        }
+        self._terms: list[str] = sorted(self._postings)
+        # Short prefixes match huge ranges: precompute their bounded, shortest-first completions.
+        self._short_prefixes: dict[str, tuple[str, ...]] = {}
+        by_length = sorted(self._terms, key=lambda t: (len(t), t))
+        for term in by_length:
+            for size in (1, 2):
+                if len(term) > size:
+                    bucket = self._short_prefixes.setdefault(term[:size], ())
+                    if len(bucket) < MAX_PREFIX_EXPANSIONS:
+                        self._short_prefixes[term[:size]] = (*bucket, term)
+        # Suffixes of unsegmented (CJK) terms -> the terms containing them.
+        suffix_map: dict[str, set[str]] = {}
+        for term in self._terms:
+            if is_unsegmented(term):
+                for start in range(1, len(term)):
+                    suffix_map.setdefault(term[start:], set()).add(term)
+        self._suffix_terms = {s: tuple(sorted(t)) for s, t in suffix_map.items()}
+        self._suffixes: list[str] = sorted(self._suffix_terms)
+        # Symmetric deletion index for one-edit typo tolerance.
+        deletes: dict[str, list[str]] = {}
+        for term in self._terms:
+            if len(term) >= MIN_TYPO_TERM_CHARS - 1 and not is_unsegmented(term):
+                deletes.setdefault(term, []).append(term)
+                for variant in _deletes(term):
+                    deletes.setdefault(variant, []).append(term)
+        self._deletes = {k: tuple(v) for k, v in deletes.items()}
+
+    @staticmethod
+    def _tiebreak(sticker: Sticker) -> tuple[bool, int, float, str]:
+        return (sticker.skin_tone, len(sticker.keywords.get("en", ())), sticker.emoji_version,
+                sticker.id)
+
+    @staticmethod
+    def _add(postings: dict[str, dict[int, tuple[float, int]]], number: int,
+             words: Iterable[str], field: float, bit: int) -> None:
+        terms = [t for w in words for t in tokenize(w) if t not in STOPWORDS]
+        if not terms:
+            return
+        # A name (or tag phrase) of many words is a weaker match for any one of them.
+        weight = field / (1.0 + NAME_LENGTH_PENALTY * (len(set(terms)) - 1))
+        for term in terms:
+            docs = postings.setdefault(term, {})
+            old_weight, old_mask = docs.get(number, (0.0, 0))
+            docs[number] = (max(old_weight, weight), old_mask | bit)
+
+    @property
+    def term_count(self) -> int:
+        """Number of distinct indexed terms."""
+        return len(self._terms)
+
+    def _prefix_range(self, keys: list[str], prefix: str) -> list[str]:
+        # Every key starting with ``prefix`` sorts between it and ``prefix + U+10FFFF``.
+        start = bisect.bisect_left(keys, prefix)
+        end = bisect.bisect_left(keys, prefix + "\U0010ffff", lo=start)
+        return keys[start:end]
+
+    def expand(self, word: str) -> dict[str, float]:
+        """The indexed terms a normalised query ``word`` may mean, with their match weights."""
+        matches: dict[str, float] = {}
+        if word in self._postings:
+            matches[word] = WEIGHT_EXACT
+        if len(word) <= 2:
+            completions: Iterable[str] = self._short_prefixes.get(word, ())
+        else:
+            found = self._prefix_range(self._terms, word)
+            if len(found) > MAX_PREFIX_EXPANSIONS:
+                found = sorted(found, key=len)[:MAX_PREFIX_EXPANSIONS]
+            completions = found
+        for term in completions:
+            if term != word:
+                # A completion that needs fewer extra letters is the likelier intent.
+                weight = WEIGHT_PREFIX * (0.5 + 0.5 * len(word) / len(term))
+                if weight > matches.get(term, 0.0):
+                    matches[term] = weight
+        if is_unsegmented(word):
+            for suffix in self._prefix_range(self._suffixes, word)[:MAX_PREFIX_EXPANSIONS]:
+                for term in self._suffix_terms[suffix]:
+                    if matches.get(term, 0.0) < WEIGHT_INFIX:
+                        matches[term] = WEIGHT_INFIX
+        elif len(word) >= MIN_TYPO_TERM_CHARS and word not in self._postings:
+            candidates: set[str] = set(self._deletes.get(word, ()))
+            for variant in _deletes(word):
+                candidates.update(self._deletes.get(variant, ()))
+            for term in candidates:
+                if term not in matches and within_one_edit(word, term):
+                    matches[term] = WEIGHT_TYPO
+        return matches
+
+    def query_words(self, query: str) -> list[str]:
+        """Normalised query words: stopwords dropped, except the last (it may be a prefix)."""
+        if len(query) > MAX_QUERY_CHARS:
+            raise QueryError("query too long")
+        words = tokenize(query)
+        kept = [w for w in words[:-1] if w not in STOPWORDS] + words[-1:]
+        unique = list(dict.fromkeys(kept))
+        if len(unique) > MAX_QUERY_TERMS:
+            raise QueryError("too many query words")
+        return unique
+
+    def search(self, query: str, *, lang: str | None = None, limit: int = DEFAULT_LIMIT,
+               offset: int = 0) -> SearchResult:
+        """Rank the stickers matching ``query``; return ``limit`` hits from ``offset``.
+
+        ``lang`` is a hint: matches in that language weigh more, others still count.
+        Raises :class:`QueryError` for a query that is too long, an unknown language or a bad
+        page.
+        """
+        if not 1 <= limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
+            raise QueryError("limit or offset out of range")
+        hint = 0
+        if lang:
+            lang = normalize(lang)
+            if lang not in self._lang_bit:
+                raise QueryError("unknown language")
+            hint = self._lang_bit[lang]
+        words = self.query_words(query)
+        if not words:
+            return SearchResult(0, ())
+        totals = self._word_scores(words[0], hint)
+        if len(words) > 1:
+            totals = dict(totals)
+            matched = dict.fromkeys(totals, 1)
+            for word in words[1:]:
+                for number, score in self._word_scores(word, hint).items():
+                    totals[number] = totals.get(number, 0.0) + score
+                    matched[number] = matched.get(number, 0) + 1
+            n_words = len(words)
+            for number, count in matched.items():
+                if count < n_words:
+                    totals[number] *= PARTIAL_MATCH_FACTOR ** (n_words - count)
+        top = heapq.nlargest(offset + limit, totals.items(), key=itemgetter(1))
+        stickers = self._stickers
+        hits = tuple(Hit(stickers[n], round(s, 4)) for n, s in top[offset:])
+        return SearchResult(len(totals), hits)
+
+    def _word_scores(self, word: str, hint: int) -> dict[int, float]:
+        """Best score per sticker for one query word (never mutate: may be an index dict)."""
+        expansions = sorted(self.expand(word).items(), key=itemgetter(1), reverse=True)
+        best: dict[int, float] = {}
+        owned = False  # ``best`` may alias an index dict until the first merge copies it
+        for term, match_weight in expansions:
+            if hint:
+                other = match_weight * OTHER_LANGUAGE_FACTOR
+                scores = {n: w * (match_weight if m & hint else other)
+                          for n, w, m in self._postings[term]}
+            elif match_weight == WEIGHT_EXACT:
+                scores = self._weights[term]
+            else:
+                scores = {n: w * match_weight for n, w in self._weights[term].items()}
+            if not best:
+                best = scores
+                continue
+            if not owned:
+                best, owned = dict(best), True
+            get = best.get
+            for number, score in scores.items():
+                if score > get(number, 0.0):
+                    best[number] = score
+        return best
