@@ -53,3 +53,12 @@ class TargetError(OHTTPError):
 
 class StoreError(OHTTPError):
     """The gateway key/replay store failed or holds inconsistent data."""
+
+
+class RequestRejected(OHTTPError):
+    """The relay or gateway refused an encapsulated request with a 4xx (not a key problem)."""
+
+    def __init__(self, status: int, title: str) -> None:
+        super().__init__(f"request rejected with status {status}")
+        self.status = status
+        self.title = title

@@ -75,7 +75,7 @@ DEFAULT_SYMMETRIC: tuple[SymmetricSuite, ...] = (
 )
 
 
-def _cipher_suite(kem_id: int, kdf_id: int, aead_id: int) -> CipherSuite:
+def cipher_suite(kem_id: int, kdf_id: int, aead_id: int) -> CipherSuite:
     if kem_id not in KEM_SIZES:
         raise UnsupportedSuite("unsupported KEM")
     if kdf_id not in SUPPORTED_KDFS or aead_id not in AEAD_SIZES:
@@ -271,8 +271,8 @@ def _public_bytes(kem_id: int, private: Any) -> bytes:
     return point
 
 
-def _hpke_public_key(config: KeyConfig) -> Any:
-    suite = _cipher_suite(config.kem_id, KDF_HKDF_SHA256, AEAD_AES_128_GCM)
+def hpke_public_key(config: KeyConfig) -> Any:
+    suite = cipher_suite(config.kem_id, KDF_HKDF_SHA256, AEAD_AES_128_GCM)
     try:
         return suite.kem.deserialize_public_key(config.public_key)
     except Exception:  # pyhpke raises several types for a bad point
@@ -372,13 +372,13 @@ def encapsulate_request(
     if chosen not in config.symmetric:
         raise UnsupportedSuite("suite not offered by the key configuration")
     header = RequestHeader(config.key_id, config.kem_id, chosen.kdf_id, chosen.aead_id)
-    hpke = _cipher_suite(config.kem_id, chosen.kdf_id, chosen.aead_id)
+    hpke = cipher_suite(config.kem_id, chosen.kdf_id, chosen.aead_id)
     eks = None
     if ephemeral_private_key is not None:
         sk = _load_private(config.kem_id, ephemeral_private_key)
         eks = KEMKeyPair(KEMKey.from_pyca_cryptography_key(sk),
                          KEMKey.from_pyca_cryptography_key(sk.public_key()))
-    enc, context = hpke.create_sender_context(_hpke_public_key(config), header.info(), eks=eks)
+    enc, context = hpke.create_sender_context(hpke_public_key(config), header.info(), eks=eks)
     ciphertext = context.seal(request)
     return header.to_bytes() + enc + ciphertext, ClientResponseContext(context, enc,
                                                                        chosen.aead_id)
@@ -426,7 +426,7 @@ def open_request_header(data: bytes, lookup: KeyLookup) -> tuple[RequestHeader, 
         raise UnsupportedSuite("KEM does not match the key configuration")
     if SymmetricSuite(header.kdf_id, header.aead_id) not in key.config.symmetric:
         raise UnsupportedSuite("KDF/AEAD not offered by the key configuration")
-    _cipher_suite(header.kem_id, header.kdf_id, header.aead_id)
+    cipher_suite(header.kem_id, header.kdf_id, header.aead_id)
     enc = reader.take(KEM_SIZES[header.kem_id][1], "encapsulated key")
     return header, key, enc, reader
 
@@ -451,7 +451,7 @@ def decapsulate_request(data: bytes, lookup: KeyLookup) -> tuple[bytes, ServerRe
 
 def recipient_context(header: RequestHeader, key: GatewayKey, enc: bytes, info: bytes) -> Any:
     """HPKE SetupBaseR; an invalid ``enc`` point is a :class:`DecryptError`."""
-    hpke = _cipher_suite(header.kem_id, header.kdf_id, header.aead_id)
+    hpke = cipher_suite(header.kem_id, header.kdf_id, header.aead_id)
     try:
         return hpke.create_recipient_context(enc, key.hpke_private_key(), info)
     except Exception:  # pyhpke raises several types for an invalid or low-order point

@@ -1,0 +1,121 @@
+"""``ohttp-gateway``: serve the Oblivious Gateway, manage its keys.
+
+    ohttp-gateway serve --host H --port P --db DB --target ORIGIN [--target ORIGIN ...]
+    ohttp-gateway keys generate|list|rotate|retire --db DB
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ohttp_relay import consts
+from ohttp_relay.errors import OHTTPError
+from ohttp_relay.gateway import OriginError, parse_origin
+from ohttp_relay.ohttp import KEM_P256, KEM_X25519, encode_key_configs
+from ohttp_relay.store import DatabaseStore
+
+_KEMS = {"x25519": KEM_X25519, "p256": KEM_P256}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ohttp-gateway", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--db", required=True, help="SQLite path or postgresql:// DSN")
+    serve.add_argument("--target", action="append", default=[], metavar="ORIGIN",
+                       help="allowed target origin, e.g. http://127.0.0.1:9000 (repeatable)")
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--date-window", type=int, default=consts.DEFAULT_DATE_WINDOW,
+                       help="seconds a request's Date may differ from now (0 = off)")
+    serve.add_argument("--require-date", action="store_true",
+                       help="refuse inner requests without a Date field")
+    serve.add_argument("--keys-max-age", type=int, default=consts.DEFAULT_KEYS_MAX_AGE)
+    serve.add_argument("--target-timeout", type=float, default=30.0)
+    serve.add_argument("--relay-secret-env", metavar="VAR",
+                       help="environment variable holding the relay's shared secret")
+
+    keys = sub.add_parser("keys", help="manage key configurations")
+    keys.add_argument("action", choices=["generate", "list", "rotate", "retire"])
+    keys.add_argument("--db", required=True)
+    keys.add_argument("--kem", choices=sorted(_KEMS), default="x25519")
+    keys.add_argument("--grace", type=int, default=consts.DEFAULT_KEY_GRACE,
+                      help="seconds a rotated-out key keeps decrypting (rotate)")
+    keys.add_argument("--key-id", type=int, help="retire this key now (retire)")
+    keys.add_argument("--export", metavar="FILE",
+                      help="also write the active application/ohttp-keys list to FILE")
+    return parser
+
+
+def _keys(args: argparse.Namespace) -> int:
+    store = DatabaseStore(args.db)
+    now = int(time.time())
+    if args.action == "generate":
+        record = store.generate_key(now, _KEMS[args.kem])
+        print(f"generated key_id={record.key_id} kem={args.kem}")
+    elif args.action == "rotate":
+        record = store.rotate(now, args.grace, _KEMS[args.kem])
+        print(f"rotated: new key_id={record.key_id}; previous keys decrypt for {args.grace}s")
+    elif args.action == "retire":
+        retired = store.retire(now, args.key_id)
+        print("retired key_ids: " + (", ".join(map(str, retired)) or "none"))
+    records = store.keys()
+    if args.action == "list":
+        for record in records:
+            until = "" if record.retire_at is None else f" until={record.retire_at}"
+            print(f"key_id={record.key_id} kem={record.kem_id:#06x} state={record.state}"
+                  f" created={record.created_at}{until}")
+    if args.export:
+        body = encode_key_configs(r.key.config for r in records
+                                  if r.state == "active" and r.key is not None)
+        with open(args.export, "wb") as handle:
+            handle.write(body)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ohttp-gateway`` console script."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "keys":
+            return _keys(args)
+        try:
+            targets = [parse_origin(t) for t in args.target]
+        except OriginError:
+            print("ohttp-gateway: --target must be an origin like http://127.0.0.1:9000",
+                  file=sys.stderr)
+            return 2
+        if not targets:
+            print("ohttp-gateway: warning: no --target given; every request will get 403",
+                  file=sys.stderr)
+        config: dict[str, object] = {
+            "db": args.db, "targets": targets, "date_window": args.date_window,
+            "require_date": args.require_date, "keys_max_age": args.keys_max_age,
+            "target_timeout": args.target_timeout,
+        }
+        if args.relay_secret_env:
+            secret = os.environ.get(args.relay_secret_env)
+            if not secret:
+                print("ohttp-gateway: relay secret variable is empty", file=sys.stderr)
+                return 2
+            config["relay_secret"] = secret
+        DatabaseStore(args.db).ensure_key(int(time.time()))  # first key before workers fork
+        from e2ee_core.infra.serving import serve
+
+        sys.argv = sys.argv[:1]  # gunicorn parses sys.argv
+        serve("ohttp_relay.gateway_service:create_app", config, host=args.host, port=args.port,
+              workers=args.workers, threads=args.threads)
+        return 0
+    except OHTTPError as exc:
+        print(f"ohttp-gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

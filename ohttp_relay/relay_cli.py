@@ -1,0 +1,54 @@
+"""``ohttp-relay``: serve the Oblivious Relay.
+
+    ohttp-relay serve --host H --port P --gateway URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ohttp-relay", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the relay under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8081)
+    serve.add_argument("--gateway", required=True, metavar="URL",
+                       help="the gateway's POST /gateway URL")
+    serve.add_argument("--rate-limit", type=int, default=120,
+                       help="requests per window per client address (0 = off)")
+    serve.add_argument("--rate-window", type=float, default=60.0, help="seconds")
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--relay-secret-env", metavar="VAR",
+                       help="environment variable holding the secret sent to the gateway")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ohttp-relay`` console script."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.gateway.startswith(("http://", "https://")):
+        print("ohttp-relay: --gateway must be an http(s) URL", file=sys.stderr)
+        return 2
+    config: dict[str, object] = {"gateway_url": args.gateway, "rate_limit": args.rate_limit,
+                                 "rate_window": args.rate_window}
+    if args.relay_secret_env:
+        secret = os.environ.get(args.relay_secret_env)
+        if not secret:
+            print("ohttp-relay: relay secret variable is empty", file=sys.stderr)
+            return 2
+        config["relay_secret"] = secret
+    from e2ee_core.infra.serving import serve
+
+    sys.argv = sys.argv[:1]  # gunicorn parses sys.argv
+    serve("ohttp_relay.relay_service:create_app", config, host=args.host, port=args.port,
+          workers=args.workers, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The Oblivious Relay Resource as a Flask app: ``POST /relay``, ``GET /ohttp-keys``.
+
+The relay sees the client's address but only ciphertext. It forwards the body and exactly two
+fields, ``Content-Type`` and ``Content-Length`` (plus the relay's own shared secret when one is
+configured): no ``Forwarded``, ``X-Forwarded-For``, ``Via``, cookies or ``User-Agent``. Media
+type and size are checked before anything is forwarded, each client address is rate limited
+(429 with ``Retry-After``), and nothing about bodies or addresses is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from flask import Flask, Response, request
+
+from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+from ohttp_relay import consts
+
+log = logging.getLogger("ohttp_relay.relay")
+
+_ACCEPTED = (consts.MEDIA_TYPE_REQUEST, consts.MEDIA_TYPE_CHUNKED_REQUEST)
+
+
+class RateLimiter:
+    """Fixed-window request counter per client address, in this process's memory only."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def hit(self, client: str, now: float | None = None) -> float | None:
+        """Count one request; ``None`` if allowed, else seconds until the window resets."""
+        if self.limit <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if len(self._counts) > 50_000:  # forget idle clients
+                self._counts = {k: v for k, v in self._counts.items()
+                                if now - v[0] < self.window}
+            start, count = self._counts.get(client, (now, 0))
+            if now - start >= self.window:
+                start, count = now, 0
+            if count >= self.limit:
+                return max(0.0, start + self.window - now)
+            self._counts[client] = (start, count + 1)
+            return None
+
+
+def keys_url_for(gateway_url: str) -> str:
+    """The gateway origin's ``/ohttp-keys``."""
+    parts = urlsplit(gateway_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/ohttp-keys", "", ""))
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the relay. Config: ``gateway_url`` (required), ``rate_limit`` (requests per window
+    per client address, default 120; 0 disables), ``rate_window`` (s, default 60),
+    ``relay_secret``, ``max_request_size``, ``gateway_timeout`` (s), ``keys_url``.
+    """
+    cfg = dict(config or {})
+    gateway_url = str(cfg.get("gateway_url") or "")
+    if not gateway_url.startswith(("http://", "https://")):
+        raise ValueError("relay config needs 'gateway_url' (http or https URL)")
+    keys_url = str(cfg.get("keys_url") or keys_url_for(gateway_url))
+    limiter = RateLimiter(int(cfg.get("rate_limit", 120)), float(cfg.get("rate_window", 60)))
+    relay_secret = cfg.get("relay_secret")
+    max_size = int(cfg.get("max_request_size", consts.MAX_ENCAPSULATED_REQUEST))
+    timeout = (5.0, float(cfg.get("gateway_timeout", 60.0)))
+    session = requests.Session()
+    session.trust_env = False
+    session.headers.clear()
+    keys_cache: dict[str, Any] = {}
+    keys_lock = threading.Lock()
+
+    app = Flask("ohttp_relay")
+    install_problem_handlers(app)
+
+    def _rate_limit() -> None:
+        retry = limiter.hit(request.remote_addr or "")
+        if retry is not None:
+            log.info("relay event=rate_limited")
+            raise ProblemError(429, "Too Many Requests",
+                               headers={"Retry-After": str(max(1, math.ceil(retry)))})
+
+    @app.post("/relay")
+    def relay() -> Response:
+        _rate_limit()
+        media = (request.mimetype or "").lower()
+        if media not in _ACCEPTED:
+            log.info("relay event=rejected_media_type")
+            raise ProblemError(415, "Unsupported Media Type")
+        length = request.content_length
+        if length is not None and length > max_size:
+            log.info("relay event=too_large")
+            raise ProblemError(413, "Content Too Large")
+        body = request.stream.read(max_size + 1)
+        if len(body) > max_size:
+            log.info("relay event=too_large")
+            raise ProblemError(413, "Content Too Large")
+        headers = {"Content-Type": media, "Content-Length": str(len(body))}
+        if relay_secret:
+            headers[consts.RELAY_SECRET_HEADER] = str(relay_secret)
+        try:
+            upstream = session.post(gateway_url, data=body, headers=headers, timeout=timeout,
+                                    allow_redirects=False, stream=True)
+        except requests.Timeout:
+            log.info("relay event=gateway_timeout")
+            raise ProblemError(504, "Gateway Timeout") from None
+        except requests.RequestException:
+            log.info("relay event=gateway_unreachable")
+            raise ProblemError(502, "Bad Gateway") from None
+        log.info("relay event=forwarded status=%d", upstream.status_code)
+        out_type = upstream.headers.get("Content-Type", "application/octet-stream")
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from upstream.raw.stream(16 * 1024, decode_content=False)
+            except Exception:
+                log.info("relay event=gateway_stream_failed")
+            finally:
+                upstream.close()
+
+        if out_type.startswith(consts.MEDIA_TYPE_CHUNKED_RESPONSE):
+            return Response(stream(), status=upstream.status_code, content_type=out_type)
+        content = b"".join(stream())
+        return Response(content, status=upstream.status_code, content_type=out_type)
+
+    @app.get("/ohttp-keys")
+    def ohttp_keys() -> Response:
+        _rate_limit()
+        now = time.monotonic()
+        with keys_lock:
+            cached = keys_cache.get("entry")
+            if cached is None or now >= cached[0]:
+                try:
+                    upstream = session.get(keys_url, timeout=timeout, allow_redirects=False)
+                except requests.RequestException:
+                    log.info("relay event=keys_unreachable")
+                    raise ProblemError(502, "Bad Gateway") from None
+                if upstream.status_code != 200:
+                    log.info("relay event=keys_failed status=%d", upstream.status_code)
+                    raise ProblemError(502, "Bad Gateway")
+                cache_control = upstream.headers.get("Cache-Control", "max-age=60")
+                max_age = _max_age(cache_control)
+                # cache for a second only: after a rotation a client refetch must see new keys
+                cached = (now + min(max_age, 1), upstream.content, cache_control)
+                keys_cache["entry"] = cached
+        log.info("relay event=keys_served")
+        resp = Response(cached[1], mimetype=consts.MEDIA_TYPE_KEYS)
+        resp.headers["Cache-Control"] = cached[2]
+        return resp
+
+    return app
+
+
+def _max_age(cache_control: str) -> int:
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.isdigit():
+            return int(value)
+    return 0

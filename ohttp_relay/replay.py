@@ -1,0 +1,61 @@
+"""Replay defences for the gateway (RFC 9458 §6.5), sans-I/O.
+
+Two layers: the inner request's ``Date`` must lie within ``window`` seconds of the gateway's
+clock, and every accepted Encapsulated Request's ``enc`` (unique per HPKE encapsulation) is
+remembered per key id for as long as a request carrying it could still pass the Date check, so a
+byte-identical replay inside the window is refused (the store does the remembering).
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+
+from ohttp_relay import consts
+from ohttp_relay.errors import ReplayError
+
+
+@dataclass(frozen=True)
+class ReplayPolicy:
+    """``window`` seconds either side of now (0 disables the Date check)."""
+
+    window: int = consts.DEFAULT_DATE_WINDOW
+    require_date: bool = False
+    #: How long a seen ``enc`` is remembered when the Date check is disabled.
+    ttl_without_window: int = consts.DEFAULT_REPLAY_TTL
+
+    @property
+    def remember_for(self) -> int:
+        """Seconds to keep a seen request: twice the window covers both clock directions."""
+        return 2 * self.window + 1 if self.window > 0 else self.ttl_without_window
+
+
+def parse_http_date(value: str) -> float | None:
+    """Seconds since the epoch of an HTTP date (RFC 9110 §5.6.7), or ``None`` if unparseable."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def format_http_date(now: float) -> str:
+    """An IMF-fixdate for ``now``."""
+    return email.utils.formatdate(now, usegmt=True)
+
+
+def check_date(value: str | None, now: float, policy: ReplayPolicy) -> None:
+    """Raise :class:`ReplayError` if the request's Date is missing (when required) or stale."""
+    if policy.window <= 0:
+        return
+    if value is None:
+        if policy.require_date:
+            raise ReplayError("request has no Date")
+        return
+    when = parse_http_date(value)
+    if when is None:
+        raise ReplayError("request Date is not an HTTP date")
+    if abs(when - now) > policy.window:
+        raise ReplayError("request Date outside the accepted window")

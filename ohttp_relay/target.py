@@ -1,0 +1,125 @@
+"""Forwarding an inner request to its target: over HTTP (``requests``) or to an in-process WSGI app.
+
+Both clients send exactly the inner request's fields (minus hop-by-hop ones) and add nothing
+that identifies the client: ``requests`` defaults (User-Agent, Accept, Accept-Encoding) are
+removed, environment proxies are ignored, redirects are not followed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+from urllib3.util import SKIP_HEADER
+
+from ohttp_relay.errors import TargetError
+
+
+@dataclass
+class TargetResponse:
+    """A target's response: status, fields, and the content as an iterator of chunks."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: Iterator[bytes]
+    close: Callable[[], None] = field(default=lambda: None)
+
+    def read_all(self) -> bytes:
+        try:
+            return b"".join(self.body)
+        finally:
+            self.close()
+
+
+class TargetTimeout(TargetError):
+    """The target did not answer in time (the gateway answers 504)."""
+
+
+class TargetClient(Protocol):
+    def send(self, method: str, url: str, headers: list[tuple[str, str]],
+             body: bytes) -> TargetResponse: ...
+
+
+class HTTPTarget:
+    """Forwards with a ``requests`` session (connection reuse, timeouts, no redirects)."""
+
+    def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 chunk_size: int = 16 * 1024) -> None:
+        self.session = requests.Session()
+        self.session.trust_env = False  # never route through an environment proxy
+        self.session.headers.clear()  # no default User-Agent/Accept/Accept-Encoding
+        self.timeout = (connect_timeout, read_timeout)
+        self.chunk_size = chunk_size
+
+    def send(self, method: str, url: str, headers: list[tuple[str, str]],
+             body: bytes) -> TargetResponse:
+        merged: dict[str, str] = {}
+        for name, value in headers:  # repeated fields are combined (RFC 9110 §5.3)
+            merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        for name in ("user-agent", "accept-encoding"):  # urllib3 would add its own defaults
+            merged.setdefault(name, SKIP_HEADER)
+        try:
+            resp = self.session.request(method, url, headers=merged, data=body or None,
+                                        timeout=self.timeout, allow_redirects=False,
+                                        stream=True)
+        except requests.Timeout:
+            raise TargetTimeout("target timed out") from None
+        except requests.RequestException:
+            raise TargetError("target unreachable") from None
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from resp.raw.stream(self.chunk_size, decode_content=False)
+            except requests.Timeout:
+                raise TargetTimeout("target timed out") from None
+            except Exception:
+                raise TargetError("target stream failed") from None
+
+        raw_headers = list(resp.raw.headers.items())
+        return TargetResponse(resp.status_code, raw_headers, chunks(), resp.close)
+
+
+class WSGITarget:
+    """Calls a WSGI application in process (for a target living in the gateway's process)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def send(self, method: str, url: str, headers: list[tuple[str, str]],
+             body: bytes) -> TargetResponse:
+        from werkzeug.test import EnvironBuilder
+
+        builder = EnvironBuilder(method=method, base_url=None, path=url, data=body,
+                                 headers=headers)
+        environ = builder.get_environ()
+        environ["REMOTE_ADDR"] = ""  # the gateway knows no client address to give
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, response_headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], object]:
+            captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = list(response_headers)
+            return lambda _data: None
+
+        try:
+            iterable = self.app(environ, start_response)
+            content = b"".join(iterable)
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+        except Exception:
+            raise TargetError("in-process target failed") from None
+        return TargetResponse(captured["status"], captured["headers"], iter([content]))
+
+
+class RoutingTarget:
+    """Sends to an in-process app when its origin has one, else over HTTP."""
+
+    def __init__(self, http: HTTPTarget, apps: Mapping[str, WSGITarget]) -> None:
+        self.http = http
+        self.apps = dict(apps)
+
+    def for_origin(self, origin: str) -> TargetClient:
+        return self.apps.get(origin, self.http)
