@@ -85,3 +85,8 @@ def device_keys(one_time: int = 5, kem: int = 5, first_id: int = 1) -> DeviceKey
         kem_prekeys=tuple(SignedPreKey(first_id + 1000 + i, b"\x08" + secrets.token_bytes(1568),
                                        secrets.token_bytes(64)) for i in range(kem)),
     )
+
+
+def unique_name(prefix: str = "u") -> str:
+    """A fresh account name, so tests sharing one PostgreSQL database never collide."""
+    return f"{prefix}{secrets.token_hex(5)}"
