@@ -70,10 +70,11 @@ class IssuerClient:
         with self._lock:
             queue = self._cache.setdefault(key, deque())
             while len(queue) < n:
-                got = self._fetch(challenge, min(self.batch_size, n - len(queue)))
-                if not got:
-                    break
+                asked = min(self.batch_size, n - len(queue))
+                got = self._fetch(challenge, asked)
                 queue.extend(got)
+                if len(got) < asked:  # partial issuance (allowance exhausted): stop here
+                    break
             return len(queue)
 
     def cached(self, www_authenticate: str) -> int:

@@ -30,30 +30,22 @@ from e2ee_core.infra.problem import ProblemError, install_problem_handlers
 
 log = logging.getLogger("credentials.issuer")
 
-# Re-read keys from the store this often, so rotations by `token-issuer keys` reach every worker.
-_KEY_REFRESH_SECONDS = 5.0
-
-
 class _KeyCache:
     """Signers for the store's live keys, rebuilt when the set of keys changes."""
 
     def __init__(self, store: IssuerStore) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._loaded_at = -1e9
         self._ids: tuple[bytes, ...] = ()
         self._signers: dict[bytes, IssuerKey] = {}
         self.keys = IssuerKeys()
 
-    def refresh(self, *, force: bool = False) -> IssuerKeys:
-        now = time.monotonic()
+    def refresh(self) -> IssuerKeys:
+        """The live keys; one cheap id query per call so a retirement takes effect at once."""
+        ids = tuple(self._store.live_key_ids())
         with self._lock:
-            if not force and now - self._loaded_at < _KEY_REFRESH_SECONDS:
-                return self.keys
-            self._loaded_at = now
-            stored = self._store.list_keys()
-            ids = tuple(k.key_id for k in stored)
             if ids != self._ids:
+                stored = [k for k in self._store.list_keys() if k.key_id in set(ids)]
                 signers = {}
                 for key in stored:
                     signer = self._signers.get(key.key_id)
@@ -79,7 +71,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     store = IssuerStore(str(config["db"]), key_dir=config.get("key_dir"))
     store.ensure_key()
     cache = _KeyCache(store)
-    cache.refresh(force=True)
+    cache.refresh()
 
     app = Flask("credentials.issuer")
     app.config["MAX_CONTENT_LENGTH"] = consts.MAX_REQUEST_BODY
@@ -140,8 +132,6 @@ def create_app(config: Mapping[str, Any]) -> Flask:
             raise ProblemError(400, "Bad Request", detail="malformed TokenRequest") from exc
         keys = cache.refresh()
         if not keys.has_truncated(token_request.truncated_token_key_id):
-            keys = cache.refresh(force=True)
-        if not keys.has_truncated(token_request.truncated_token_key_id):
             raise ProblemError(422, "Unprocessable Content", detail="unknown token key")
         reserve(account, 1)
         try:
@@ -166,10 +156,6 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         keys = cache.refresh()
         signable = [i for i in items if isinstance(i, TokenRequest)
                     and keys.has_truncated(i.truncated_token_key_id)]
-        if len(signable) < sum(isinstance(i, TokenRequest) for i in items):
-            keys = cache.refresh(force=True)
-            signable = [i for i in items if isinstance(i, TokenRequest)
-                        and keys.has_truncated(i.truncated_token_key_id)]
         if not signable:
             raise ProblemError(400, "Bad Request", detail="no token request can be issued")
         granted = reserve(account, len(signable))

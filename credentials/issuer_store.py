@@ -83,6 +83,11 @@ class IssuerStore:
         return [StoredKey(bytes(r[0]), bytes(r[1]), int(r[2]), int(r[3]),
                           None if r[4] is None else int(r[4])) for r in rows]
 
+    def live_key_ids(self) -> list[bytes]:
+        rows = self.db.fetchall("SELECT key_id FROM issuer_keys WHERE retired_at IS NULL "
+                                "ORDER BY key_id")
+        return [bytes(r[0]) for r in rows]
+
     def generate_key(self, *, not_before: int | None = None, now: int | None = None) -> StoredKey:
         """A new 2048-bit key, its truncated id distinct from every live key's."""
         now = int(time.time()) if now is None else now

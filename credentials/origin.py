@@ -119,7 +119,8 @@ class TokenVerifier:
         valid, _ = self._valid_keys()
         if not valid:
             raise IssuerUnavailable("issuer publishes no valid token key")
-        newest = max(valid, key=lambda k: k.not_before or 0)
+        # The newest key in use; on a tie the one published last (directory order).
+        newest = max(reversed(valid), key=lambda k: k.not_before or 0)
         return PrivateTokenChallenge(self._challenge_bytes, newest.token_key,
                                      self.directory.max_age).to_header()
 
