@@ -1,5 +1,69 @@
-"""The e2ee_core exception hierarchy. Messages never contain keys, plaintexts or user data."""
+"""The e2ee_core exception hierarchy. Messages never contain keys, plaintexts or user data.
+
+Every decoder and every session operation raises only subclasses of :class:`E2EEError` on any
+input. Addresses are kept as attributes (for the application to act on), never in ``str(exc)``.
+"""
+
+from __future__ import annotations
 
 
 class E2EEError(Exception):
     """Base class of every error e2ee_core raises on purpose."""
+
+
+class InvalidKey(E2EEError):
+    """A public or private key has the wrong type byte, length or is a low-order point."""
+
+
+class InvalidSignature(E2EEError):
+    """An XEdDSA signature (signed prekey, KEM prekey) does not verify."""
+
+
+class InvalidMessage(E2EEError):
+    """A ciphertext is malformed, truncated, fails its MAC or cannot be decrypted."""
+
+
+class InvalidVersion(InvalidMessage):
+    """The message's version byte is not one this library speaks (0x33 or 0x44)."""
+
+
+class InvalidMac(InvalidMessage):
+    """The 8-byte message MAC does not verify (wrong session, tampering or corruption)."""
+
+
+class DuplicateMessage(InvalidMessage):
+    """The message key was already used: the message was delivered before."""
+
+
+class MessageTooFarInFuture(InvalidMessage):
+    """The counter jumps further ahead than ``consts.MAX_FORWARD_JUMPS``."""
+
+
+class InvalidPreKey(InvalidMessage):
+    """A PreKeySignalMessage names a one-time, signed or KEM prekey this device does not hold."""
+
+
+class NoSession(E2EEError):
+    """There is no session with this address (start one from a prekey bundle first)."""
+
+    def __init__(self, message: str = "no session with this address",
+                 address: tuple[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class UntrustedIdentity(E2EEError):
+    """The remote identity key differs from the trusted one; the app must accept it first.
+
+    ``address`` and ``identity_key`` (public, 33 bytes) are attributes for the app to act on;
+    they are deliberately not part of the message.
+    """
+
+    def __init__(self, address: tuple[str, int], identity_key: bytes) -> None:
+        super().__init__("remote identity key changed and is not trusted")
+        self.address = address
+        self.identity_key = identity_key
+
+
+class StoreError(E2EEError):
+    """The protocol store is corrupt or could not be read."""

@@ -1,0 +1,67 @@
+"""The symmetric primitives of the protocol, all from ``cryptography``: HKDF, HMAC, AES-CBC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from e2ee_core.errors import InvalidMessage
+from e2ee_core.protocol.consts import CHAIN_KEY_SEED, LABEL_MESSAGE_KEYS, MESSAGE_KEY_SEED
+
+_SHA256 = hashes.SHA256()
+
+
+def hkdf(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF-SHA256 (a ``None`` salt is 32 zero bytes, as in libsignal)."""
+    return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    mac = crypto_hmac.HMAC(key, _SHA256)
+    mac.update(data)
+    return mac.finalize()
+
+
+def chain_message_seed(chain_key: bytes) -> bytes:
+    """Double Ratchet KDF_CK, output half: the seed of this step's message keys."""
+    return hmac_sha256(chain_key, MESSAGE_KEY_SEED)
+
+
+def chain_next(chain_key: bytes) -> bytes:
+    """Double Ratchet KDF_CK, chain half: the next chain key."""
+    return hmac_sha256(chain_key, CHAIN_KEY_SEED)
+
+
+@dataclass(frozen=True)
+class MessageKeys:
+    """AES-256 key, HMAC key and IV of one message (HKDF "WhisperMessageKeys", 80 bytes)."""
+
+    cipher_key: bytes
+    mac_key: bytes
+    iv: bytes
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> MessageKeys:
+        okm = hkdf(seed, None, LABEL_MESSAGE_KEYS, 80)
+        return cls(okm[:32], okm[32:64], okm[64:80])
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        padder = padding.PKCS7(128).padder()
+        data = padder.update(plaintext) + padder.finalize()
+        enc = Cipher(algorithms.AES(self.cipher_key), modes.CBC(self.iv)).encryptor()
+        return enc.update(data) + enc.finalize()
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        if not ciphertext or len(ciphertext) % 16:
+            raise InvalidMessage("ciphertext is not a whole number of AES blocks")
+        dec = Cipher(algorithms.AES(self.cipher_key), modes.CBC(self.iv)).decryptor()
+        data = dec.update(ciphertext) + dec.finalize()
+        unpadder = padding.PKCS7(128).unpadder()
+        try:
+            return unpadder.update(data) + unpadder.finalize()
+        except ValueError as exc:
+            raise InvalidMessage("invalid CBC padding") from exc

@@ -1,0 +1,1 @@
+"""Protocol stores: the :mod:`stores` interfaces, an in-memory and an SQLite implementation."""
