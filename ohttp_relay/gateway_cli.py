@@ -65,7 +65,7 @@ def _keys(args: argparse.Namespace) -> int:
     elif args.action == "retire":
         retired = store.retire(now, args.key_id)
         print("retired key_ids: " + (", ".join(map(str, retired)) or "none"))
-    records = store.keys()
+    records = store.key_records()
     if args.action == "list":
         for record in records:
             until = "" if record.retire_at is None else f" until={record.retire_at}"

@@ -79,7 +79,7 @@ class KeyCache:
             if force and now - self._forced > 1.0:
                 stale, self._forced = True, now
             if stale or not self._records:
-                self._records = self.store.keys()
+                self._records = self.store.key_records()
                 self._loaded = now
             return self._records
 

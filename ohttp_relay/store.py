@@ -31,7 +31,7 @@ from ohttp_relay.ohttp import DEFAULT_SYMMETRIC, KEM_X25519, GatewayKey, Symmetr
 class GatewayStore(Protocol):
     """Persistence the gateway needs. Every method is atomic."""
 
-    def keys(self) -> list[KeyRecord]:
+    def key_records(self) -> list[KeyRecord]:
         """Every key record, in key-id order."""
         ...
 
@@ -72,7 +72,7 @@ class MemoryStore:
         self._keys: dict[int, KeyRecord] = {}
         self._seen: dict[tuple[int, bytes], int] = {}
 
-    def keys(self) -> list[KeyRecord]:
+    def key_records(self) -> list[KeyRecord]:
         with self._lock:
             return [self._keys[k] for k in sorted(self._keys)]
 
@@ -124,7 +124,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ohttp_keys (
     key_id INTEGER PRIMARY KEY,
     kem_id INTEGER NOT NULL,
-    symmetric {blob} NOT NULL,
+    suites {blob} NOT NULL,
     private_key {blob},
     state TEXT NOT NULL,
     created_at {bigint} NOT NULL,
@@ -139,7 +139,7 @@ CREATE TABLE IF NOT EXISTS ohttp_replay (
 CREATE INDEX IF NOT EXISTS ohttp_replay_expiry ON ohttp_replay (expires_at)
 """
 
-_COLUMNS = "key_id, kem_id, symmetric, private_key, state, created_at, retire_at"
+_COLUMNS = "key_id, kem_id, suites, private_key, state, created_at, retire_at"
 
 
 def _secure_sqlite_file(path: str) -> None:
@@ -177,7 +177,7 @@ class DatabaseStore:
         rows = tx.fetchall(f"SELECT {_COLUMNS} FROM ohttp_keys ORDER BY key_id")
         return [_record(row) for row in rows]
 
-    def keys(self) -> list[KeyRecord]:
+    def key_records(self) -> list[KeyRecord]:
         with self.db.transaction(write=False) as tx:
             return self._rows(tx)
 
