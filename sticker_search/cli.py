@@ -1,0 +1,228 @@
+"""``sticker-search``: serve the sticker service, search privately, run the whole stack.
+
+    sticker-search serve --host H --port P --issuer URL [--spent-db DB] [--query-stats DB]
+    sticker-search query TEXT --issuer URL --credential CRED --relay URL --target URL
+                     [--lang L] [--limit N] [--offset N] [--keys URL] [--json]
+    sticker-search stack up [--dir DIR] [--account NAME]
+
+Exit codes of ``query``: 0 results printed (possibly none), 2 bad query or arguments,
+3 issuer limit reached (retry later), 4 relay, gateway, service or issuer unreachable,
+5 token or credential refused, 6 unexpected answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import tempfile
+import unicodedata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sticker_search.errors import (
+    AccessDenied,
+    ProtocolError,
+    QueryError,
+    RateLimited,
+    ServiceUnavailable,
+    StickerSearchError,
+)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_RATE_LIMITED = 3
+EXIT_UNAVAILABLE = 4
+EXIT_DENIED = 5
+EXIT_PROTOCOL = 6
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sticker-search",
+                                     description="Private sticker search (Privacy Pass + OHTTP).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the sticker service under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument("--issuer", required=True, metavar="URL",
+                       help="the token issuer's base URL (its directory is fetched)")
+    serve.add_argument("--spent-db", default="sticker-spent.sqlite3", metavar="DB",
+                       help="spent-token store: SQLite path or postgresql:// DSN")
+    serve.add_argument("--query-stats", metavar="DB",
+                       help="keep aggregate per-query counts here (no time, no requester)")
+    serve.add_argument("--origin-name", action="append", default=[], metavar="NAME",
+                       help="origin name bound into token challenges (repeatable)")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--threads", type=int, default=2)
+
+    query = sub.add_parser("query", help="search privately through the relay")
+    query.add_argument("text")
+    query.add_argument("--issuer", required=True, metavar="URL")
+    query.add_argument("--credential", required=True, metavar="CRED",
+                       help="the account's bearer credential (token-issuer accounts add)")
+    query.add_argument("--relay", required=True, metavar="URL", help="the relay's base URL")
+    query.add_argument("--target", required=True, metavar="URL",
+                       help="the sticker service's URL as the gateway reaches it")
+    query.add_argument("--keys", metavar="URL",
+                       help="where to fetch the gateway key config (default: the relay's)")
+    query.add_argument("--lang", help="language hint (en, es, fr, de, ja, ...)")
+    query.add_argument("--limit", type=int, default=10)
+    query.add_argument("--offset", type=int, default=0)
+    query.add_argument("--batch", type=int, default=1,
+                       help="tokens fetched per issuer request (a one-shot command uses 1)")
+    query.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    stack = sub.add_parser("stack", help="run issuer, sticker service, gateway and relay")
+    stack.add_argument("action", choices=["up"])
+    stack.add_argument("--dir", type=Path, help="folder for stores and logs (default: temp)")
+    stack.add_argument("--host", default="127.0.0.1")
+    stack.add_argument("--account", default="demo", help="account to create (default: demo)")
+    return parser
+
+
+# Joiners, variation selectors and skin-tone modifiers merge into the previous glyph.
+_ZERO_WIDTH = frozenset("\u200d\ufe0f\ufe0e" + "".join(chr(c) for c in range(0x1F3FB, 0x1F400)))
+
+
+def _display_width(text: str) -> int:
+    """Terminal columns ``text`` takes (East Asian wide characters and emoji take two)."""
+    width = 0
+    joined = False
+    for char in text:
+        if joined or unicodedata.combining(char) or char in _ZERO_WIDTH:
+            joined = char == "\u200d"  # the glyph after a joiner is drawn into the previous one
+            continue
+        joined = False
+        wide = unicodedata.east_asian_width(char) in ("W", "F")
+        width += 2 if wide else 1
+    return width
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _display_width(text))
+
+
+def format_table(rows: list[tuple[str, str, str, str]],
+                 header: tuple[str, str, str, str] = ("#", "sticker", "title", "id")) -> str:
+    """A plain-text table whose columns line up with emoji and CJK text."""
+    table = [header, *rows]
+    widths = [max(_display_width(row[i]) for row in table) for i in range(4)]
+    lines = []
+    for n, row in enumerate(table):
+        lines.append("  ".join(_pad(cell, widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from e2ee_core.infra import serving
+
+    config: dict[str, Any] = {
+        "issuer_url": args.issuer, "spent_db": args.spent_db,
+        "origin_info": args.origin_name or None,
+    }
+    if args.query_stats:
+        config["query_stats_db"] = args.query_stats
+    # Build the spent store before the fork so workers do not race to create its schema.
+    from credentials.spent_store import DatabaseSpentStore
+
+    DatabaseSpentStore(args.spent_db)
+    if args.query_stats:
+        from sticker_search.service import QueryStats
+
+        QueryStats(args.query_stats)
+    sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
+    serving.serve("sticker_search.service:create_app", config, host=args.host, port=args.port,
+                  workers=args.workers, threads=args.threads)
+    return EXIT_OK
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sticker_search.client import StickerClient
+
+    client = StickerClient(issuer_url=args.issuer, credential=args.credential,
+                           relay_url=args.relay, target_url=args.target, key_config=args.keys,
+                           batch_size=max(1, args.batch))
+    page = client.search(args.text, lang=args.lang, limit=args.limit, offset=args.offset)
+    if args.json:
+        print(json.dumps({"total": page.total, "offset": page.offset, "results": [
+            {"id": r.id, "glyph": r.glyph, "title": r.title, "score": r.score}
+            for r in page.results]}, ensure_ascii=False))
+        return EXIT_OK
+    if not page.results:
+        print("no stickers found")
+        return EXIT_OK
+    rows = [(str(page.offset + n), r.glyph, r.title, r.id) for n, r in enumerate(page.results, 1)]
+    print(format_table(rows))
+    print(f"{len(page.results)} of {page.total} stickers (searched privately: relay + gateway, "
+          "1 token spent)")
+    return EXIT_OK
+
+
+def _stack_up(args: argparse.Namespace) -> int:
+    from sticker_search.stack import Stack
+
+    base = args.dir or Path(tempfile.mkdtemp(prefix="sticker-stack-"))
+    stack = Stack(base, host=args.host)
+
+    def _terminate(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        stack.start()
+        credential = stack.add_account(args.account)
+        print("private sticker search stack is up:")
+        print(f"  issuer          {stack.issuer_url}")
+        print(f"  sticker service {stack.sticker_url}")
+        print(f"  gateway         {stack.gateway_url}")
+        print(f"  relay           {stack.relay_url}")
+        print(f"  stores and logs {base}")
+        print(f"  account {args.account!r} credential: {credential}")
+        print("try:")
+        print("  sticker-search query cat " + " ".join(shlex.quote(a) for a in (
+            "--issuer", stack.issuer_url, "--credential", credential, "--relay",
+            stack.relay_url, "--target", stack.sticker_url)))
+        print("press Ctrl-C to stop", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        print("\nstopping...")
+    finally:
+        stack.stop()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sticker-search`` console script."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "query":
+            return _query(args)
+        return _stack_up(args)
+    except QueryError as exc:
+        print(f"sticker-search: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RateLimited as exc:
+        print(f"sticker-search: the token issuer's limit for this account is reached; "
+              f"try again in {exc.retry_after} s", file=sys.stderr)
+        return EXIT_RATE_LIMITED
+    except ServiceUnavailable as exc:
+        print(f"sticker-search: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except AccessDenied as exc:
+        print(f"sticker-search: {exc}", file=sys.stderr)
+        return EXIT_DENIED
+    except (ProtocolError, StickerSearchError) as exc:
+        print(f"sticker-search: {exc}", file=sys.stderr)
+        return EXIT_PROTOCOL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
