@@ -96,14 +96,14 @@ def _decode_cleanly(decoder: Callable[[Any], Any], value: Any) -> None:
         pass
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(DECODERS), json_values)
 def test_every_decoder_is_total_on_arbitrary_json(decoder: Callable[[Any], Any],
                                                   value: Any) -> None:
     _decode_cleanly(decoder, value)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(examples)
 def test_valid_values_round_trip_through_json_text(value: Any) -> None:
     text = json.dumps(value.to_json())
@@ -130,7 +130,7 @@ def _replace(obj: Any, path: list[Any], new: Any) -> Any:
     return copy
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(examples, st.data(), json_values)
 def test_one_corrupted_field_still_decodes_cleanly(value: Any, data: st.DataObject,
                                                    replacement: Any) -> None:
@@ -139,7 +139,7 @@ def test_one_corrupted_field_still_decodes_cleanly(value: Any, data: st.DataObje
     _decode_cleanly(type(value).from_json, _replace(tree, path, replacement))
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=1, max_size=64))
 def test_truncated_or_corrupted_base64_is_refused(raw: bytes) -> None:
     text = encode_bytes(raw)
@@ -153,7 +153,7 @@ def test_truncated_or_corrupted_base64_is_refused(raw: bytes) -> None:
         decode_bytes(encode_bytes(raw + bytes(65)), "x", max_len=64)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.text(max_size=140))
 def test_parse_credential_is_total(token: str) -> None:
     try:
@@ -163,6 +163,7 @@ def test_parse_credential_is_total(token: str) -> None:
     assert format_credential(username, device_id, secret) == token
 
 
+@settings(max_examples=50, deadline=None)
 @given(usernames, st.integers(1, consts.MAX_DEVICE_ID), st.binary(min_size=32, max_size=32))
 def test_credentials_round_trip(username: str, device_id: int, raw: bytes) -> None:
     import base64
