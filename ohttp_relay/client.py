@@ -138,8 +138,10 @@ class ObliviousClient:
 
     def _send(self, inner: bhttp.Request, config: KeyConfig) -> ObliviousResponse:
         if self.chunked:
+            encoded = inner.to_bytes(bhttp.Mode.INDETERMINATE)
+            step = consts.CHUNK_PLAINTEXT_BYTES
             body, chunked_ctx = encapsulate_chunked_request(
-                config, [inner.to_bytes(bhttp.Mode.INDETERMINATE)])
+                config, [encoded[i:i + step] for i in range(0, len(encoded), step)])
             media = consts.MEDIA_TYPE_CHUNKED_REQUEST
         else:
             body, context = encapsulate_request(config, inner.to_bytes())

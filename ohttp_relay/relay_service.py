@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from flask import Flask, Response, request
+from urllib3.util import SKIP_HEADER
 
 from e2ee_core.infra.problem import ProblemError, install_problem_handlers
 from ohttp_relay import consts
@@ -78,8 +79,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     session = requests.Session()
     session.trust_env = False
     session.headers.clear()
-    keys_cache: dict[str, Any] = {}
-    keys_lock = threading.Lock()
 
     app = Flask("ohttp_relay")
     install_problem_handlers(app)
@@ -106,7 +105,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if len(body) > max_size:
             log.info("relay event=too_large")
             raise ProblemError(413, "Content Too Large")
-        headers = {"Content-Type": media, "Content-Length": str(len(body))}
+        # urllib3 would add User-Agent and Accept-Encoding of its own: skip both.
+        headers = {"Content-Type": media, "Content-Length": str(len(body)),
+                   "User-Agent": SKIP_HEADER, "Accept-Encoding": SKIP_HEADER}
         if relay_secret:
             headers[consts.RELAY_SECRET_HEADER] = str(relay_secret)
         try:
@@ -136,35 +137,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/ohttp-keys")
     def ohttp_keys() -> Response:
+        # Not cached here: after a key rotation a client's refetch must see the new keys.
         _rate_limit()
-        now = time.monotonic()
-        with keys_lock:
-            cached = keys_cache.get("entry")
-            if cached is None or now >= cached[0]:
-                try:
-                    upstream = session.get(keys_url, timeout=timeout, allow_redirects=False)
-                except requests.RequestException:
-                    log.info("relay event=keys_unreachable")
-                    raise ProblemError(502, "Bad Gateway") from None
-                if upstream.status_code != 200:
-                    log.info("relay event=keys_failed status=%d", upstream.status_code)
-                    raise ProblemError(502, "Bad Gateway")
-                cache_control = upstream.headers.get("Cache-Control", "max-age=60")
-                max_age = _max_age(cache_control)
-                # cache for a second only: after a rotation a client refetch must see new keys
-                cached = (now + min(max_age, 1), upstream.content, cache_control)
-                keys_cache["entry"] = cached
+        try:
+            upstream = session.get(keys_url, timeout=timeout, allow_redirects=False,
+                                   headers={"User-Agent": SKIP_HEADER,
+                                            "Accept-Encoding": SKIP_HEADER})
+        except requests.RequestException:
+            log.info("relay event=keys_unreachable")
+            raise ProblemError(502, "Bad Gateway") from None
+        if upstream.status_code != 200:
+            log.info("relay event=keys_failed status=%d", upstream.status_code)
+            raise ProblemError(502, "Bad Gateway")
         log.info("relay event=keys_served")
-        resp = Response(cached[1], mimetype=consts.MEDIA_TYPE_KEYS)
-        resp.headers["Cache-Control"] = cached[2]
+        resp = Response(upstream.content, mimetype=consts.MEDIA_TYPE_KEYS)
+        resp.headers["Cache-Control"] = upstream.headers.get("Cache-Control", "max-age=60")
         return resp
 
     return app
-
-
-def _max_age(cache_control: str) -> int:
-    for part in cache_control.split(","):
-        name, _, value = part.strip().partition("=")
-        if name.lower() == "max-age" and value.isdigit():
-            return int(value)
-    return 0

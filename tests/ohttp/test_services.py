@@ -1,0 +1,237 @@
+"""Black-box tests: relay, gateway and an echo target each under gunicorn on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from e2ee_core.infra.logging_filter import find_leaks
+from ohttp_relay import bhttp, consts, ohttp
+from ohttp_relay.client import ObliviousClient, build_request
+from ohttp_relay.errors import KeyMismatch, RelayUnavailable, RequestRejected
+from ohttp_relay.gateway_cli import main as gateway_cli
+from ohttp_relay.gateway_service import create_app as create_gateway
+from ohttp_relay.relay_service import create_app as create_relay
+from tests.apps import create_echo_app
+from tests.support import LiveServer, free_port
+
+Start = Callable[..., LiveServer]
+CLIENT_ONLY_HEADERS = {"forwarded", "x-forwarded-for", "x-real-ip", "via", "cookie",
+                       "user-agent", "x-client-secret"}
+
+
+def _stack(live_server: Start, tmp_path: Path, **gateway_config: Any
+           ) -> tuple[LiveServer, LiveServer, LiveServer]:
+    echo = live_server(create_echo_app)
+    gateway_config.setdefault("db", str(tmp_path / "gateway.db"))
+    gateway_config.setdefault("targets", [echo.url])
+    gateway = live_server(create_gateway, **gateway_config)
+    relay_config: dict[str, Any] = {"gateway_url": gateway.url + "/gateway"}
+    if "relay_secret" in gateway_config:
+        relay_config["relay_secret"] = gateway_config["relay_secret"]
+    relay = live_server(create_relay, **relay_config)
+    return echo, gateway, relay
+
+
+def _keys(gateway: LiveServer) -> ohttp.KeyConfig:
+    return ohttp.decode_key_configs(requests.get(gateway.url + "/ohttp-keys", timeout=5).content)[0]
+
+
+def test_request_through_relay_and_gateway_reveals_nothing_about_the_client(
+        live_server: Start, tmp_path: Path) -> None:
+    echo, gateway, relay = _stack(live_server, tmp_path)
+    keys = requests.get(relay.url + "/ohttp-keys", timeout=5)
+    assert keys.headers["Content-Type"] == consts.MEDIA_TYPE_KEYS
+    assert "max-age=" in keys.headers["Cache-Control"]
+
+    secret_query = "q=purple-elephant-sticker"
+    token = "Bearer tok-3f9a1c77e0b24d5e"
+    body = b"plaintext-body-7d1e55"
+    client = ObliviousClient(relay.url)
+    resp = client.request("POST", f"{echo.url}/search?{secret_query}",
+                          headers={"Authorization": token, "Content-Type": "text/plain",
+                                   "Connection": "close"}, data=body)
+    assert resp.status == 200
+    seen = resp.json()
+    assert (seen["method"], seen["path"], seen["query"]) == ("POST", "/search", secret_query)
+    assert bytes.fromhex(seen["body"]) == body
+    assert seen["headers"]["authorization"] == token  # inner headers reach the target
+    assert "connection" not in seen["headers"]  # hop-by-hop headers do not
+    assert not CLIENT_ONLY_HEADERS & set(seen["headers"])
+    assert set(seen["headers"]) <= {"authorization", "content-type", "content-length", "host",
+                                    "date"}
+    assert resp.headers["content-type"] == "application/json"
+
+    # The relay forwards only Content-Type and Content-Length, whatever the client sent.
+    probe = live_server(create_relay, gateway_url=echo.url + "/gateway")
+    outer = requests.post(probe.url + "/relay", data=b"ciphertext", headers={
+        "Content-Type": consts.MEDIA_TYPE_REQUEST, "X-Forwarded-For": "203.0.113.9",
+        "Forwarded": "for=203.0.113.9", "Cookie": "session=abc", "User-Agent": "client/1.0",
+        "Via": "1.1 client", "X-Client-Secret": "s"}, timeout=5)
+    forwarded = outer.json()["headers"]
+    assert set(forwarded) == {"content-type", "content-length", "host"}
+    assert forwarded["content-type"] == consts.MEDIA_TYPE_REQUEST
+
+    for server in (relay, gateway, echo, probe):
+        server.stop()
+    secrets = [secret_query, "purple-elephant", token, body, "tok-3f9a1c77e0b24d5e"]
+    assert find_leaks(relay.logs().splitlines(), secrets) == []  # the relay saw ciphertext only
+    assert find_leaks(gateway.logs().splitlines(), secrets) == []  # events and counts only
+    assert "event=answered" in gateway.logs()
+    # The gateway's records hold keys and seen `enc` values, never an address or a request.
+    stored = (tmp_path / "gateway.db").read_bytes()
+    for needle in (b"127.0.0.1", b"purple-elephant", token.encode(), body):
+        assert needle not in stored
+
+
+def test_outer_errors(live_server: Start, tmp_path: Path) -> None:
+    echo, gateway, relay = _stack(live_server, tmp_path, max_request_size=4096)
+    config = _keys(gateway)
+    url = gateway.url + "/gateway"
+    media = {"Content-Type": consts.MEDIA_TYPE_REQUEST}
+    inner = build_request("GET", echo.url + "/", None, None).to_bytes()
+
+    wrong_type = requests.post(url, data=b"x", headers={"Content-Type": "text/plain"}, timeout=5)
+    assert wrong_type.status_code == 415
+    assert wrong_type.headers["Content-Type"] == "application/problem+json"
+    assert requests.post(relay.url + "/relay", data=b"x", timeout=5).status_code == 415
+    assert requests.post(url, data=b"\x00" * 5000, headers=media, timeout=5).status_code == 413
+
+    unknown = ohttp.KeyConfig((config.key_id + 1) % 256, config.kem_id, config.public_key,
+                              config.symmetric)
+    sealed, _ = ohttp.encapsulate_request(unknown, inner)
+    answer = requests.post(url, data=sealed, headers=media, timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["type"] == consts.PROBLEM_OHTTP_KEY
+
+    sealed, _ = ohttp.encapsulate_request(config, inner)
+    for broken in (sealed[:5], sealed[:-1], sealed[:-1] + bytes([sealed[-1] ^ 1])):
+        answer = requests.post(url, data=broken, headers=media, timeout=5)
+        assert answer.status_code == 400
+        assert answer.headers["Content-Type"] == "application/problem+json"
+
+    first = requests.post(url, data=sealed, headers=media, timeout=5)
+    assert first.status_code == 200 and first.headers["Content-Type"] == consts.MEDIA_TYPE_RESPONSE
+    replay = requests.post(url, data=sealed, headers=media, timeout=5)
+    assert replay.status_code == 400 and replay.json()["title"] == "Replayed request"
+    # Through the relay too: the byte-identical request is refused.
+    assert requests.post(relay.url + "/relay", data=sealed, headers=media,
+                         timeout=5).status_code == 400
+    assert requests.get(url, timeout=5).status_code == 405
+
+
+def _sealed_exchange(gateway: LiveServer, inner: bhttp.Request) -> bhttp.Response:
+    sealed, context = ohttp.encapsulate_request(_keys(gateway), inner.to_bytes())
+    answer = requests.post(gateway.url + "/gateway", data=sealed,
+                           headers={"Content-Type": consts.MEDIA_TYPE_REQUEST}, timeout=10)
+    assert answer.status_code == 200
+    return bhttp.decode_response(context.decapsulate(answer.content))
+
+
+def test_inner_errors_are_sealed(live_server: Start, tmp_path: Path) -> None:
+    echo, gateway, _relay = _stack(live_server, tmp_path, date_window=30, target_timeout=5)
+    forbidden = _sealed_exchange(gateway, build_request("GET", "http://127.0.0.1:1/x", None, None))
+    assert forbidden.status == 403
+    stale = _sealed_exchange(gateway, build_request("GET", echo.url + "/", None, None,
+                                                    now=time.time() - 3600))
+    assert stale.status == 400
+    assert json.loads(stale.content)["type"] == consts.PROBLEM_DATE
+    assert stale.header("date") is not None
+    assert _sealed_exchange(gateway, build_request("GET", echo.url + "/", None, None)).status \
+        == 200
+    sealed, context = ohttp.encapsulate_request(_keys(gateway), b"\x00\x03GE")
+    answer = requests.post(gateway.url + "/gateway", data=sealed,
+                           headers={"Content-Type": consts.MEDIA_TYPE_REQUEST}, timeout=5)
+    assert bhttp.decode_response(context.decapsulate(answer.content)).status == 400
+
+    dead_port = free_port()
+    down = live_server(create_gateway, db=str(tmp_path / "down.db"),
+                       targets=[f"http://127.0.0.1:{dead_port}"])
+    unreachable = _sealed_exchange(down, build_request("GET", f"http://127.0.0.1:{dead_port}/",
+                                                       None, None))
+    assert unreachable.status == 502
+    crash = _sealed_exchange(gateway, build_request("GET", echo.url + "/fail", None, None))
+    assert crash.status == 422  # the target's own error passes through, sealed
+
+
+def test_relay_secret_rate_limit_and_unavailability(live_server: Start, tmp_path: Path) -> None:
+    echo, gateway, relay = _stack(live_server, tmp_path, relay_secret="relay-shared-secret-1")
+    direct = requests.post(gateway.url + "/gateway", data=b"x",
+                           headers={"Content-Type": consts.MEDIA_TYPE_REQUEST}, timeout=5)
+    assert direct.status_code == 403
+    assert ObliviousClient(relay.url).request("GET", echo.url + "/").status == 200
+
+    limited = live_server(create_relay, gateway_url=gateway.url + "/gateway", rate_limit=2,
+                          rate_window=60)
+    statuses = [requests.post(limited.url + "/relay", data=b"x", timeout=5,
+                              headers={"Content-Type": consts.MEDIA_TYPE_REQUEST})
+                for _ in range(3)]
+    assert [s.status_code for s in statuses[:2]] == [403, 403]  # no secret: gateway refuses
+    assert statuses[2].status_code == 429
+    assert int(statuses[2].headers["Retry-After"]) >= 1
+
+    with pytest.raises(RelayUnavailable):
+        ObliviousClient(f"http://127.0.0.1:{free_port()}").request("GET", echo.url + "/")
+    orphan = live_server(create_relay, gateway_url=f"http://127.0.0.1:{free_port()}/gateway")
+    with pytest.raises(RelayUnavailable):
+        ObliviousClient(orphan.url, _keys(gateway).to_bytes()).request("GET", echo.url + "/")
+    with pytest.raises(RequestRejected):
+        ObliviousClient(limited.url, _keys(gateway).to_bytes()).request("GET", echo.url + "/")
+    for server in (relay, gateway, limited):
+        server.stop()
+    assert find_leaks(limited.logs().splitlines() + gateway.logs().splitlines(),
+                      ["relay-shared-secret-1"]) == []
+
+
+def test_key_rotation_refetch_and_key_mismatch(live_server: Start, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "gateway.db")
+    echo, _gateway, relay = _stack(live_server, tmp_path, db=db, key_refresh=0.2)
+    client = ObliviousClient(relay.url)
+    assert client.request("GET", echo.url + "/").status == 200
+    old_id = client.key_config().key_id
+    assert gateway_cli(["keys", "rotate", "--db", db, "--grace", "3600"]) == 0
+    time.sleep(0.3)
+    assert client.request("GET", echo.url + "/").status == 200  # old key: still in grace
+    assert client.key_config().key_id == old_id
+    assert gateway_cli(["keys", "retire", "--db", db, "--key-id", str(old_id)]) == 0
+    time.sleep(0.3)
+    assert client.request("GET", echo.url + "/").status == 200  # refetched and retried
+    assert client.key_config().key_id != old_id
+    capsys.readouterr()
+
+    stale = ohttp.GatewayKey.generate(old_id).config.to_bytes()  # a config the gateway lacks
+    with pytest.raises(KeyMismatch):
+        ObliviousClient(relay.url, stale).request("GET", echo.url + "/")
+
+
+def test_chunked_mode_streams_a_long_response(live_server: Start, tmp_path: Path) -> None:
+    echo, _gateway, relay = _stack(live_server, tmp_path)
+    payload = os.urandom(300_000)
+    client = ObliviousClient(relay.url, chunked=True)
+    resp = client.request("PUT", echo.url + "/big?x=1", data=payload)
+    assert resp.status == 200
+    assert bytes.fromhex(resp.json()["body"]) == payload
+    assert resp.json()["query"] == "x=1"
+
+
+@pytest.mark.postgres
+def test_two_gateways_share_keys_and_replay_cache(live_server: Start, pg_dsn: str) -> None:
+    echo = live_server(create_echo_app)
+    first = live_server(create_gateway, db=pg_dsn, targets=[echo.url])
+    second = live_server(create_gateway, db=pg_dsn, targets=[echo.url])
+    assert _keys(first) == _keys(second)
+    inner = build_request("GET", echo.url + "/", None, None).to_bytes()
+    sealed, context = ohttp.encapsulate_request(_keys(first), inner)
+    media = {"Content-Type": consts.MEDIA_TYPE_REQUEST}
+    answer = requests.post(second.url + "/gateway", data=sealed, headers=media, timeout=5)
+    assert bhttp.decode_response(context.decapsulate(answer.content)).status == 200
+    replay = requests.post(first.url + "/gateway", data=sealed, headers=media, timeout=5)
+    assert replay.status_code == 400 and replay.json()["title"] == "Replayed request"
