@@ -226,9 +226,9 @@ class SqlStore:
             self._local.conn = conn
         return conn
 
-    def _tx(self) -> Any:
+    def _tx(self, *, write: bool = True) -> Any:
         self._prepare()
-        return self.db.transaction()
+        return self.db.transaction(write=write)
 
     def _lock_accounts(self, tx: Transaction, usernames: Iterable[str], *,
                        exclusive: bool) -> set[str]:
@@ -384,7 +384,7 @@ class SqlStore:
         return None if row is None else bytes(row[0])
 
     def list_devices(self, username: str) -> list[DeviceInfo]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             if not self._lock_accounts(tx, [username], exclusive=False):
                 raise NotFound()
             rows = tx.fetchall(
@@ -409,7 +409,7 @@ class SqlStore:
                            (lr.key_id, lr.public_key, lr.signature, username, device_id))
 
     def prekey_count(self, username: str, device_id: int) -> PreKeyCount:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             return self._count(tx, username, device_id)
 
     def take_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
