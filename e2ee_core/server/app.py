@@ -80,6 +80,9 @@ def _error_response(err: ServerError) -> Response:
 
 def create_app(config: Mapping[str, Any]) -> Flask:
     """Build the delivery server for ``config`` (see the module docstring for the keys)."""
+    unknown = set(config) - {"db", "clock"} - Settings.keys()
+    if unknown:
+        raise ConfigurationError("config has unknown keys: " + ", ".join(sorted(unknown)))
     db_url = config.get("db")
     if not isinstance(db_url, str) or not db_url:
         raise ConfigurationError("config needs 'db': a SQLite path or a postgresql:// DSN")

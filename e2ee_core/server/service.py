@@ -66,6 +66,11 @@ class Settings:
     argon2_parallelism: int = 4
 
     @classmethod
+    def keys(cls) -> set[str]:
+        """The config keys this class reads."""
+        return {f.name for f in fields(cls)}
+
+    @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
         """Read the known keys of ``config`` (others are ignored), checking types and ranges."""
         values: dict[str, Any] = {}

@@ -308,3 +308,44 @@ def test_logs_carry_no_contents_credentials_or_names(server: InProcess) -> None:
                                        alice[0].address.username]
     secrets_used += [c.credential.credential for c in [*alice, *bob]]  # type: ignore[union-attr]
     assert cap.leaks(secrets_used) == []
+
+
+def test_configuration_is_checked(tmp_path: Path) -> None:
+    from e2ee_core.server.errors import ConfigurationError
+
+    for bad in [{}, {"db": ""}, {"db": str(tmp_path / "x.db"), "max_devices": 0},
+                {"db": str(tmp_path / "x.db"), "max_devices": 1.5},
+                {"db": str(tmp_path / "x.db"), "envelope_ttl_seconds": "1"},
+                {"db": str(tmp_path / "x.db"), "max_device": 3}]:
+        with pytest.raises(ConfigurationError):
+            create_app(bad)
+
+
+def test_password_hashes_are_upgraded_on_login(tmp_path: Path) -> None:
+    db = str(tmp_path / "server.db")
+    old = create_app({"db": db, **FAST_ARGON2})
+    client = ServerClient(BASE, session=in_process_session(old))
+    name = unique_name()
+    client.register(name, PASSWORD, device_keys())
+    store = service_of(old).store
+    before = store.password_hash(name)
+    assert before is not None and before.startswith("$argon2id$") and "t=1" in before
+    assert PASSWORD not in before
+    new = create_app({"db": db, **FAST_ARGON2, "argon2_time_cost": 2})
+    ServerClient(BASE, session=in_process_session(new)).add_device(name, PASSWORD, device_keys())
+    after = service_of(new).store.password_hash(name)
+    assert after is not None and "t=2" in after
+
+
+def test_oversized_json_and_envelopes_get_413(server: InProcess) -> None:
+    (alice,), (bob,) = server.account(), server.account()
+    bob_name = bob.address.username
+    with pytest.raises(PayloadTooLarge):
+        alice.send(bob_name, [OutgoingEnvelope(bob_name, 1, bytes(256 * 1024 + 1))])
+    auth = {"Authorization": f"Bearer {alice.credential.credential}",  # type: ignore[union-attr]
+            "Content-Type": "application/json"}
+    resp = server.session.post(BASE + "/v1/messages", data=b" " * (13 * 1024 * 1024),
+                               headers=auth)
+    assert resp.status_code == 413
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    assert bob.receive().envelopes == []
