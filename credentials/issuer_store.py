@@ -199,7 +199,9 @@ class IssuerStore:
             if granted < wanted:
                 tx.execute("UPDATE issuer_counters SET issued = issued - ? WHERE account = ? "
                            "AND window_start = ?", (wanted - granted, account, start))
-            tx.execute("DELETE FROM issuer_counters WHERE window_start < ?", (start - window,))
+            if total == wanted:  # first use of this window by this account: drop old ones
+                tx.execute("DELETE FROM issuer_counters WHERE account = ? AND window_start < ?",
+                           (account, start))
         return granted
 
     def refund(self, account: str, count: int, *, window: int, now: int | None = None) -> None:
