@@ -8,6 +8,9 @@ import { createRequire } from "node:module";
 import { webcrypto } from "node:crypto";
 
 if (!globalThis.crypto) globalThis.crypto = webcrypto;
+// The libraries log session internals (key material) with console.*: silence them all, and
+// keep stdout for the JSON protocol (an undrained stderr pipe could also block the peer).
+for (const level of ["log", "info", "warn", "error", "debug", "trace"]) console[level] = () => {};
 const require = createRequire(import.meta.url);
 const flavour = process.argv[2] || "libsignal";
 
@@ -43,8 +46,10 @@ function makeLibsignal() {
     getOurIdentity: async () => party.identity,
     getOurRegistrationId: async () => party.registrationId,
     isTrustedIdentity: async (id, key) => {
-      const known = trusted.get(id);
-      if (!known) { trusted.set(id, Buffer.from(key)); return true; }
+      // libsignal-node passes "name" on some paths and "name.device" on others: key by name.
+      const name = String(id).split(".")[0];
+      const known = trusted.get(name);
+      if (!known) { trusted.set(name, Buffer.from(key)); return true; }
       return known.equals(Buffer.from(key));
     },
     loadPreKey: async (id) => preKeys.get(Number(id)),
@@ -98,7 +103,7 @@ function makeLibsignal() {
       const c = new ls.SessionCipher(storage, addr(req));
       return type === 3 ? c.decryptPreKeyWhisperMessage(body) : c.decryptWhisperMessage(body);
     },
-    trust(req) { trusted.delete(req.name); trusted.delete(`${req.name}.${req.device_id}`); },
+    trust(req) { trusted.delete(req.name); },
     async fingerprint(req) {
       return new FingerprintGenerator(req.iterations).createFor(req.local_id, ab(unhex(req.local_key)), req.remote_id, ab(unhex(req.remote_key)));
     },
