@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--issuer-name", required=True)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--threads", type=int, default=1,
+                       help="threads per worker (>1: gunicorn gthread worker, keep-alive)")
+    serve.add_argument("--public-url", help="base URL clients use (for issuer-request-uri)")
     serve.add_argument("--rate-limit", type=int, default=consts.DEFAULT_RATE_LIMIT,
                        help="tokens per account per window")
     serve.add_argument("--rate-window", type=int, default=consts.DEFAULT_RATE_WINDOW,
@@ -125,9 +128,11 @@ def _serve(args: argparse.Namespace, store: IssuerStore) -> int:
     }
     if args.key_dir:
         config["key_dir"] = args.key_dir
+    if args.public_url:
+        config["public_url"] = args.public_url
     sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
     serving.serve("credentials.issuer_service:create_app", config, host=args.host,
-                  port=args.port, workers=args.workers)
+                  port=args.port, workers=args.workers, threads=args.threads)
     return 0
 
 

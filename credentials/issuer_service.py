@@ -61,17 +61,21 @@ class _KeyCache:
 
 def create_app(config: Mapping[str, Any]) -> Flask:
     """Issuer app. Config: ``db`` (required), ``issuer_name`` (required), ``rate_limit``,
-    ``rate_window``, ``max_batch``, ``key_dir``, ``directory_max_age``."""
+    ``rate_window``, ``max_batch``, ``key_dir``, ``directory_max_age``, ``public_url`` (the
+    base URL clients reach, used in ``issuer-request-uri``; default: the request's own)."""
     if not config.get("db") or not config.get("issuer_name"):
         raise ValueError("issuer config needs 'db' and 'issuer_name'")
     rate_limit = int(config.get("rate_limit", consts.DEFAULT_RATE_LIMIT))
     rate_window = int(config.get("rate_window", consts.DEFAULT_RATE_WINDOW))
     max_batch = min(int(config.get("max_batch", consts.MAX_BATCH_SIZE)), consts.MAX_BATCH_SIZE)
     max_age = int(config.get("directory_max_age", consts.DEFAULT_DIRECTORY_MAX_AGE))
+    public_url = str(config.get("public_url", "")).rstrip("/")
     store = IssuerStore(str(config["db"]), key_dir=config.get("key_dir"))
     store.ensure_key()
     cache = _KeyCache(store)
     cache.refresh()
+    log.info("issuer started name=%s rate_limit=%d rate_window=%d", config["issuer_name"],
+             rate_limit, rate_window)
 
     app = Flask("credentials.issuer")
     app.config["MAX_CONTENT_LENGTH"] = consts.MAX_REQUEST_BODY
@@ -81,7 +85,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     def directory() -> Response:
         keys = tuple(DirectoryKey(consts.TOKEN_TYPE_BLIND_RSA, k.token_key, k.not_before)
                      for k in store.list_keys())
-        doc = IssuerDirectory(request.url_root.rstrip("/") + consts.ISSUANCE_PATH, keys)
+        base = public_url or request.url_root.rstrip("/")
+        doc = IssuerDirectory(base + consts.ISSUANCE_PATH, keys)
         body = doc.to_json()
         etag = hashlib.sha256(body).hexdigest()[:32]
         response = Response(body, mimetype=consts.MEDIA_DIRECTORY)
