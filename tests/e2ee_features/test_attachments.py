@@ -36,6 +36,8 @@ def test_a_small_file_round_trips_through_a_padded_blob() -> None:
     assert b"cat picture" not in blob
     assert pointer.digest == hashlib.sha256(blob).digest()
     assert decrypt_attachment(blob, pointer) == b"cat picture"
+    decryptor = AttachmentDecryptor(pointer)  # one-shot and incremental paths share the format
+    assert decryptor.update(blob) + decryptor.finalize() == b"cat picture"
 
 
 def test_the_pointer_travels_inside_content_and_still_opens_the_blob() -> None:

@@ -202,3 +202,13 @@ def test_errors_and_reprs_do_not_leak_keys_or_text() -> None:
     with pytest.raises(InvalidContent) as info:
         Text(secret)
     assert "secret" not in str(info.value)
+
+
+def test_every_sticker_in_the_shipped_catalog_is_a_valid_sticker_content() -> None:
+    from sticker_search.catalog import load_catalog
+
+    catalog = load_catalog()
+    assert len(catalog) > 3000
+    for sticker in catalog:
+        content = Content.new(Sticker(sticker.id), sent_at_ms=1)
+        assert Content.decode(content.encode()).body == Sticker(sticker.id)
