@@ -1,0 +1,158 @@
+"""Oblivious HTTP: cost of the relay + gateway path and of the gateway's cryptography.
+
+1. A trivial target (the echo app) reached through relay + gateway with the client library vs
+   reached directly with ``requests``; every service under gunicorn (1 worker, 4 threads, as the
+   console scripts default) on loopback,
+   both measured alternately in the same run: requests/s and p50/p99 latency.
+2. Gateway HPKE open + response seal per second vs the raw X25519 exchange rate of
+   ``cryptography`` (the floor: one DH per request is unavoidable).
+
+    .venv/bin/python -m bench ohttp [--quick] [--crypto-only]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from bench.harness import Case, compare, header, latencies, latency_line
+from ohttp_relay import bhttp, ohttp
+from ohttp_relay.client import ObliviousClient
+
+REPO = Path(__file__).resolve().parent.parent
+THREADS = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _serve(factory: str, config: dict[str, Any], log_dir: Path) -> Iterator[str]:
+    port = _free_port()
+    env = dict(os.environ, E2EE_SERVICE_CONFIG=json.dumps(config), PYTHONPATH=str(REPO))
+    log = (log_dir / f"{factory.replace(':', '_')}.log").open("wb")
+    # The console scripts' defaults: one worker, gthread with 4 threads (HTTP keep-alive).
+    code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
+            f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
+            f"host='127.0.0.1', port={port}, workers=1, threads={THREADS})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(url + "/", timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{factory} did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        log.close()
+
+
+def bench_crypto(quick: bool) -> None:
+    key = ohttp.GatewayKey.generate(1)
+    lookup = {1: key}.get
+    request = bhttp.Request("GET", "http", "127.0.0.1:9000", "/search?q=cat").to_bytes()
+    response = bhttp.Response(200, (("content-type", "application/json"),), b"{}").to_bytes()
+    pool = [ohttp.encapsulate_request(key.config, request)[0] for _ in range(500)]
+    state = {"i": 0}
+
+    def open_and_seal() -> None:
+        state["i"] = (state["i"] + 1) % len(pool)
+        _plain, context = ohttp.decapsulate_request(pool[state["i"]], lookup)
+        context.encapsulate(response)
+
+    peer = x25519.X25519PrivateKey.generate().public_key()
+    mine = x25519.X25519PrivateKey.generate()
+    rounds = 3 if quick else 7
+    result = compare(Case("gateway HPKE open + response seal", open_and_seal),
+                     Case("raw X25519 exchange (cryptography)", lambda: mine.exchange(peer)),
+                     rounds=rounds)
+    print(result.line())
+
+    def client_round_trip() -> None:
+        sealed, client = ohttp.encapsulate_request(key.config, request)
+        _plain, server = ohttp.decapsulate_request(sealed, lookup)
+        client.decapsulate(server.encapsulate(response))
+
+    result = compare(Case("client seal + gateway open/seal + client open", client_round_trip),
+                     Case("raw X25519 exchange (cryptography)", lambda: mine.exchange(peer)),
+                     rounds=rounds)
+    print(result.line())
+
+
+def bench_http(quick: bool) -> None:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ohttp-")))
+        echo = stack.enter_context(_serve("tests.apps:create_echo_app", {}, tmp))
+        gateway = stack.enter_context(_serve(
+            "ohttp_relay.gateway_service:create_app",
+            {"db": str(tmp / "gw.db"), "targets": [echo]}, tmp))
+        relay = stack.enter_context(_serve(
+            "ohttp_relay.relay_service:create_app",
+            {"gateway_url": gateway + "/gateway", "rate_limit": 0}, tmp))
+        client = ObliviousClient(relay)
+        direct = requests.Session()
+        target = echo + "/search?q=cat"
+        assert client.request("GET", target).status == 200
+
+        via = Case("GET via relay + gateway (ObliviousClient)",
+                   lambda: client.request("GET", target))
+        plain = Case("GET direct (requests)", lambda: direct.get(target, timeout=10))
+        result = compare(via, plain, rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+        print(result.line())
+        s, b = latencies(via, plain, samples=100 if quick else 400)
+        print(latency_line(s, b))
+        print(f"   added p50 latency: {s.p50 - b.p50:.3f} ms   "
+              f"throughput ratio: {result.ratio:.2f}x (goal >= 0.5x, added p50 <= 2 ms)")
+
+        # The same target mounted in the gateway's process (``target_apps``): one hop fewer.
+        inproc = stack.enter_context(_serve(
+            "ohttp_relay.gateway_service:create_app",
+            {"db": str(tmp / "gw2.db"), "targets": [],
+             "target_apps": {"http://echo.internal": "tests.apps:create_echo_app"}}, tmp))
+        relay2 = stack.enter_context(_serve(
+            "ohttp_relay.relay_service:create_app",
+            {"gateway_url": inproc + "/gateway", "rate_limit": 0}, tmp))
+        client2 = ObliviousClient(relay2)
+        assert client2.request("GET", "http://echo.internal/search?q=cat").status == 200
+        via2 = Case("GET via relay + gateway, in-process target",
+                    lambda: client2.request("GET", "http://echo.internal/search?q=cat"))
+        result = compare(via2, plain, rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+        print(result.line())
+        s, b = latencies(via2, plain, samples=100 if quick else 400)
+        print(latency_line(s, b))
+        print(f"   added p50 latency: {s.p50 - b.p50:.3f} ms   "
+              f"throughput ratio: {result.ratio:.2f}x")
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    header("ohttp: gateway cryptography vs raw X25519")
+    bench_crypto(quick)
+    if "--crypto-only" in argv:
+        return
+    header("ohttp: trivial target via relay + gateway vs direct (gunicorn 1x4 threads, loopback)")
+    bench_http(quick)
