@@ -22,25 +22,36 @@ from e2ee_core.protocol.consts import (
 )
 
 
-@dataclass(frozen=True, eq=False)
 class PublicKey:
-    """A Curve25519 public key; ``serialize()`` is libsignal's 33-byte 0x05-prefixed form."""
+    """A Curve25519 public key; ``serialize()`` is libsignal's 33-byte 0x05-prefixed form.
 
-    raw: bytes
-    _key: X25519PublicKey = field(repr=False, compare=False)
+    The ``cryptography`` key object is built lazily: most public keys on the hot path (ratchet
+    keys in messages) are only compared and re-serialized, never used in an agreement.
+    """
+
+    __slots__ = ("_key", "raw")
+
+    def __init__(self, raw: bytes, key: X25519PublicKey | None = None) -> None:
+        self.raw = raw
+        self._key = key
 
     @classmethod
     def from_raw(cls, raw: bytes) -> PublicKey:
         if len(raw) != CURVE_KEY_LEN:
             raise InvalidKey("Curve25519 public key must be 32 bytes")
-        return cls(bytes(raw), X25519PublicKey.from_public_bytes(bytes(raw)))
+        return cls(bytes(raw))
 
     @classmethod
     def deserialize(cls, data: bytes) -> PublicKey:
         """Parse the 33-byte 0x05 || key form; anything else is :class:`InvalidKey`."""
         if len(data) != SERIALIZED_CURVE_KEY_LEN or data[0] != DJB_TYPE:
             raise InvalidKey("public key must be 0x05 followed by 32 bytes")
-        return cls.from_raw(data[1:])
+        return cls(bytes(data[1:]))
+
+    def x25519(self) -> X25519PublicKey:
+        if self._key is None:
+            self._key = X25519PublicKey.from_public_bytes(self.raw)
+        return self._key
 
     def serialize(self) -> bytes:
         return bytes([DJB_TYPE]) + self.raw
@@ -54,6 +65,9 @@ class PublicKey:
 
     def __hash__(self) -> int:
         return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.raw.hex()[:8]}...)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +94,7 @@ class PrivateKey:
     def agree(self, their: PublicKey) -> bytes:
         """X25519; a low-order peer key (all-zero output) is :class:`InvalidKey`."""
         try:
-            return self._key.exchange(their._key)
+            return self._key.exchange(their.x25519())
         except ValueError as exc:
             raise InvalidKey("key agreement with a low-order point") from exc
 

@@ -35,6 +35,10 @@ class SessionRecord:
             del self.previous[ARCHIVED_STATES_MAX_LENGTH:]
         self.current = state
 
+    def clone(self) -> SessionRecord:
+        return SessionRecord(self.current.clone() if self.current is not None else None,
+                             [s.clone() for s in self.previous])
+
     def promote_none(self) -> None:
         """Archive the current state (the remote identity changed): no current session."""
         if self.current is not None:
@@ -160,7 +164,9 @@ def decrypt_with_record(record: SessionRecord, message: SignalMessage) -> bytes:
         raise NoSession()
     failure: InvalidMessage | None = None
     for index, state in candidates:
-        attempt = state.clone()
+        # A failed attempt may have advanced its state: clone unless nothing else is tried
+        # (the caller discards the whole record on failure).
+        attempt = state.clone() if len(candidates) > 1 else state
         try:
             plaintext = ratchet.decrypt(attempt, message)
         except DuplicateMessage:

@@ -1,8 +1,8 @@
 """The in-memory :class:`~e2ee_core.state.stores.ProtocolStore` (tests, benchmarks, ephemeral use).
 
-Session records are kept serialized, so a caller mutating a loaded record never changes the
-store. ``atomic()`` is a re-entrant lock; the device writes only after every check passed, and
-in-memory writes cannot fail halfway.
+Session records are handed out as clones, so a caller mutating a loaded record never changes
+the store; a stored record belongs to the store. ``atomic()`` is a re-entrant lock; the
+device writes only after every check passed, and in-memory writes cannot fail halfway.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class InMemoryProtocolStore:
         self._pre_keys: dict[int, PreKeyRecord] = {}
         self._signed: dict[int, SignedPreKeyRecord] = {}
         self._kyber: dict[int, KyberPreKeyRecord] = {}
-        self._sessions: dict[tuple[str, int], bytes] = {}
+        self._sessions: dict[tuple[str, int], SessionRecord] = {}
         self._counters: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -92,11 +92,11 @@ class InMemoryProtocolStore:
 
     # sessions
     def load_session(self, address: Address) -> SessionRecord | None:
-        data = self._sessions.get((address[0], address[1]))
-        return SessionRecord.from_bytes(data) if data is not None else None
+        record = self._sessions.get((address[0], address[1]))
+        return record.clone() if record is not None else None
 
     def store_session(self, address: Address, record: SessionRecord) -> None:
-        self._sessions[(address[0], address[1])] = record.to_bytes()
+        self._sessions[(address[0], address[1])] = record  # the store takes ownership
 
     def delete_session(self, address: Address) -> None:
         self._sessions.pop((address[0], address[1]), None)

@@ -60,6 +60,9 @@ class SQLiteProtocolStore:
         self.db.create_schema(SCHEMA)
         self._local = threading.local()
         self._kyber_cache: dict[bytes, KemKeyPair] = {}
+        # Last record read/written per address, with its bytes: a load whose bytes match
+        # skips the JSON decode (another process writing the row changes the bytes).
+        self._session_cache: dict[tuple[str, int], tuple[bytes, SessionRecord]] = {}
 
     def __repr__(self) -> str:
         return "SQLiteProtocolStore()"
@@ -187,14 +190,28 @@ class SQLiteProtocolStore:
     def load_session(self, address: Address) -> SessionRecord | None:
         row = self._one("SELECT record FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
                         (address[0], address[1]))
-        return SessionRecord.from_bytes(bytes(row[0])) if row is not None else None
+        if row is None:
+            return None
+        data = bytes(row[0])
+        key = (address[0], address[1])
+        cached = self._session_cache.get(key)
+        if cached is not None and cached[0] == data:
+            return cached[1].clone()
+        record = SessionRecord.from_bytes(data)
+        self._session_cache[key] = (data, record.clone())
+        return record
 
     def store_session(self, address: Address, record: SessionRecord) -> None:
+        data = record.to_bytes()
+        key = (address[0], address[1])
+        self._session_cache.pop(key, None)
         self._execute("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user_id, "
                       "device_id) DO UPDATE SET record = excluded.record",
-                      (address[0], address[1], record.to_bytes()))
+                      (address[0], address[1], data))
+        self._session_cache[key] = (data, record.clone())
 
     def delete_session(self, address: Address) -> None:
+        self._session_cache.pop((address[0], address[1]), None)
         self._execute("DELETE FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
                       (address[0], address[1]))
 

@@ -65,7 +65,8 @@ class KyberPreKeyStore(Protocol):
 class SessionStore(Protocol):
     def load_session(self, address: Address) -> SessionRecord | None:
         """A fresh copy of the stored record: mutating it never changes the store."""
-    def store_session(self, address: Address, record: SessionRecord) -> None: ...
+    def store_session(self, address: Address, record: SessionRecord) -> None:
+        """Persist ``record``; the store owns it afterwards (callers must not mutate it)."""
     def delete_session(self, address: Address) -> None: ...
     def session_addresses(self) -> list[Address]: ...
 

@@ -206,6 +206,7 @@ async function benchPair() {
   return { a, b };
 }
 let bench = null;
+let setupCounter = 0;
 
 const ops = {
   async ping() { return { ok: true, flavour }; },
@@ -246,15 +247,15 @@ const ops = {
     return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
   },
   async bench_setups(req) {
+    // Same shape as the Python side: one initiator and one responder identity, a fresh
+    // one-time prekey bundle and a new address per setup; first message decrypted.
+    if (!bench) await ops.bench_messages({ n: 0, size: 1 });
     const t0 = process.hrtime.bigint();
-    const b = flavour === "ts" ? await makeTs() : makeLibsignal();
-    await b.newIdentity();
     for (let i = 0; i < req.n; i++) {
-      const a = flavour === "ts" ? await makeTs() : makeLibsignal();
-      await a.newIdentity();
-      await a.startSession({ name: "b", device_id: 1, bundle: await b.bundle(true) });
-      const c = await a.encrypt({ name: "b", device_id: 1 }, pad(Buffer.alloc(100, 0x61)));
-      await b.decrypt({ name: `a${i}`, device_id: 1 }, c.type, unhex(c.body));
+      const id = setupCounter++;
+      await bench.a.startSession({ name: `s${id}`, device_id: 1, bundle: await bench.b.bundle(true) });
+      const c = await bench.a.encrypt({ name: `s${id}`, device_id: 1 }, pad(Buffer.alloc(100, 0x61)));
+      await bench.b.decrypt({ name: `r${id}`, device_id: 1 }, c.type, unhex(c.body));
     }
     return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
   },
