@@ -58,6 +58,8 @@ class MemorySpentStore:
 
     def purge(self, live_key_ids: Iterable[bytes]) -> int:
         live = set(live_key_ids)
+        if not live:
+            return 0  # an empty directory is a fault, not a reason to forget every token
         with self._lock:
             dead = [k for k, v in self._spent.items() if v not in live]
             for k in dead:
