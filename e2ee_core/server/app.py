@@ -4,7 +4,8 @@ Only HTTP lives here (routes, media types, body limits, auth header, problem res
 behaviour is :class:`~e2ee_core.server.service.DeliveryService` and the rows are in
 :class:`~e2ee_core.server.store.SqlStore`.
 
-Config keys: ``db`` (required: SQLite path or ``postgresql://`` DSN), every field of
+Config keys: ``db`` (required: SQLite path, ``postgresql://`` DSN, or ``memory:`` for the
+in-memory store of a single in-process app), every field of
 :class:`~e2ee_core.server.service.Settings` (limits and timings), and ``clock`` (in-process
 only: a callable returning seconds, for tests that move time).
 """
@@ -31,8 +32,9 @@ from e2ee_core.server.errors import (
     ServerError,
     UnsupportedMediaType,
 )
+from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.service import DeliveryService, Settings
-from e2ee_core.server.store import SqlStore
+from e2ee_core.server.store import SqlStore, Store
 from e2ee_core.server.wire import (
     AccountRequest,
     AckRequest,
@@ -42,6 +44,9 @@ from e2ee_core.server.wire import (
     decode_device_id,
     decode_username,
 )
+
+# ``db`` value selecting the in-memory store: one process only, nothing survives a restart.
+MEMORY_DB = "memory:"
 
 _WAIT_RE = re.compile(r"\d{1,3}(\.\d{1,3})?")
 
@@ -88,8 +93,13 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         raise ConfigurationError("config needs 'db': a SQLite path or a postgresql:// DSN")
     settings = Settings.from_mapping(config)
     clock = config.get("clock")
-    store = SqlStore(Database(db_url), max_devices=settings.max_devices,
-                     max_stored_prekeys=settings.max_stored_prekeys)
+    store: Store
+    if db_url == MEMORY_DB:
+        store = MemoryStore(max_devices=settings.max_devices,
+                            max_stored_prekeys=settings.max_stored_prekeys)
+    else:
+        store = SqlStore(Database(db_url), max_devices=settings.max_devices,
+                         max_stored_prekeys=settings.max_stored_prekeys)
     service = (DeliveryService(store, settings, clock) if callable(clock)
                else DeliveryService(store, settings))
 

@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             counts = service_of(create_app(config)).purge()
             print(f"purged envelopes={counts.envelopes} attachments={counts.attachments}")
             return 0
-        from e2ee_core.server.app import create_app
+        from e2ee_core.server.app import MEMORY_DB, create_app
 
+        if args.db == MEMORY_DB and args.workers != 1:
+            raise ConfigurationError("the in-memory store needs exactly one worker")
         create_app(config)  # fail fast on a bad config or database, before forking workers
         sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
         serve(FACTORY, config, host=args.host, port=args.port, workers=args.workers,

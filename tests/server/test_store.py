@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,8 @@ from e2ee_core.server.errors import (
     TooManyDevices,
     TooManyPreKeys,
 )
-from e2ee_core.server.store import SqlStore
+from e2ee_core.server.memstore import MemoryStore
+from e2ee_core.server.store import PurgeCounts, SqlStore, Store
 from e2ee_core.server.wire import OutgoingEnvelope, PreKey, PreKeyUpload
 from tests.server.support import device_keys, unique_name
 
@@ -24,11 +27,18 @@ T0 = 1_800_000_000_000
 LATER = T0 + 3_600_000
 
 
-def _store(db_url: str, **kw: int) -> SqlStore:
-    return SqlStore(Database(db_url), **kw)
+@pytest.fixture(params=["sqlite", "memory", pytest.param("postgres",
+                                                         marks=pytest.mark.postgres)])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Store]:
+    """Builds the store under test: SqlStore on SQLite and PostgreSQL, and MemoryStore."""
+    if request.param == "memory":
+        return lambda **kw: MemoryStore(**kw)
+    url = (str(tmp_path / "server.db") if request.param == "sqlite"
+           else request.getfixturevalue("pg_dsn"))
+    return lambda **kw: SqlStore(Database(url), **kw)
 
 
-def _account(store: SqlStore, devices: int = 1, **keys: int) -> str:
+def _account(store: Store, devices: int = 1, **keys: int) -> str:
     name = unique_name()
     store.create_account(name, "hash", device_keys(**keys), b"c" * 32, now_ms=T0)
     for _ in range(devices - 1):
@@ -38,8 +48,9 @@ def _account(store: SqlStore, devices: int = 1, **keys: int) -> str:
     return name
 
 
-def test_device_ids_are_never_reused_and_capped(db_url: str) -> None:
-    store = _store(db_url, max_devices=3)
+def test_device_ids_are_never_reused_and_capped(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store(max_devices=3)
     alice = _account(store, devices=3)
     assert [d.device_id for d in store.list_devices(alice)] == [1, 2, 3]
     with pytest.raises(TooManyDevices):
@@ -53,8 +64,9 @@ def test_device_ids_are_never_reused_and_capped(db_url: str) -> None:
         store.list_devices(unique_name())
 
 
-def test_bundles_consume_one_time_keys_then_fall_back_to_last_resort(db_url: str) -> None:
-    store = _store(db_url)
+def test_bundles_consume_one_time_keys_then_fall_back_to_last_resort(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
     bob = _account(store, devices=2, one_time=2, kem=1)
     first = store.take_bundles(bob)
     assert [b.device_id for b in first] == [1, 2]
@@ -73,8 +85,9 @@ def test_bundles_consume_one_time_keys_then_fall_back_to_last_resort(db_url: str
         store.take_bundles(bob, 9)
 
 
-def test_stored_prekeys_are_capped(db_url: str) -> None:
-    store = _store(db_url, max_stored_prekeys=6)
+def test_stored_prekeys_are_capped(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store(max_stored_prekeys=6)
     bob = _account(store, one_time=5, kem=0)
     more = PreKeyUpload(one_time_prekeys=tuple(PreKey(100 + i, b"k" * 33) for i in range(2)))
     with pytest.raises(TooManyPreKeys):
@@ -82,8 +95,9 @@ def test_stored_prekeys_are_capped(db_url: str) -> None:
     assert store.prekey_count(bob, 1).one_time_prekeys == 5  # the refused upload left nothing
 
 
-def test_concurrent_bundle_fetches_never_share_a_one_time_key(db_url: str) -> None:
-    store = _store(db_url)
+def test_concurrent_bundle_fetches_never_share_a_one_time_key(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
     bob = _account(store, one_time=30, kem=30)
     served: list[int] = []
     kem_served: list[int] = []
@@ -113,8 +127,9 @@ def test_concurrent_bundle_fetches_never_share_a_one_time_key(db_url: str) -> No
     assert store.prekey_count(bob, 1).one_time_prekeys == 0
 
 
-def test_a_send_must_cover_exactly_the_current_devices(db_url: str) -> None:
-    store = _store(db_url)
+def test_a_send_must_cover_exactly_the_current_devices(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
     alice, bob = _account(store, devices=2), _account(store, devices=3)
 
     def env(user: str, dev: int) -> OutgoingEnvelope:
@@ -138,8 +153,9 @@ def test_a_send_must_cover_exactly_the_current_devices(db_url: str) -> None:
         store.submit(alice, 1, unique_name(), [], now_ms=T0, expires_at_ms=LATER)
 
 
-def test_queues_are_per_device_and_acknowledged_per_device(db_url: str) -> None:
-    store = _store(db_url)
+def test_queues_are_per_device_and_acknowledged_per_device(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
     alice, bob = _account(store), _account(store, devices=2)
     for i in range(3):
         store.submit(alice, 1, bob, [OutgoingEnvelope(bob, 1, b"m%d" % i),
@@ -155,8 +171,9 @@ def test_queues_are_per_device_and_acknowledged_per_device(db_url: str) -> None:
     assert len(store.fetch(bob, 2, T0, 10)) == 3
 
 
-def test_device_changes_are_announced_to_own_devices_and_contacts(db_url: str) -> None:
-    store = _store(db_url)
+def test_device_changes_are_announced_to_own_devices_and_contacts(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
     alice, bob, carol = _account(store, devices=2), _account(store), _account(store)
     store.submit(bob, 1, alice, [OutgoingEnvelope(alice, 1, b"x"), OutgoingEnvelope(alice, 2,
                                                                                    b"y")],
@@ -176,8 +193,9 @@ def test_device_changes_are_announced_to_own_devices_and_contacts(db_url: str) -
         store.remove_device(alice, 2, now_ms=T0, expires_at_ms=LATER)
 
 
-def test_expired_envelopes_are_hidden_then_purged(db_url: str) -> None:
-    store = _store(db_url)
+def test_expired_envelopes_are_hidden_then_purged(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
     alice, bob = _account(store), _account(store)
     store.submit(alice, 1, bob, [OutgoingEnvelope(bob, 1, b"short")], now_ms=T0,
                  expires_at_ms=T0 + 1000)
@@ -189,7 +207,10 @@ def test_expired_envelopes_are_hidden_then_purged(db_url: str) -> None:
     assert store.get_attachment(attachment, T0 + 1000) is None
     counts = store.purge_expired(T0 + 1000)
     assert counts.envelopes >= 1 and counts.attachments >= 1
-    assert store.db.fetchone("SELECT COUNT(*) FROM envelopes WHERE content = ?",
-                             (b"short",))[0] == 0
-    assert store.db.fetchone("SELECT COUNT(*) FROM attachments WHERE id = ?",
-                             (attachment,))[0] == 0
+    assert counts.envelopes == 1 and counts.attachments == 1
+    assert store.purge_expired(T0 + 1000) == PurgeCounts(0, 0)
+    if isinstance(store, SqlStore):  # the rows are gone, not just hidden
+        assert store.db.fetchone("SELECT COUNT(*) FROM envelopes WHERE content = ?",
+                                 (b"short",))[0] == 0
+        assert store.db.fetchone("SELECT COUNT(*) FROM attachments WHERE id = ?",
+                                 (attachment,))[0] == 0
