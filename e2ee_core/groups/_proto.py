@@ -30,11 +30,12 @@ SCHEMA: dict[str, list[tuple[str, int, int, int, str]]] = {
         ("iteration", 3, U32, OPT, ""), ("chain_key", 4, BYTES, OPT, ""),
         ("signing_key", 5, BYTES, OPT, "")],
     # storage (local only)
-    "MessageKey": [("iteration", 1, U32, OPT, ""), ("seed", 2, BYTES, OPT, "")],
     "SenderKeyState": [("chain_id", 1, U32, OPT, ""), ("chain_iteration", 2, U32, OPT, ""),
                        ("chain_seed", 3, BYTES, OPT, ""), ("signing_public", 4, BYTES, OPT, ""),
                        ("signing_private", 5, BYTES, OPT, ""),
-                       ("message_keys", 6, MSG, REP, "MessageKey")],
+                       # skipped keys packed as iteration (u32, big-endian) || seed (32), in
+                       # insertion order: one bytes field instead of 2,000 nested messages
+                       ("message_keys", 6, BYTES, OPT, "")],
     "SenderKeyRecord": [("states", 1, MSG, REP, "SenderKeyState")],
     "Address": [("name", 1, BYTES, OPT, ""), ("device_id", 2, U32, OPT, "")],
     "GroupState": [("group_id", 1, BYTES, OPT, ""), ("local", 2, MSG, OPT, "Address"),

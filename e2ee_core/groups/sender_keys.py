@@ -68,6 +68,9 @@ __all__ = [
 ]
 
 
+_PACKED_KEY = 4 + CHAIN_KEY_LENGTH  # a stored skipped key: iteration (u32) || seed
+
+
 @dataclass(frozen=True, repr=False)
 class SenderMessageKey:
     """The key material of one message: ``iteration`` and its 32-byte seed."""
@@ -168,8 +171,9 @@ class SenderKeyState:
         msg.signing_public = self.signing_public
         if self.signing_private is not None:
             msg.signing_private = self.signing_private
-        for iteration, seed in self.message_keys.items():
-            msg.message_keys.add(iteration=iteration, seed=seed)
+        if self.message_keys:
+            msg.message_keys = b"".join(iteration.to_bytes(4, "big") + seed
+                                        for iteration, seed in self.message_keys.items())
 
     @classmethod
     def _from_proto(cls, msg: Any) -> SenderKeyState:
@@ -180,14 +184,12 @@ class SenderKeyState:
         if len(seed) != CHAIN_KEY_LENGTH or len(public) != SIGNING_KEY_LENGTH or (
                 private is not None and len(private) != 32):
             raise err("sender key state has a key of the wrong length")
-        if len(msg.message_keys) > MAX_MESSAGE_KEYS:
-            raise err("sender key state holds too many message keys")
-        keys: OrderedDict[int, bytes] = OrderedDict()
-        for mk in msg.message_keys:
-            mk_seed = _proto.require(mk, "seed", err)
-            if len(mk_seed) != CHAIN_KEY_LENGTH:
-                raise err("message key of the wrong length")
-            keys[_proto.require(mk, "iteration", err)] = mk_seed
+        packed = msg.message_keys
+        if len(packed) % _PACKED_KEY or len(packed) > MAX_MESSAGE_KEYS * _PACKED_KEY:
+            raise err("sender key state holds malformed or too many message keys")
+        keys: OrderedDict[int, bytes] = OrderedDict(
+            (int.from_bytes(packed[i:i + 4], "big"), packed[i + 4:i + _PACKED_KEY])
+            for i in range(0, len(packed), _PACKED_KEY))
         return cls(_proto.require(msg, "chain_id", err),
                    SenderChainKey(_proto.require(msg, "chain_iteration", err), seed),
                    public, private, keys)
