@@ -147,13 +147,14 @@ class DeliveryService:
         return now_ms + int(self.settings.envelope_ttl_seconds * 1000)
 
     # -- accounts and devices -------------------------------------------------------------------
-    def _new_credential(self, username: str) -> tuple[str, bytes]:
+    @staticmethod
+    def _new_credential() -> tuple[str, bytes]:
         secret = secrets.token_urlsafe(consts.CREDENTIAL_SECRET_BYTES)
         return secret, hash_credential_secret(secret)
 
     def register(self, req: AccountRequest) -> DeviceCredential:
         """Create an account and its first device (id 1); return the device's credential."""
-        secret, digest = self._new_credential(req.username)
+        secret, digest = self._new_credential()
         password_hash = self._hasher.hash(req.password)
         device_id = self.store.create_account(req.username, password_hash, req.device, digest,
                                               now_ms=self.now_ms())
@@ -175,7 +176,7 @@ class DeliveryService:
     def add_device(self, req: AccountRequest) -> DeviceCredential:
         """Link a new device with the account password; other devices and contacts are told."""
         self._check_password(req.username, req.password)
-        secret, digest = self._new_credential(req.username)
+        secret, digest = self._new_credential()
         now = self.now_ms()
         device_id = self.store.add_device(req.username, req.device, digest, now_ms=now,
                                           expires_at_ms=self._envelope_expiry(now))
