@@ -21,6 +21,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _BARE_VALUE = re.compile(r"[^\s,\"]+")
 _OWS = re.compile(r"[ \t]*")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -98,19 +100,12 @@ def parse_challenges(value: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def _quoted(value: str, pos: int) -> tuple[str, int]:
-    out = []
-    pos += 1
-    while pos < len(value):
-        ch = value[pos]
-        if ch == "\\" and pos + 1 < len(value):
-            out.append(value[pos + 1])
-            pos += 2
-        elif ch == '"':
-            return "".join(out), pos + 1
-        else:
-            out.append(ch)
-            pos += 1
-    raise DecodeError("unterminated quoted string")
+    """RFC 9110 §5.6.4 quoted-string starting at ``pos``: (unescaped text, end position)."""
+    m = _QUOTED.match(value, pos)
+    if not m:
+        raise DecodeError("unterminated quoted string")
+    text = m.group(1)
+    return (_QUOTED_PAIR.sub(r"\1", text) if "\\" in text else text), m.end()
 
 
 @dataclass(frozen=True)
