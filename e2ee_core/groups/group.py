@@ -64,8 +64,10 @@ Clock = Callable[[], int]
 
 
 def pad(plaintext: bytes) -> bytes:
-    """Signal's padding: 0x80, then zeros up to a multiple of PADDING_BLOCK."""
-    padded_length = (len(plaintext) // PADDING_BLOCK + 1) * PADDING_BLOCK
+    """Signal's padding: 0x80, then zeros up to one byte short of a PADDING_BLOCK multiple
+    (as Signal's apps and the 1:1 sessions do), so AES-CBC's PKCS#7 block lands the ciphertext
+    on a multiple of 160 bytes."""
+    padded_length = -(-(len(plaintext) + 2) // PADDING_BLOCK) * PADDING_BLOCK - 1
     return plaintext + b"\x80" + bytes(padded_length - len(plaintext) - 1)
 
 

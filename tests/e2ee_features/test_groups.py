@@ -307,9 +307,9 @@ def test_group_state_decoder_raises_only_typed_errors(data: bytes) -> None:
 
 @settings(max_examples=150)
 @given(st.binary(max_size=500))
-def test_padding_round_trips_to_160_byte_blocks(data: bytes) -> None:
+def test_padding_round_trips_one_short_of_160_byte_blocks(data: bytes) -> None:
     padded = pad(data)
-    assert len(padded) % 160 == 0 and len(padded) > len(data)
+    assert len(padded) % 160 == 159 and len(padded) > len(data)
     assert unpad(padded) == data
 
 
@@ -326,3 +326,10 @@ def test_many_members_sending_interleaved_all_decrypt() -> None:
         if name == "m3":
             continue
         assert isinstance(reader.decrypt(SenderAddress(name, 1), wire).body, Text)
+
+
+def test_group_padding_matches_the_one_to_one_session_padding() -> None:
+    from e2ee_core.protocol.padding import pad as session_pad
+
+    for length in range(0, 500):
+        assert pad(b"m" * length) == session_pad(b"m" * length)
