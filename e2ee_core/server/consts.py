@@ -38,8 +38,9 @@ MAX_ENVELOPES_PER_SEND = 2 * MAX_DEVICES_PER_ACCOUNT
 # JSON bodies carry base64 (4/3) of at most MAX_ENVELOPES_PER_SEND envelopes, plus framing.
 MAX_JSON_BODY_BYTES = MAX_ENVELOPES_PER_SEND * MAX_ENVELOPE_BYTES * 4 // 3 + 64 * 1024
 
-# Attachments: 20 MiB of plaintext, padded by the client (PADME adds < 3 % at this size) and
-# wrapped by AEAD (IV, tag, digest); 22 MiB bounds all of that.
+# Attachments: 20 MiB of plaintext (issue #7), padded by the client to Signal's 5 % buckets
+# (e2ee_core.attachments) and wrapped by AES-GCM (nonce, tag): at most 21 MiB + 28 bytes, so
+# 22 MiB bounds it. Raise ``max_attachment_bytes`` to carry larger attachments.
 MAX_ATTACHMENT_PLAINTEXT_BYTES = 20 * MiB
 DEFAULT_MAX_ATTACHMENT_BYTES = 22 * MiB
 

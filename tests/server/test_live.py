@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from e2ee_core.attachments import blob_size
 from e2ee_core.infra.database import Database
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
@@ -270,8 +271,9 @@ def test_twenty_mebibyte_attachment(live_server: Callable[..., LiveServer],
     alice, bob = ServerClient(server.url), ServerClient(server.url)
     alice.register(unique_name(), PASSWORD, device_keys())
     bob.register(unique_name(), PASSWORD, device_keys())
-    # 20 MiB of ciphertext-like bytes, padded to the next 512 KiB bucket as a client would.
-    blob = bytes(range(256)) * (20 * 4096) + b"\x80" + bytes(512 * 1024 - 1)
+    # The largest blob the client makes for a 20 MiB attachment (padding bucket + nonce + tag).
+    blob = (bytes(range(256)) * (blob_size(20 * 1024 * 1024) // 256 + 1))[
+        :blob_size(20 * 1024 * 1024)]
     ref = alice.upload_attachment(blob)
     assert ref.size == len(blob)
     assert bob.download_attachment(ref.id) == blob
