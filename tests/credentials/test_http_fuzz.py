@@ -84,3 +84,41 @@ def test_origin_answers_garbage_tokens_with_401(tmp_path: Path, live_server: Any
         assert r.headers["WWW-Authenticate"].startswith("PrivateToken ")
 
     check()
+
+
+def test_issuer_logs_carry_no_blinded_messages_signatures_or_keys(tmp_path: Path) -> None:
+    import logging
+
+    from cryptography.hazmat.primitives import serialization
+
+    from credentials.batched import decode_batch_response, encode_batch_request
+    from credentials.issuance import begin_issuance
+    from credentials.tokens import TokenChallenge
+    from e2ee_core.infra.logging_filter import capture_logs
+
+    db = str(tmp_path / "issuer.db")
+    store = IssuerStore(db)
+    store.ensure_key()
+    credential = store.add_account("logs")
+    key = store.list_keys()[0]
+    pem = store.private_key(key.key_id).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    with capture_logs() as logs:
+        logging.getLogger("credentials").setLevel(logging.DEBUG)
+        client = create_app({"db": db, "issuer_name": "issuer.test"}).test_client()
+        challenge = TokenChallenge(2, "issuer.test", b"", ("o.test",)).encode()
+        pendings = [begin_issuance(challenge, key.token_key) for _ in range(3)]
+        r = client.post(consts.ISSUANCE_PATH,
+                        data=encode_batch_request([p.request for p in pendings]),
+                        headers={"Content-Type": consts.MEDIA_BATCH_REQUEST,
+                                 "Authorization": f"Bearer {credential}"})
+        assert r.status_code == 200
+        signatures = [a[1] for a in decode_batch_response(r.data) if a is not None]
+        client.post(consts.ISSUANCE_PATH, data=b"junk",
+                    headers={"Content-Type": consts.MEDIA_TOKEN_REQUEST,
+                             "Authorization": f"Bearer {credential}x"})
+    assert any("issuance batch requested=3 issued=3" in line for line in logs.lines)
+    secrets_used: list[bytes | str] = [credential, pem, key.key_id.hex()]
+    secrets_used += [p.request.blinded_msg for p in pendings] + signatures
+    assert logs.leaks(secrets_used) == []
