@@ -208,7 +208,7 @@ class SQLiteProtocolStore:
         self._execute("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user_id, "
                       "device_id) DO UPDATE SET record = excluded.record",
                       (address[0], address[1], data))
-        self._session_cache[key] = (data, record.clone())
+        self._session_cache[key] = (data, record)  # the store owns a stored record
 
     def delete_session(self, address: Address) -> None:
         self._session_cache.pop((address[0], address[1]), None)
