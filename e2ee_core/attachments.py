@@ -18,7 +18,7 @@ the recipient reject a swapped or corrupted download before any decryption, and 
 server-side blob a content address that reveals nothing.
 
 Padding: Signal's exponential buckets (``max(541, floor(1.05 ** ceil(log_1.05(size))))``), so
-the stored size reveals only one of ~400 buckets between 541 B and 100 MiB (at most ~5 % extra).
+the stored size reveals only one of 251 buckets between 541 B and 100 MiB (at most ~5 % extra).
 
 Usage::
 
