@@ -77,7 +77,7 @@ BLOB_ID_LENGTH = 16
 MIN_PADDED_SIZE = 541
 """Signal's smallest bucket: every small attachment looks the same."""
 PADDING_GROWTH = 1.05
-"""Signal's bucket ratio: at most ~5 % padding, ~20 buckets per doubling of size."""
+"""Signal's bucket ratio: at most ~5 % padding, ~14 buckets per doubling of size."""
 _PAD_CHUNK = 1 << 16
 
 

@@ -290,6 +290,9 @@ class Text:
     def __post_init__(self) -> None:
         _check_text(self.text, "text", MAX_TEXT_CHARS)
 
+    def __repr__(self) -> str:  # plaintext stays out of logs and tracebacks
+        return f"Text(<{len(self.text)} chars>)"
+
     def _encode_body(self) -> bytes:
         return _serialize("Text", text=self.text.encode("utf-8"))
 
@@ -369,6 +372,9 @@ class Edit:
     def __post_init__(self) -> None:
         _check_id(self.target_id, "edit target id")
         _check_text(self.text, "text", MAX_TEXT_CHARS)
+
+    def __repr__(self) -> str:
+        return f"Edit(target_id={self.target_id.hex()}, <{len(self.text)} chars>)"
 
     def _encode_body(self) -> bytes:
         return _serialize("Edit", target_id=self.target_id, text=self.text.encode("utf-8"))

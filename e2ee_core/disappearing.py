@@ -25,8 +25,8 @@ Usage::
     >>> sent.expire_timer
     86400
     >>> now[0] += 86_400_000
-    >>> [m.content.body for m in dm.sweep()]
-    [Text(text='gone tomorrow')]
+    >>> [m.content.body for m in dm.sweep()] == [Text("gone tomorrow")]
+    True
 """
 
 from __future__ import annotations

@@ -290,6 +290,20 @@ class Group:
         announce = Outgoing(frozenset(self.members), self._content(change))
         return [announce, *self._apply(change)]
 
+    def forget_device(self, device: SenderAddress) -> list[Outgoing]:
+        """A device of a member account was removed (the server's ``device_removed`` notice):
+        drop its sender keys and replace our own sender key, distributed to every member, so
+        the removed device cannot read later messages. Membership and epoch are unchanged;
+        the Messenger sends the distribution to the account's *current* devices only."""
+        self._require_member()
+        if device == self._state.local:
+            raise InvalidGroupUpdate("use leave() or remove_members() for this device")
+        self._store.delete_sender_key(device, self.group_id)
+        self._state = replace(self._state,
+                              senders=tuple(s for s in self._state.senders if s != device))
+        rotate_sender_key(self._store, self._state.local, self.group_id)
+        return [self._distribution(frozenset(self.members))]
+
     def leave(self) -> list[Outgoing]:
         """Remove our own account from the group."""
         return self.remove_members([self._state.local.name])

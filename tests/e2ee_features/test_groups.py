@@ -333,3 +333,24 @@ def test_group_padding_matches_the_one_to_one_session_padding() -> None:
 
     for length in range(0, 500):
         assert pad(b"m" * length) == session_pad(b"m" * length)
+
+
+def test_a_removed_device_of_a_member_cannot_read_later_group_messages() -> None:
+    world = World()
+    world.add_account("alice")
+    world.add_account("bob", devices=2)
+    world.add_account("carol")
+    group = world.create_group("alice", ["bob", "carol"])
+    bob2 = SenderAddress("bob", 2)
+    before = world.send("alice", "bob's old phone can read this")
+    assert bob2 in world.readers(SenderAddress("alice", 1), before)
+    stolen = hoard(world.devices.pop(bob2).store)  # the server removed the device
+    for device in list(world.devices.values()):  # everyone got the device_removed notice
+        assert device.group is not None
+        world.deliver(device.address, device.group.forget_device(bob2))
+    for sender in (SenderAddress("alice", 1), SenderAddress("bob", 1), SenderAddress("carol", 1)):
+        wire = world.send(sender.name, "after the phone was removed", sender.device_id)
+        assert set(world.readers(sender, wire)) == set(world.devices) - {sender}
+        with pytest.raises(NoSenderKeyState):
+            group_decrypt(stolen, sender, wire)
+    assert group.members == ("alice", "bob", "carol") and group.epoch == 0
