@@ -155,6 +155,14 @@ class SearchIndex:
                 for variant in _deletes(term):
                     deletes.setdefault(variant, []).append(term)
         self._deletes = {k: tuple(v) for k, v in deletes.items()}
+        # For one-word queries: postings by falling weight (top-k without touching the tail)
+        # and the set of stickers per term (exact match counts by C-level set union).
+        self._ranked: dict[str, tuple[tuple[float, int, int], ...]] = {
+            term: tuple(sorted(((w, n, m) for n, w, m in plist), reverse=True))
+            for term, plist in self._postings.items()
+        }
+        self._doc_sets: dict[str, frozenset[int]] = {
+            term: frozenset(self._weights[term]) for term in self._terms}
 
     @staticmethod
     def _tiebreak(sticker: Sticker) -> tuple[bool, int, float, str]:
@@ -247,22 +255,64 @@ class SearchIndex:
         words = self.query_words(query)
         if not words:
             return SearchResult(0, ())
-        totals = self._word_scores(words[0], hint)
-        if len(words) > 1:
-            totals = dict(totals)
-            matched = dict.fromkeys(totals, 1)
-            for word in words[1:]:
-                for number, score in self._word_scores(word, hint).items():
-                    totals[number] = totals.get(number, 0.0) + score
-                    matched[number] = matched.get(number, 0) + 1
-            n_words = len(words)
-            for number, count in matched.items():
-                if count < n_words:
-                    totals[number] *= PARTIAL_MATCH_FACTOR ** (n_words - count)
-        top = heapq.nlargest(offset + limit, totals.items(), key=itemgetter(1))
+        k = offset + limit
+        if len(words) == 1:
+            total, top = self._top_one_word(words[0], hint, k)
+        else:
+            total, top = self._top_all_words(words, hint, k)
         stickers = self._stickers
-        hits = tuple(Hit(stickers[n], round(s, 4)) for n, s in top[offset:])
-        return SearchResult(len(totals), hits)
+        return SearchResult(total, tuple(Hit(stickers[n], round(s, 4)) for n, s in top[offset:]))
+
+    def _top_all_words(self, words: list[str], hint: int,
+                       k: int) -> tuple[int, list[tuple[int, float]]]:
+        """``(match count, best k (sticker, score))``: every posting of every word scored."""
+        totals = dict(self._word_scores(words[0], hint))
+        matched = dict.fromkeys(totals, 1)
+        for word in words[1:]:
+            for number, score in self._word_scores(word, hint).items():
+                totals[number] = totals.get(number, 0.0) + score
+                matched[number] = matched.get(number, 0) + 1
+        n_words = len(words)
+        for number, count in matched.items():
+            if count < n_words:
+                totals[number] *= PARTIAL_MATCH_FACTOR ** (n_words - count)
+        return len(totals), heapq.nlargest(k, totals.items(), key=itemgetter(1))
+
+    def _top_one_word(self, word: str, hint: int, k: int) -> tuple[int, list[tuple[int, float]]]:
+        """``(match count, best k (sticker, score))`` for a one-word query.
+
+        The score of a sticker is its best score over the word's expansions, so the overall
+        top k lies within the union of each expansion's own top k: each posting list is read
+        from its heaviest entry and only until it cannot contribute any more.
+        """
+        expansions = self.expand(word)
+        candidates: dict[int, float] = {}
+        get = candidates.get
+        for term, match_weight in expansions.items():
+            ranked = self._ranked[term]
+            if not hint:
+                for weight, number, _mask in ranked[:k]:
+                    score = weight * match_weight
+                    if score > get(number, 0.0):
+                        candidates[number] = score
+                continue
+            # With a hint a posting scores between OTHER x and 1 x its weight: read on while
+            # the weight alone could still beat this list's k-th best hinted score.
+            other = match_weight * OTHER_LANGUAGE_FACTOR
+            kept: list[float] = []
+            for weight, number, mask in ranked:
+                if len(kept) >= k and weight * match_weight <= kept[0]:
+                    break
+                score = weight * (match_weight if mask & hint else other)
+                if len(kept) < k:
+                    heapq.heappush(kept, score)
+                elif score > kept[0]:
+                    heapq.heapreplace(kept, score)
+                if score > get(number, 0.0):
+                    candidates[number] = score
+        sets = [self._doc_sets[term] for term in expansions]
+        total = len(sets[0]) if len(sets) == 1 else len(frozenset().union(*sets)) if sets else 0
+        return total, heapq.nlargest(k, candidates.items(), key=itemgetter(1))
 
     def _word_scores(self, word: str, hint: int) -> dict[int, float]:
         """Best score per sticker for one query word (never mutate: may be an index dict)."""
@@ -270,21 +320,30 @@ class SearchIndex:
         best: dict[int, float] = {}
         owned = False  # ``best`` may alias an index dict until the first merge copies it
         for term, match_weight in expansions:
-            if hint:
-                other = match_weight * OTHER_LANGUAGE_FACTOR
-                scores = {n: w * (match_weight if m & hint else other)
-                          for n, w, m in self._postings[term]}
-            elif match_weight == WEIGHT_EXACT:
-                scores = self._weights[term]
-            else:
-                scores = {n: w * match_weight for n, w in self._weights[term].items()}
             if not best:
-                best = scores
+                if hint:
+                    other = match_weight * OTHER_LANGUAGE_FACTOR
+                    best = {n: w * (match_weight if m & hint else other)
+                            for n, w, m in self._postings[term]}
+                    owned = True
+                elif match_weight == WEIGHT_EXACT:
+                    best = self._weights[term]
+                else:
+                    best = {n: w * match_weight for n, w in self._weights[term].items()}
+                    owned = True
                 continue
             if not owned:
                 best, owned = dict(best), True
             get = best.get
-            for number, score in scores.items():
-                if score > get(number, 0.0):
-                    best[number] = score
+            if hint:
+                other = match_weight * OTHER_LANGUAGE_FACTOR
+                for number, weight, mask in self._postings[term]:
+                    score = weight * (match_weight if mask & hint else other)
+                    if score > get(number, 0.0):
+                        best[number] = score
+            else:
+                for number, weight in self._weights[term].items():
+                    score = weight * match_weight
+                    if score > get(number, 0.0):
+                        best[number] = score
         return best

@@ -202,3 +202,18 @@ def test_any_text_gives_a_ranked_page_or_a_query_error(
         return
     assert len(result.hits) <= limit
     assert result.total >= len(result.hits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(word=st.one_of(
+    st.sampled_from(["c", "ca", "cat", "ton", "skin", "pi", "heart", "herz", "elephnat", "猫",
+                     "ネ", "고양", "кот", "ma", "pe", "zzzz"]),
+    st.text(alphabet="abcdeilmnorst", min_size=1, max_size=6)),
+    lang=st.sampled_from([None, "en", "fr", "ja"]), k=st.integers(1, 120))
+def test_one_word_top_k_equals_scoring_every_posting(index: SearchIndex, word: str,
+                                                     lang: str | None, k: int) -> None:
+    hint = index._lang_bit[lang] if lang else 0
+    fast_total, fast = index._top_one_word(word, hint, k)
+    full_total, full = index._top_all_words([word], hint, k)
+    assert fast_total == full_total
+    assert [(n, round(s, 9)) for n, s in fast] == [(n, round(s, 9)) for n, s in full]
