@@ -212,3 +212,23 @@ def test_every_sticker_in_the_shipped_catalog_is_a_valid_sticker_content() -> No
     for sticker in catalog:
         content = Content.new(Sticker(sticker.id), sent_at_ms=1)
         assert Content.decode(content.encode()).body == Sticker(sticker.id)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(list(ContentType)), st.binary(max_size=120))
+def test_random_bodies_of_every_known_type_decode_or_raise_typed_errors(
+        kind: ContentType, body: bytes) -> None:
+    envelope = _serialize("Content", version=1, message_id=b"m" * 16, sent_at_ms=7,
+                          type=int(kind), body=body)
+    try:
+        content = Content.decode(envelope)
+    except ContentError:
+        return
+    assert content.type_id == kind
+    assert Content.decode(content.encode()) == content
+
+
+def test_text_reprs_do_not_show_the_plaintext() -> None:
+    content = Content.new(Text("meet me at the secret place"), sent_at_ms=1)
+    assert "secret" not in repr(content)
+    assert "secret" not in repr(Edit(b"t" * 16, "secret edit"))

@@ -249,3 +249,19 @@ def test_mutated_distribution_messages_decode_or_raise_typed_errors(data: st.Dat
         SenderKeyDistributionMessage.decode(candidate)
     except InvalidSenderKeyMessage:
         pass
+
+
+_RECORD = _BOB_STORE.load_sender_key(ALICE, DIST)
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_mutated_records_decode_or_raise_typed_errors(data: st.DataObject) -> None:
+    assert _RECORD is not None
+    raw = bytearray(_RECORD.encode())
+    raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+    candidate = bytes(raw[:data.draw(st.integers(0, len(raw)))])
+    try:
+        SenderKeyRecord.decode(candidate)
+    except InvalidSenderKeyRecord:
+        pass
