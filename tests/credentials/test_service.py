@@ -45,14 +45,14 @@ def _verifier(issuer: Any, tmp_path: Path, origin: str = "stickers.test") -> Tok
 
 
 def test_directory_is_rfc9578_json_with_caching_headers(issuer: Any) -> None:
-    r = requests.get(issuer.url + consts.DIRECTORY_PATH, timeout=10)
+    r = requests.get(issuer.url + consts.DIRECTORY_PATH, timeout=30)
     assert r.status_code == 200
     assert r.headers["Content-Type"] == consts.MEDIA_DIRECTORY
     assert "max-age=" in r.headers["Cache-Control"]
     directory = IssuerDirectory.from_json(r.content)
     assert directory.issuer_request_uri.endswith(consts.ISSUANCE_PATH)
     assert len(directory.blind_rsa_keys()) == 1
-    again = requests.get(issuer.url + consts.DIRECTORY_PATH, timeout=10,
+    again = requests.get(issuer.url + consts.DIRECTORY_PATH, timeout=30,
                          headers={"If-None-Match": r.headers["ETag"]})
     assert again.status_code == 304
 
@@ -98,12 +98,12 @@ def _post(issuer: Any, body: bytes, media: str, credential: str | None = None) -
     if credential is not None:
         headers["Authorization"] = f"Bearer {credential}"
     return requests.post(issuer.url + consts.ISSUANCE_PATH, data=body, headers=headers,
-                         timeout=10)
+                         timeout=30)
 
 
 def _request(issuer: Any, tmp_path: Path) -> Any:
     directory = IssuerDirectory.from_json(
-        requests.get(issuer.url + consts.DIRECTORY_PATH, timeout=10).content)
+        requests.get(issuer.url + consts.DIRECTORY_PATH, timeout=30).content)
     challenge = _verifier(issuer, tmp_path).challenge.encode()
     return begin_issuance(challenge, directory.blind_rsa_keys()[0].token_key)
 
@@ -128,7 +128,7 @@ def test_bad_issuance_requests_get_4xx_problems(issuer: Any, tmp_path: Path) -> 
         r = _post(issuer, body, media, credential)
         assert r.status_code == status, (media, status, r.text)
         assert r.headers["Content-Type"] == "application/problem+json"
-    r = requests.get(issuer.url + consts.ISSUANCE_PATH, timeout=10)
+    r = requests.get(issuer.url + consts.ISSUANCE_PATH, timeout=30)
     assert r.status_code == 405
     # Nothing was charged to the account by the refused requests.
     store = IssuerStore(issuer.db)
@@ -166,18 +166,18 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path, live_server: An
 def test_flask_origin_decorator(issuer: Any, tmp_path: Path, live_server: Any) -> None:
     origin = live_server(create_origin_app, issuer_url=issuer.url, origin="stickers.test",
                          spent_db=str(tmp_path / "origin-spent.db"))
-    r = requests.get(origin.url + "/feature", timeout=10)
+    r = requests.get(origin.url + "/feature", timeout=30)
     assert r.status_code == 401
     assert r.headers["Content-Type"] == "application/problem+json"
     challenges = parse_www_authenticate(r.headers["WWW-Authenticate"])
     assert challenges[0].token_challenge().origin_info == ("stickers.test",)
     client = IssuerClient(issuer.url, issuer.credential, batch_size=2)
     auth = client.authorization_for(r.headers["WWW-Authenticate"])
-    ok = requests.get(origin.url + "/feature", headers={"Authorization": auth}, timeout=10)
+    ok = requests.get(origin.url + "/feature", headers={"Authorization": auth}, timeout=30)
     assert ok.status_code == 200 and ok.json() == {"ok": True}
-    replay = requests.get(origin.url + "/feature", headers={"Authorization": auth}, timeout=10)
+    replay = requests.get(origin.url + "/feature", headers={"Authorization": auth}, timeout=30)
     assert replay.status_code == 401
-    garbage = requests.get(origin.url + "/feature", timeout=10,
+    garbage = requests.get(origin.url + "/feature", timeout=30,
                            headers={"Authorization": "PrivateToken token=" + "A" * 5000})
     assert garbage.status_code == 401
 
