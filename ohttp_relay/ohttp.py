@@ -11,6 +11,7 @@ HPKE (RFC 9180) comes from ``pyhpke``; the response AEAD and HKDF come from ``cr
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -243,6 +244,11 @@ class GatewayKey:
         return cls(KeyConfig(key_id, kem_id, public, tuple(symmetric)), bytes(private_key))
 
     def hpke_private_key(self) -> Any:
+        """The pyhpke key object, loaded once (loading costs as much as the DH itself)."""
+        return self._hpke_key
+
+    @functools.cached_property
+    def _hpke_key(self) -> Any:
         return KEMKey.from_pyca_cryptography_key(_load_private(self.config.kem_id,
                                                                self.private_key))
 

@@ -3,6 +3,7 @@ Flask's WSGI test client): any body, media type or method gives a 4xx problem, n
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ohttp_relay import consts, ohttp
+from ohttp_relay import bhttp, consts, ohttp
+from ohttp_relay.client import build_request
 from ohttp_relay.gateway_service import create_app as create_gateway
 from ohttp_relay.relay_service import RateLimiter
 from ohttp_relay.relay_service import create_app as create_relay
@@ -69,3 +71,25 @@ def test_rate_limiter_windows() -> None:
     assert limiter.hit("a", now=2) == 8
     assert limiter.hit("b", now=2) is None  # per client address
     assert limiter.hit("a", now=10) is None  # a new window
+
+
+def test_in_process_wsgi_target() -> None:
+    """A target mounted in the gateway's process gets the inner request and no client data."""
+    app = create_gateway({"db": str(_DIR / "inproc.db"), "targets": [],
+                          "target_apps": {"http://echo.internal": "tests.apps:create_echo_app"}})
+    client = app.test_client()
+    config = ohttp.decode_key_configs(client.get("/ohttp-keys").data)[0]
+    inner = build_request("POST", "http://echo.internal/s?q=1", {"Authorization": "Bearer t"},
+                          b"body")
+    sealed, context = ohttp.encapsulate_request(config, inner.to_bytes())
+    outer = client.post("/gateway", data=sealed, content_type=consts.MEDIA_TYPE_REQUEST,
+                        environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    response = bhttp.decode_response(context.decapsulate(outer.data))
+    seen = json.loads(response.content)
+    assert (seen["path"], seen["query"], bytes.fromhex(seen["body"])) == ("/s", "q=1", b"body")
+    assert seen["headers"]["authorization"] == "Bearer t"
+    assert not seen["remote_addr"]  # the gateway has no client address to pass on
+    other = build_request("GET", "http://elsewhere.internal/", None, None)
+    sealed, context = ohttp.encapsulate_request(config, other.to_bytes())
+    outer = client.post("/gateway", data=sealed, content_type=consts.MEDIA_TYPE_REQUEST)
+    assert bhttp.decode_response(context.decapsulate(outer.data)).status == 403

@@ -207,6 +207,10 @@ def test_key_rotation_refetch_and_key_mismatch(live_server: Start, tmp_path: Pat
     assert client.key_config().key_id != old_id
     capsys.readouterr()
 
+    by_url = ObliviousClient(relay.url, _gateway.url + "/ohttp-keys")  # keys from a URL
+    assert by_url.request("GET", echo.url + "/").status == 200
+    assert by_url.key_config().key_id == client.key_config().key_id
+
     stale = ohttp.GatewayKey.generate(old_id).config.to_bytes()  # a config the gateway lacks
     with pytest.raises(KeyMismatch):
         ObliviousClient(relay.url, stale).request("GET", echo.url + "/")
