@@ -60,9 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     rot.add_argument("--ahead", type=int, default=consts.DEFAULT_DIRECTORY_MAX_AGE,
                      help="publish this many seconds before use so caches see it first")
     ret = with_db(keys.add_parser("retire", help="withdraw keys and destroy their private half"))
-    ret.add_argument("key_id", nargs="?", help="hex key id (or a unique prefix)")
+    ret.add_argument("key_id", nargs="?",
+                     help="hex key id (or a unique prefix); without it, every key except the "
+                          "newest one in use (the end of a rotation)")
     ret.add_argument("--all-but-current", action="store_true",
-                     help="retire every key except the newest one already in use")
+                     help="retire every key except the newest one in use (the default)")
     return parser
 
 
@@ -101,16 +103,13 @@ def _keys(args: argparse.Namespace, store: IssuerStore) -> int:
     elif args.action == "list":
         print("\n".join(_keys_table(store)))
     else:
-        if args.all_but_current:
-            live = [k for k in store.list_keys() if k.not_before <= now]
-            keep = max(live, key=lambda k: (k.not_before, k.created_at)) if live else None
-            targets = [k for k in store.list_keys() if keep is not None and k.key_id !=
-                       keep.key_id and k.not_before <= now]
-        elif args.key_id:
+        if args.key_id and not args.all_but_current:
             targets = [store.find_key(args.key_id)]
         else:
-            print("token-issuer: name a key id or pass --all-but-current", file=sys.stderr)
-            return 2
+            live = [k for k in store.list_keys() if k.not_before <= now]
+            keep = max(live, key=lambda k: (k.not_before, k.created_at)) if live else None
+            # Keys published for the future are kept: they are the next rotation.
+            targets = [k for k in live if keep is not None and k.key_id != keep.key_id]
         for key in targets:
             store.retire_key(key.key_id)
             print(key.key_id.hex())

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS issuer_keys (
     token_key {blob} NOT NULL,
     private_pem {blob},
     not_before {bigint} NOT NULL,
-    created_at {bigint} NOT NULL,
+    created_at {bigint} NOT NULL, -- microseconds since the epoch (orders same-second keys)
     retired_at {bigint}
 );
 CREATE TABLE IF NOT EXISTS issuer_accounts (
@@ -92,6 +92,8 @@ class IssuerStore:
         """A new 2048-bit key, its truncated id distinct from every live key's."""
         now = int(time.time()) if now is None else now
         not_before = now if not_before is None else not_before
+        # Microseconds: keys made in the same second still have a definite order.
+        created_us = time.time_ns() // 1000
         taken = {k.key_id[-1] for k in self.list_keys()}
         if len(taken) >= 256:
             raise KeyStoreError("every truncated key id is in use; retire a key first")
@@ -110,8 +112,8 @@ class IssuerStore:
         self.db.execute(
             "INSERT INTO issuer_keys (key_id, truncated_id, token_key, private_pem, not_before,"
             " created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (key_id, key_id[-1], spki, stored_pem, not_before, now))
-        return StoredKey(key_id, spki, not_before, now, None)
+            (key_id, key_id[-1], spki, stored_pem, not_before, created_us))
+        return StoredKey(key_id, spki, not_before, created_us, None)
 
     def private_key(self, key_id: bytes) -> rsa.RSAPrivateKey:
         row = self.db.fetchone("SELECT private_pem FROM issuer_keys WHERE key_id = ? AND "

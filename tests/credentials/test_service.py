@@ -253,3 +253,7 @@ def test_cli_accounts_and_keys(tmp_path: Path) -> None:
     assert run("keys", "retire", first[:12]).strip() == first
     assert not (key_dir / f"{first}.pem").exists()
     assert "retired" in run("keys", "list")
+    third = run("keys", "rotate", "--ahead", "0").strip()
+    assert run("keys", "retire").strip() == second  # the default: all but the newest in use
+    assert [line.split()[1] for line in run("keys", "list").splitlines()
+            if line.startswith(third)] == ["active"]
