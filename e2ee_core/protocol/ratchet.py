@@ -7,7 +7,7 @@ decrypt never changes stored state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from e2ee_core.errors import DuplicateMessage, InvalidKey, InvalidMessage, MessageTooFarInFuture
@@ -73,9 +73,11 @@ class SessionState:
     pending_prekey: PendingPreKey | None = None
 
     def clone(self) -> SessionState:
-        copy = SessionState(**{k: v for k, v in self.__dict__.items()
-                               if k not in ("receiver_chains",)})
+        copy = object.__new__(SessionState)
+        copy.__dict__.update(self.__dict__)  # bytes/ints are immutable; chains are copied below
         copy.receiver_chains = [c.clone() for c in self.receiver_chains]
+        if self.pending_prekey is not None:
+            copy.pending_prekey = replace(self.pending_prekey)
         return copy
 
     # -- serialization (JSON-able; stores persist it as bytes) ------------------------------

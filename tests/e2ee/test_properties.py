@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from e2ee_core.device import Ciphertext, Device, MessageType, PreKeyBundle
 from e2ee_core.errors import E2EEError
 from e2ee_core.protocol.fingerprint import fingerprint
+from e2ee_core.protocol.keys import KemPublicKey, PublicKey
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
 from e2ee_core.protocol.padding import unpad
 from e2ee_core.protocol.session import SessionRecord
@@ -113,7 +114,9 @@ def test_mutated_messages_fail_cleanly_or_decrypt_unchanged(data: st.DataObject)
 def test_decoders_raise_only_typed_errors(data: bytes) -> None:
     for decode in (SignalMessage.from_bytes, PreKeySignalMessage.from_bytes,
                    PreKeyBundle.from_bytes, Ciphertext.from_bytes, SessionRecord.from_bytes,
-                   unpad):
+                   unpad, PublicKey.deserialize, KemPublicKey.deserialize,
+                   lambda b: Ciphertext.from_dict({"type": b[:1].hex(), "body": b.hex()}),
+                   lambda b: Ciphertext.from_dict({"type": 3, "body": b.decode("latin-1")})):
         try:
             decode(data)
         except E2EEError:
