@@ -1,10 +1,15 @@
-"""Fixtures of the delivery-server tests: a database URL per engine."""
+"""Fixtures of the delivery-server tests: a database URL per engine, and `e2ee-server serve`
+processes (gunicorn, gthread workers) that are always stopped, even when start-up fails."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.server.support import ServerProcess, start_server_process
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -14,3 +19,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "server.db")
     dsn: str = request.getfixturevalue("pg_dsn")
     return dsn
+
+
+@pytest.fixture
+def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        Callable[..., ServerProcess]]:
+    """``server_process(db, workers=3, **settings)``: a running server, stopped afterwards."""
+    started: list[ServerProcess] = []
+    work_dir = tmp_path_factory.mktemp("e2ee-server")
+
+    def start(db: str, **kwargs: Any) -> ServerProcess:
+        server = start_server_process(db, work_dir, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()

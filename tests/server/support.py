@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import secrets
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import requests
 from requests.adapters import BaseAdapter
@@ -14,6 +21,7 @@ from requests.structures import CaseInsensitiveDict
 from werkzeug.test import Client
 
 from e2ee_core.server.wire import DeviceKeys, PreKey, SignedPreKey
+from tests.support import REPO_ROOT, free_port
 
 PASSWORD = "correct horse battery staple"
 # Real argon2id, at a cost that keeps the suite fast on a shared 2-core machine.
@@ -90,3 +98,55 @@ def device_keys(one_time: int = 5, kem: int = 5, first_id: int = 1) -> DeviceKey
 def unique_name(prefix: str = "u") -> str:
     """A fresh account name, so tests sharing one PostgreSQL database never collide."""
     return f"{prefix}{secrets.token_hex(5)}"
+
+
+@dataclass
+class ServerProcess:
+    """One ``e2ee-server serve`` process tree."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: BinaryIO
+
+    def logs(self) -> str:
+        if not self.log_file.closed:
+            self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if not self.log_file.closed:
+            self.log_file.close()
+
+
+def start_server_process(db: str, work_dir: Path, *, workers: int = 1, threads: int = 4,
+                         timeout: float = 60.0, **settings: Any) -> ServerProcess:
+    """Run ``python -m e2ee_core.server.cli serve`` and wait until it answers."""
+    port = free_port()
+    config = work_dir / f"config-{port}.json"
+    config.write_text(json.dumps(settings))
+    log_path = work_dir / f"server-{port}.log"
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "e2ee_core.server.cli", "serve", "--port", str(port), "--db", db,
+         "--workers", str(workers), "--threads", str(threads), "--config", str(config)],
+        cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log_path, log_file)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if requests.get(server.url + "/v1/health", timeout=5).status_code == 200:
+                return server
+        except requests.RequestException:  # not listening yet, or slow under load
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"e2ee-server did not start:\n{server.logs()[-3000:]}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,18 +15,24 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from e2ee_core.attachments import blob_size
 from e2ee_core.infra.database import Database
-from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.errors import AuthenticationFailed, MismatchedDevices, PayloadTooLarge
 from e2ee_core.server.wire import DeviceAddress, Envelope, OutgoingEnvelope
-from tests.server.support import FAST_ARGON2, PASSWORD, device_keys, unique_name
-from tests.support import REPO_ROOT, LiveServer, free_port
+from tests.server.support import (
+    FAST_ARGON2,
+    PASSWORD,
+    ServerProcess,
+    device_keys,
+    unique_name,
+)
+from tests.support import REPO_ROOT
+
+Starter = Callable[..., ServerProcess]
 
 TABLES = ("accounts", "devices", "one_time_prekeys", "kem_prekeys", "envelopes", "contacts",
           "attachments")
@@ -124,7 +129,8 @@ def _sqlite_file_bytes(path: str) -> bytes:
     return Path(path).read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
-def conversation(db_url: str, start: Callable[[], LiveServer]) -> None:
+def conversation(db_url: str, start: Callable[[], ServerProcess],
+                 started: list[ServerProcess]) -> None:
     server = start()
     alice, bob = _register(server.url, 3), _register(server.url, 3)
     a_name, b_name = alice[0].address.username, bob[0].address.username
@@ -213,28 +219,19 @@ def conversation(db_url: str, start: Callable[[], LiveServer]) -> None:
     assert a_name not in logs and b_name not in logs
 
 
-started: list[LiveServer] = []
+def test_two_accounts_three_devices_each_converse(server_process: Starter, db_url: str) -> None:
+    started: list[ServerProcess] = []
+
+    def start() -> ServerProcess:
+        started.append(server_process(db_url, workers=3, **FAST_ARGON2))
+        return started[-1]
+
+    conversation(db_url, start, started)
 
 
-def _starter(live_server: Callable[..., LiveServer], db_url: str,
-             **extra: Any) -> Callable[[], LiveServer]:
-    def start() -> LiveServer:
-        server = live_server(create_app, _workers=3, db=db_url, **FAST_ARGON2, **extra)
-        started.append(server)
-        return server
-
-    started.clear()
-    return start
-
-
-def test_two_accounts_three_devices_each_converse(live_server: Callable[..., LiveServer],
-                                                  db_url: str) -> None:
-    conversation(db_url, _starter(live_server, db_url))
-
-
-def test_concurrent_bundle_fetches_across_worker_processes(
-        live_server: Callable[..., LiveServer], db_url: str) -> None:
-    server = live_server(create_app, _workers=3, db=db_url, **FAST_ARGON2)
+def test_concurrent_bundle_fetches_across_worker_processes(server_process: Starter,
+                                                           db_url: str) -> None:
+    server = server_process(db_url, workers=3, threads=2, **FAST_ARGON2)
     bob = ServerClient(server.url)
     bob_name = unique_name()
     bob.register(bob_name, PASSWORD, device_keys(one_time=24, kem=24))
@@ -265,9 +262,8 @@ def test_concurrent_bundle_fetches_across_worker_processes(
     assert bob.prekey_count().one_time_prekeys == 0
 
 
-def test_twenty_mebibyte_attachment(live_server: Callable[..., LiveServer],
-                                    tmp_path: Path) -> None:
-    server = live_server(create_app, db=str(tmp_path / "att.db"), **FAST_ARGON2)
+def test_twenty_mebibyte_attachment(server_process: Starter, tmp_path: Path) -> None:
+    server = server_process(str(tmp_path / "att.db"), **FAST_ARGON2)
     alice, bob = ServerClient(server.url), ServerClient(server.url)
     alice.register(unique_name(), PASSWORD, device_keys())
     bob.register(unique_name(), PASSWORD, device_keys())
@@ -282,45 +278,30 @@ def test_twenty_mebibyte_attachment(live_server: Callable[..., LiveServer],
     assert f"event=attachment_stored bytes={len(blob)}" in server.logs()
 
 
-def test_console_script_serves_with_threads_and_purges(tmp_path: Path) -> None:
-    db = tmp_path / "cli.db"
-    config = tmp_path / "limits.json"
-    config.write_text(json.dumps({**FAST_ARGON2, "envelope_ttl_seconds": 1}))
-    port = free_port()
-    log = (tmp_path / "cli.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "e2ee_core.server.cli", "serve", "--port", str(port), "--db",
-         str(db), "--workers", "1", "--threads", "4", "--config", str(config)],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if ServerClient(url).health():
-                    break
-            except Exception:
-                time.sleep(0.1)
-        alice, bob = ServerClient(url), ServerClient(url)
-        alice.register("alice", PASSWORD, device_keys())
-        bob.register("bob", PASSWORD, device_keys())
-        # One worker: the long-poll and the send must run on different threads of it.
-        timer = threading.Timer(0.3, lambda: alice.send(
-            "bob", [OutgoingEnvelope("bob", 1, b"over threads")]))
-        timer.start()
-        got = bob.receive(wait=10).envelopes
-        timer.join()
-        assert [e.content for e in got] == [b"over threads"]
-        alice.send("bob", [OutgoingEnvelope("bob", 1, b"never fetched")])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        log.close()
+def test_console_script_serves_with_threads_and_purges(server_process: Starter,
+                                                       tmp_path: Path) -> None:
+    db = str(tmp_path / "cli.db")
+    server = server_process(db, workers=1, threads=4, envelope_ttl_seconds=1, **FAST_ARGON2)
+    alice, bob = ServerClient(server.url), ServerClient(server.url)
+    alice.register("alice", PASSWORD, device_keys())
+    bob.register("bob", PASSWORD, device_keys())
+    # One worker: the long-poll and the send must run on different threads of it.
+    timer = threading.Timer(0.3, lambda: alice.send(
+        "bob", [OutgoingEnvelope("bob", 1, b"over threads")]))
+    timer.start()
+    got = bob.receive(wait=10).envelopes
+    timer.join()
+    assert [e.content for e in got] == [b"over threads"]
+    alice.send("bob", [OutgoingEnvelope("bob", 1, b"never fetched")])
+    server.stop()
     time.sleep(1.1)  # let the 1 s envelope TTL pass
-    out = subprocess.run([sys.executable, "-m", "e2ee_core.server.cli", "purge", "--db",
-                          str(db), "--config", str(config)], cwd=REPO_ROOT, capture_output=True,
+    config = tmp_path / "purge.json"
+    config.write_text(json.dumps({"envelope_ttl_seconds": 1, **FAST_ARGON2}))
+    out = subprocess.run([sys.executable, "-m", "e2ee_core.server.cli", "purge", "--db", db,
+                          "--config", str(config)], cwd=REPO_ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert "purged envelopes=2" in out
-    bad = subprocess.run([sys.executable, "-m", "e2ee_core.server.cli", "purge", "--db", str(db),
+    bad = subprocess.run([sys.executable, "-m", "e2ee_core.server.cli", "purge", "--db", db,
                           "--config", str(tmp_path / "missing.json")], cwd=REPO_ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2
