@@ -232,19 +232,16 @@ class DatabaseStore:
             return ids
 
     def remember_request(self, key_id: int, enc: bytes, now: int, expires_at: int) -> bool:
+        # One atomic statement: insert, or take over an expired entry; a live entry wins and
+        # nothing changes (rowcount 0), which is the replay signal.
         try:
-            with self.db.transaction() as tx:
-                self._inserts += 1
-                if self._inserts % 256 == 1:
-                    tx.execute("DELETE FROM ohttp_replay WHERE expires_at <= ?", (now,))
-                else:
-                    tx.execute("DELETE FROM ohttp_replay WHERE key_id = ? AND enc = ? AND "
-                               "expires_at <= ?", (key_id, enc, now))
-                cursor = tx.execute(
-                    "INSERT INTO ohttp_replay (key_id, enc, expires_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT DO NOTHING", (key_id, enc, expires_at))
-                return cursor.rowcount == 1
-        except StoreError:
-            raise
+            self._inserts += 1
+            if self._inserts % 256 == 1:
+                self.db.execute("DELETE FROM ohttp_replay WHERE expires_at <= ?", (now,))
+            cursor = self.db.execute(
+                "INSERT INTO ohttp_replay (key_id, enc, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key_id, enc) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE ohttp_replay.expires_at <= ?", (key_id, enc, expires_at, now))
+            return cursor.rowcount == 1
         except Exception as exc:
             raise StoreError("replay cache unavailable") from exc
