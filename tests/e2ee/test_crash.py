@@ -90,3 +90,23 @@ def test_kill_during_encrypt_never_reuses_a_message_key(tmp_path: Path) -> None:
         keys.append((message.ratchet_key.raw, message.counter))
         assert alice.decrypt(BOB, ct).startswith(b"crash ")
     assert len(keys) == len(set(keys)) and len(keys) >= 20
+
+
+def test_two_processes_sharing_a_database_never_share_a_message_key(tmp_path: Path) -> None:
+    alice, bob_db = _setup(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.e2ee.crash_child", "encrypt",
+                               str(bob_db), "150"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outputs]
+    lines = [line for out, _ in outputs for line in out.split("\n")[1:] if line]
+    assert len(lines) == 300
+    keys = set()
+    for line in lines:
+        ct = Ciphertext.from_bytes(bytes.fromhex(line))
+        message = SignalMessage.from_bytes(ct.body)
+        keys.add((message.ratchet_key.raw, message.counter))
+        assert alice.decrypt(BOB, ct).startswith(b"crash ")
+    assert len(keys) == 300
