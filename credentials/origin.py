@@ -98,16 +98,21 @@ class TokenVerifier:
         self.directory = DirectoryCache(issuer_url, session)
         self.spent = DatabaseSpentStore(spent_db)
         self._keys_for: tuple[DirectoryKey, ...] | None = None
+        self._valid_for: tuple[DirectoryKey, ...] | None = None
         self._keys: dict[bytes, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
 
     def _valid_keys(self, *, force: bool = False) -> tuple[list[DirectoryKey],
                                                            dict[bytes, rsa.RSAPublicKey]]:
         directory = self.directory.get(force=force)
+        # A published key becomes valid when its not-before passes, with no directory change.
         valid = directory.blind_rsa_keys(int(time.time()))
+        valid_t = tuple(valid)
         with self._lock:
-            if self._keys_for != directory.token_keys:
+            if self._valid_for != valid_t:
                 self._keys = public_keys(valid)
+                self._valid_for = valid_t
+            if self._keys_for != directory.token_keys:
                 self._keys_for = directory.token_keys
                 purged = self.spent.purge(k.key_id for k in directory.blind_rsa_keys())
                 if purged:

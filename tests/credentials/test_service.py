@@ -257,3 +257,23 @@ def test_cli_accounts_and_keys(tmp_path: Path) -> None:
     assert run("keys", "retire").strip() == second  # the default: all but the newest in use
     assert [line.split()[1] for line in run("keys", "list").splitlines()
             if line.startswith(third)] == ["active"]
+
+
+def test_key_published_ahead_is_used_only_after_not_before(issuer: Any, tmp_path: Path) -> None:
+    import time
+
+    store = IssuerStore(issuer.db)
+    old = store.list_keys()[0]
+    ahead = store.generate_key(not_before=int(time.time()) + 2)
+    verifier = _verifier(issuer, tmp_path)
+    # Published (origins and clients can see it) but not yet used by anyone.
+    assert parse_www_authenticate(verifier.challenge_header())[0].token_key == old.token_key
+    pending = begin_issuance(verifier.challenge.encode(), ahead.token_key)
+    r = _post(issuer, pending.request.encode(), consts.MEDIA_TOKEN_REQUEST, issuer.credential)
+    assert r.status_code == 422
+    time.sleep(max(0.0, ahead.not_before + 1.1 - time.time()))
+    # Same cached directory; the key's not-before has passed, so it takes over.
+    header = verifier.challenge_header()
+    assert parse_www_authenticate(header)[0].token_key == ahead.token_key
+    verifier.redeem(IssuerClient(issuer.url, issuer.credential, batch_size=1)
+                    .authorization_for(header))
