@@ -298,10 +298,11 @@ class Group:
         self._require_member()
         if device == self._state.local:
             raise InvalidGroupUpdate("use leave() or remove_members() for this device")
-        self._store.delete_sender_key(device, self.group_id)
+        with self._store.atomic():
+            self._store.delete_sender_key(device, self.group_id)
+            rotate_sender_key(self._store, self._state.local, self.group_id)
         self._state = replace(self._state,
                               senders=tuple(s for s in self._state.senders if s != device))
-        rotate_sender_key(self._store, self._state.local, self.group_id)
         return [self._distribution(frozenset(self.members))]
 
     def leave(self) -> list[Outgoing]:
@@ -319,19 +320,22 @@ class Group:
             raise InvalidGroupUpdate("membership change inconsistent with the members")
         local = self._state.local
         if local.name in change.removed:
-            for sender in (*self._state.senders, local):
-                self._store.delete_sender_key(sender, self.group_id)
+            with self._store.atomic():
+                for sender in (*self._state.senders, local):
+                    self._store.delete_sender_key(sender, self.group_id)
             self._state = replace(self._state, epoch=change.epoch, members=change.members,
                                   senders=(), left=True)
             return []
-        gone = [s for s in self._state.senders if s.name in change.removed]
-        for sender in gone:
-            self._store.delete_sender_key(sender, self.group_id)
+        with self._store.atomic():
+            for sender in self._state.senders:
+                if sender.name in change.removed:
+                    self._store.delete_sender_key(sender, self.group_id)
+            if change.removed:
+                rotate_sender_key(self._store, local, self.group_id)
         self._state = replace(
             self._state, epoch=change.epoch, members=change.members,
             senders=tuple(s for s in self._state.senders if s.name not in change.removed))
         if change.removed:
-            rotate_sender_key(self._store, local, self.group_id)
             return [self._distribution(frozenset(change.members))]
         if change.added:
             return [self._distribution(frozenset(change.added))]

@@ -1,12 +1,13 @@
 """Where sender keys live: a ``typing.Protocol`` and an in-memory implementation.
 
 Like libsignal's ``SenderKeyStore`` trait, records are keyed by (sender address, distribution
-id). A persistent implementation (SQLite/PostgreSQL, beside the session stores) stores
-:meth:`SenderKeyRecord.encode` bytes; it must write each record atomically.
+id). :class:`e2ee_core.groups.sql_store.SqlSenderKeyStore` is the persistent implementation
+(SQLite or PostgreSQL); it stores :meth:`SenderKeyRecord.encode` bytes.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -55,6 +56,11 @@ class SenderKeyStore(Protocol):
         """Forget the record (no error if absent)."""
         ...
 
+    def atomic(self) -> AbstractContextManager[None]:
+        """A transaction: the group cipher wraps each load-modify-store in one, so a crash or a
+        concurrent process never sees half an update or reuses a message key. Re-entrant."""
+        ...
+
 
 class InMemorySenderKeyStore:
     """A :class:`SenderKeyStore` in a dict. Records are kept serialized so that a loaded record
@@ -74,6 +80,10 @@ class InMemorySenderKeyStore:
 
     def delete_sender_key(self, sender: SenderAddress, distribution_id: bytes) -> None:
         self._records.pop((sender, bytes(distribution_id)), None)
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """Nothing to do in one process: every store is a single dict assignment."""
+        return nullcontext()
 
     def snapshot(self) -> dict[tuple[SenderAddress, bytes], bytes]:
         """A copy of every serialized record (tests compare snapshots to prove no change)."""
