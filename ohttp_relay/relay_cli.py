@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8081)
     serve.add_argument("--gateway", required=True, metavar="URL",
                        help="the gateway's POST /gateway URL")
+    serve.add_argument("--route", action="append", default=[], metavar="PATH=URL",
+                       help="relay another gateway: POST PATH -> URL, keys at PATH/ohttp-keys")
     serve.add_argument("--rate-limit", type=int, default=120,
                        help="requests per window per client address (0 = off)")
     serve.add_argument("--rate-window", type=float, default=60.0, help="seconds")
@@ -34,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.gateway.startswith(("http://", "https://")):
         print("ohttp-relay: --gateway must be an http(s) URL", file=sys.stderr)
         return 2
+    routes = dict(route.split("=", 1) for route in args.route if "=" in route)
+    if len(routes) != len(args.route):
+        print("ohttp-relay: --route takes PATH=URL", file=sys.stderr)
+        return 2
     config: dict[str, object] = {"gateway_url": args.gateway, "rate_limit": args.rate_limit,
-                                 "rate_window": args.rate_window}
+                                 "rate_window": args.rate_window, "routes": routes}
     if args.relay_secret_env:
         secret = os.environ.get(args.relay_secret_env)
         if not secret:

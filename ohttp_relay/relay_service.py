@@ -63,15 +63,23 @@ def keys_url_for(gateway_url: str) -> str:
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the relay. Config: ``gateway_url`` (required), ``rate_limit`` (requests per window
-    per client address, default 120; 0 disables), ``rate_window`` (s, default 60),
-    ``relay_secret``, ``max_request_size``, ``gateway_timeout`` (s), ``keys_url``.
+    """Build the relay. Config: ``gateway_url`` (required; served at ``POST /relay`` and
+    ``GET /ohttp-keys``), ``routes`` (more gateways: ``{"/relay/b": "https://b/gateway"}``, each
+    with its keys at ``<path>/ohttp-keys``), ``rate_limit`` (requests per window per client
+    address, default 120; 0 disables), ``rate_window`` (s, default 60), ``relay_secret``,
+    ``max_request_size``, ``gateway_timeout`` (s), ``keys_url``.
     """
     cfg = dict(config or {})
     gateway_url = str(cfg.get("gateway_url") or "")
     if not gateway_url.startswith(("http://", "https://")):
         raise ValueError("relay config needs 'gateway_url' (http or https URL)")
-    keys_url = str(cfg.get("keys_url") or keys_url_for(gateway_url))
+    routes = [("/relay", gateway_url, str(cfg.get("keys_url") or keys_url_for(gateway_url)),
+               "/ohttp-keys")]
+    for raw_path, url in (cfg.get("routes") or {}).items():
+        path = "/" + str(raw_path).strip("/")
+        if not str(url).startswith(("http://", "https://")) or path in ("/", "/relay"):
+            raise ValueError("relay routes map a path to an http(s) gateway URL")
+        routes.append((path, str(url), keys_url_for(str(url)), path + "/ohttp-keys"))
     limiter = RateLimiter(int(cfg.get("rate_limit", 120)), float(cfg.get("rate_window", 60)))
     relay_secret = cfg.get("relay_secret")
     max_size = int(cfg.get("max_request_size", consts.MAX_ENCAPSULATED_REQUEST))
@@ -91,8 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             raise ProblemError(429, "Too Many Requests",
                                headers={"Retry-After": str(max(1, math.ceil(retry)))})
 
-    @app.post("/relay")
-    def relay() -> Response:
+    def relay(gateway_url: str) -> Response:
         _rate_limit()
         media = (request.mimetype or "").lower()
         if media not in _ACCEPTED:
@@ -140,8 +147,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         content = b"".join(stream())
         return Response(content, status=upstream.status, content_type=out_type)
 
-    @app.get("/ohttp-keys")
-    def ohttp_keys() -> Response:
+    def ohttp_keys(keys_url: str) -> Response:
         # Not cached here: after a key rotation a client's refetch must see the new keys.
         _rate_limit()
         try:
@@ -159,4 +165,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         resp.headers["Cache-Control"] = upstream.headers.get("Cache-Control", "max-age=60")
         return resp
 
+    for index, (path, target, keys, keys_path) in enumerate(routes):
+        app.add_url_rule(path, f"relay_{index}", relay, methods=["POST"],
+                         defaults={"gateway_url": target})
+        app.add_url_rule(keys_path, f"keys_{index}", ohttp_keys, methods=["GET"],
+                         defaults={"keys_url": keys})
     return app

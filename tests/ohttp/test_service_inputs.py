@@ -93,3 +93,21 @@ def test_in_process_wsgi_target() -> None:
     sealed, context = ohttp.encapsulate_request(config, other.to_bytes())
     outer = client.post("/gateway", data=sealed, content_type=consts.MEDIA_TYPE_REQUEST)
     assert bhttp.decode_response(context.decapsulate(outer.data)).status == 403
+
+
+def test_several_key_configs_and_p256() -> None:
+    """A P-256 key with ChaCha20-Poly1305 beside the X25519 one: both advertised, both open."""
+    from ohttp_relay.store import DatabaseStore
+
+    db = str(_DIR / "multi.db")
+    app = create_gateway({"db": db, "targets": [], "key_refresh": 0})
+    DatabaseStore(db).generate_key(0, ohttp.KEM_P256,
+                                   (ohttp.SymmetricSuite(1, ohttp.AEAD_CHACHA20_POLY1305),))
+    client = app.test_client()
+    configs = ohttp.decode_key_configs(client.get("/ohttp-keys").data)
+    assert sorted(c.kem_id for c in configs) == [ohttp.KEM_P256, ohttp.KEM_X25519]
+    for config in configs:
+        inner = build_request("GET", "http://127.0.0.1:1/", None, None)
+        sealed, context = ohttp.encapsulate_request(config, inner.to_bytes())
+        outer = client.post("/gateway", data=sealed, content_type=consts.MEDIA_TYPE_REQUEST)
+        assert bhttp.decode_response(context.decapsulate(outer.data)).status == 403

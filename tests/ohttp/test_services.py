@@ -239,3 +239,21 @@ def test_two_gateways_share_keys_and_replay_cache(live_server: Start, pg_dsn: st
     assert bhttp.decode_response(context.decapsulate(answer.content)).status == 200
     replay = requests.post(first.url + "/gateway", data=sealed, headers=media, timeout=5)
     assert replay.status_code == 400 and replay.json()["title"] == "Replayed request"
+
+
+def test_relay_serves_several_gateways(live_server: Start, tmp_path: Path) -> None:
+    echo = live_server(create_echo_app)
+    first = live_server(create_gateway, db=str(tmp_path / "a.db"), targets=[echo.url])
+    second = live_server(create_gateway, db=str(tmp_path / "b.db"), targets=[echo.url])
+    relay = live_server(create_relay, gateway_url=first.url + "/gateway",
+                        routes={"/relay/second": second.url + "/gateway"})
+    assert requests.get(relay.url + "/relay/second/ohttp-keys", timeout=5).content == \
+        requests.get(second.url + "/ohttp-keys", timeout=5).content
+    second_keys = requests.get(second.url + "/ohttp-keys", timeout=5).content
+    sealed, context = ohttp.encapsulate_request(
+        ohttp.decode_key_configs(second_keys)[0],
+        build_request("GET", echo.url + "/b", None, None).to_bytes())
+    media = {"Content-Type": consts.MEDIA_TYPE_REQUEST}
+    answer = requests.post(relay.url + "/relay/second", data=sealed, headers=media, timeout=5)
+    assert bhttp.decode_response(context.decapsulate(answer.content)).status == 200
+    assert ObliviousClient(relay.url).request("GET", echo.url + "/a").status == 200
