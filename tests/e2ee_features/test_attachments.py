@@ -172,10 +172,14 @@ def test_random_blobs_raise_only_attachment_errors(blob: bytes) -> None:
         decrypt_attachment(blob, pointer)
 
 
-def test_oversized_attachments_are_refused_before_encrypting() -> None:
+def test_oversized_attachments_are_refused_before_encrypting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AttachmentTooLarge):
+        encrypt_attachment(bytes(MAX_ATTACHMENT_BYTES + 1), content_type="video/mp4")
+    monkeypatch.setattr("e2ee_core.attachments.MAX_ATTACHMENT_BYTES", 1000)
     encryptor = AttachmentEncryptor(content_type="video/mp4")
-    encryptor.update(bytes(MAX_ATTACHMENT_BYTES // 2))
-    encryptor.update(bytes(MAX_ATTACHMENT_BYTES // 2))
+    encryptor.update(bytes(600))
+    encryptor.update(bytes(400))
     with pytest.raises(AttachmentTooLarge):
         encryptor.update(b"x")
 
