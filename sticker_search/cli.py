@@ -173,7 +173,9 @@ def _stack_up(args: argparse.Namespace) -> int:
     def _terminate(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Also SIGINT: a shell may start a background job with SIGINT ignored.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         stack.start()
         credential = stack.add_account(args.account)

@@ -133,6 +133,7 @@ def run(base: Path) -> int:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored
     with tempfile.TemporaryDirectory(prefix="sticker-demo-") as folder:
         try:
             return run(Path(folder))

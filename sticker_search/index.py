@@ -51,8 +51,8 @@ from sticker_search.consts import (
 from sticker_search.errors import QueryError
 from sticker_search.text import is_unsegmented, normalize, tokenize
 
-# A posting: (sticker number, weight, bit mask of the languages the term occurs in).
-Posting = tuple[int, float, int]
+# A posting: (weight, sticker number, bit mask of the languages the term occurs in).
+Posting = tuple[float, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +121,25 @@ class SearchIndex:
                     self._add(postings, number, sticker.aliases, FIELD_ALIAS * prior, bit)
                     self._add(postings, number, sticker.unicode_words, FIELD_UNICODE * prior,
                               bit)
-        self._postings: dict[str, tuple[Posting, ...]] = {
-            term: tuple((n, w, m) for n, (w, m) in docs.items())
+        # Posting lists by falling weight: a one-word query reads only their heads.
+        self._ranked: dict[str, tuple[Posting, ...]] = {
+            term: tuple(sorted(((w, n, m) for n, (w, m) in docs.items()), reverse=True))
             for term, docs in postings.items()
         }
+        # The same per language, for language hints: ``{term: {language bit: ((w, n), ...)}}``.
+        self._ranked_lang: dict[str, dict[int, tuple[tuple[float, int], ...]]] = {}
+        for term, ranked in self._ranked.items():
+            by_lang: dict[int, list[tuple[float, int]]] = {}
+            for weight, number, mask in ranked:
+                for bit in self._lang_bit.values():
+                    if mask & bit:
+                        by_lang.setdefault(bit, []).append((weight, number))
+            self._ranked_lang[term] = {bit: tuple(p) for bit, p in by_lang.items()}
         # Without a language hint only the weights matter: a dict per term merges fastest.
         self._weights: dict[str, dict[int, float]] = {
             term: {n: w for n, (w, _m) in docs.items()} for term, docs in postings.items()
         }
-        self._terms: list[str] = sorted(self._postings)
+        self._terms: list[str] = sorted(self._ranked)
         # Short prefixes match huge ranges: precompute their bounded, shortest-first completions.
         self._short_prefixes: dict[str, tuple[str, ...]] = {}
         by_length = sorted(self._terms, key=lambda t: (len(t), t))
@@ -155,14 +165,6 @@ class SearchIndex:
                 for variant in _deletes(term):
                     deletes.setdefault(variant, []).append(term)
         self._deletes = {k: tuple(v) for k, v in deletes.items()}
-        # For one-word queries: postings by falling weight (top-k without touching the tail)
-        # and the set of stickers per term (exact match counts by C-level set union).
-        self._ranked: dict[str, tuple[tuple[float, int, int], ...]] = {
-            term: tuple(sorted(((w, n, m) for n, w, m in plist), reverse=True))
-            for term, plist in self._postings.items()
-        }
-        self._doc_sets: dict[str, frozenset[int]] = {
-            term: frozenset(self._weights[term]) for term in self._terms}
 
     @staticmethod
     def _tiebreak(sticker: Sticker) -> tuple[bool, int, float, str]:
@@ -196,7 +198,7 @@ class SearchIndex:
     def expand(self, word: str) -> dict[str, float]:
         """The indexed terms a normalised query ``word`` may mean, with their match weights."""
         matches: dict[str, float] = {}
-        if word in self._postings:
+        if word in self._weights:
             matches[word] = WEIGHT_EXACT
         if len(word) <= 2:
             completions: Iterable[str] = self._short_prefixes.get(word, ())
@@ -216,7 +218,7 @@ class SearchIndex:
                 for term in self._suffix_terms[suffix]:
                     if matches.get(term, 0.0) < WEIGHT_INFIX:
                         matches[term] = WEIGHT_INFIX
-        elif len(word) >= MIN_TYPO_TERM_CHARS and word not in self._postings:
+        elif len(word) >= MIN_TYPO_TERM_CHARS and word not in self._weights:
             candidates: set[str] = set(self._deletes.get(word, ()))
             for variant in _deletes(word):
                 candidates.update(self._deletes.get(variant, ()))
@@ -296,22 +298,26 @@ class SearchIndex:
                     if score > get(number, 0.0):
                         candidates[number] = score
                 continue
-            # With a hint a posting scores between OTHER x and 1 x its weight: read on while
-            # the weight alone could still beat this list's k-th best hinted score.
-            other = match_weight * OTHER_LANGUAGE_FACTOR
-            kept: list[float] = []
-            for weight, number, mask in ranked:
-                if len(kept) >= k and weight * match_weight <= kept[0]:
-                    break
-                score = weight * (match_weight if mask & hint else other)
-                if len(kept) < k:
-                    heapq.heappush(kept, score)
-                elif score > kept[0]:
-                    heapq.heapreplace(kept, score)
+            # With a hint the top k lie among the k heaviest postings in the hinted language
+            # (full score) and the k heaviest in other languages (scored x OTHER).
+            for weight, number in self._ranked_lang[term].get(hint, ())[:k]:
+                score = weight * match_weight
                 if score > get(number, 0.0):
                     candidates[number] = score
-        sets = [self._doc_sets[term] for term in expansions]
-        total = len(sets[0]) if len(sets) == 1 else len(frozenset().union(*sets)) if sets else 0
+            other = match_weight * OTHER_LANGUAGE_FACTOR
+            taken = 0
+            for weight, number, mask in ranked:
+                if mask & hint:
+                    continue
+                score = weight * other
+                if score > get(number, 0.0):
+                    candidates[number] = score
+                taken += 1
+                if taken >= k:
+                    break
+        # The exact match count: a C-level union of the expansions' sticker sets (dict keys).
+        sets = [self._weights[term] for term in expansions]
+        total = len(sets[0]) if len(sets) == 1 else len(set().union(*sets)) if sets else 0
         return total, heapq.nlargest(k, candidates.items(), key=itemgetter(1))
 
     def _word_scores(self, word: str, hint: int) -> dict[int, float]:
@@ -324,7 +330,7 @@ class SearchIndex:
                 if hint:
                     other = match_weight * OTHER_LANGUAGE_FACTOR
                     best = {n: w * (match_weight if m & hint else other)
-                            for n, w, m in self._postings[term]}
+                            for w, n, m in self._ranked[term]}
                     owned = True
                 elif match_weight == WEIGHT_EXACT:
                     best = self._weights[term]
@@ -337,7 +343,7 @@ class SearchIndex:
             get = best.get
             if hint:
                 other = match_weight * OTHER_LANGUAGE_FACTOR
-                for number, weight, mask in self._postings[term]:
+                for weight, number, mask in self._ranked[term]:
                     score = weight * (match_weight if mask & hint else other)
                     if score > get(number, 0.0):
                         best[number] = score
