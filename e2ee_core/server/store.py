@@ -306,17 +306,24 @@ class SqlStore:
 
     def _claim(self, tx: Transaction, table: str, columns: str, username: str,
                device_id: int) -> Any:
-        """Remove and return the lowest-id one-time key of a device (None when none is left)."""
-        skip = " FOR UPDATE SKIP LOCKED" if self._pg else ""
+        """Remove and return the lowest-id one-time key of a device (None when none is left).
+
+        PostgreSQL: skip keys other transactions are claiming; if every remaining key is being
+        claimed, wait for those transactions (``FOR UPDATE``) rather than serve no key while
+        one may still be free after a rollback.
+        """
+        where = f"FROM {table} WHERE username = ? AND device_id = ?"
+        lock = " FOR UPDATE SKIP LOCKED" if self._pg else ""
         while True:
-            row = tx.fetchone(
-                f"SELECT key_id, {columns} FROM {table} WHERE username = ? AND device_id = ? "
-                f"ORDER BY key_id LIMIT 1{skip}", (username, device_id))
+            row = tx.fetchone(f"SELECT key_id, {columns} {where} ORDER BY key_id LIMIT 1{lock}",
+                              (username, device_id))
             if row is None:
-                return None
-            deleted = tx.execute(
-                f"DELETE FROM {table} WHERE username = ? AND device_id = ? AND key_id = ?",
-                (username, device_id, row[0]))
+                if not self._pg or not tx.fetchone(f"SELECT COUNT(*) {where}",
+                                                   (username, device_id))[0]:
+                    return None
+                lock = " FOR UPDATE"
+                continue
+            deleted = tx.execute(f"DELETE {where} AND key_id = ?", (username, device_id, row[0]))
             if deleted.rowcount == 1:  # this transaction, and no other, took the key
                 return row
 

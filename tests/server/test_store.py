@@ -116,7 +116,8 @@ def test_concurrent_bundle_fetches_never_share_a_one_time_key(
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=fetch, args=(6,)) for _ in range(6)]
+    # Exactly as many fetches as keys: every fetch must get one, none twice.
+    threads = [threading.Thread(target=fetch, args=(5,)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
