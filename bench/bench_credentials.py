@@ -144,14 +144,15 @@ def _tokens(sk: rsa.RSAPrivateKey, token_key: bytes, challenge: TokenChallenge,
 
 
 def bench_redemption(store: IssuerStore, db: str, spent_db: str, label: str,
-                     quick: bool) -> Comparison:
+                     quick: bool, durable: bool = True) -> Comparison:
     key = store.list_keys()[0]
     sk = store.private_key(key.key_id)
     pk = sk.public_key()
     n = 300 if quick else 1000
     rounds = 3 if quick else 5
     with issuer_server(db) as url:
-        verifier = TokenVerifier(issuer_url=url, origin_info=["origin.bench"], spent_db=spent_db)
+        verifier = TokenVerifier(issuer_url=url, origin_info=["origin.bench"], spent_db=spent_db,
+                                 durable_spent=durable)
         verifier.challenge_header()
         pool = _tokens(sk, key.token_key, verifier.challenge, n * rounds)
         sig = sk.sign(b"m", PSS, hashes.SHA384())
@@ -212,6 +213,8 @@ def main(argv: list[str]) -> None:
                 print("redemption, PostgreSQL spent store: skipped (PostgreSQL unreachable)")
             else:
                 print(bench_redemption(store, db, pg, "PostgreSQL", args.quick).line())
+                print(bench_redemption(store, db, pg, "PostgreSQL (durable_spent=False)",
+                                       args.quick, durable=False).line())
 
 
 if __name__ == "__main__":

@@ -84,7 +84,10 @@ class TokenVerifier:
         spent_db: str,
         redemption_context: bytes = b"",
         session: requests.Session | None = None,
+        durable_spent: bool = True,
     ) -> None:
+        """``durable_spent=False`` trades crash-durability of the last spent records for
+        PostgreSQL throughput (see :class:`~credentials.spent_store.DatabaseSpentStore`)."""
         if len(redemption_context) not in consts.REDEMPTION_CONTEXT_LENGTHS:
             raise ValueError("redemption_context must be empty or 32 bytes")
         netloc = urlsplit(issuer_url).netloc
@@ -96,7 +99,7 @@ class TokenVerifier:
         self._challenge_bytes = self.challenge.encode()
         self._digest = self.challenge.digest()
         self.directory = DirectoryCache(issuer_url, session)
-        self.spent = DatabaseSpentStore(spent_db)
+        self.spent = DatabaseSpentStore(spent_db, durable=durable_spent)
         self._keys_for: tuple[DirectoryKey, ...] | None = None
         self._valid_for: tuple[DirectoryKey, ...] | None = None
         self._keys: dict[bytes, rsa.RSAPublicKey] = {}

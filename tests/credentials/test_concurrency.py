@@ -99,3 +99,15 @@ def test_postgres_issuer_rate_limit_is_shared(pg_dsn: str, live_server: Any,
     got_a = IssuerClient(a.url, credential, batch_size=4).prefetch(header, 4)
     got_b = IssuerClient(b.url, credential, batch_size=4).prefetch(header, 4)
     assert (got_a, got_b) == (4, 2)  # two instances, one allowance
+
+
+@pytest.mark.postgres
+def test_postgres_spent_store_relaxed_commit_still_accepts_once(pg_dsn: str) -> None:
+    from credentials.spent_store import DatabaseSpentStore
+
+    store = DatabaseSpentStore(pg_dsn, durable=False)
+    assert store.mark_spent(b"k" * 32, b"n" * 32)
+    assert not store.mark_spent(b"k" * 32, b"n" * 32)
+    setting = store.db.fetchone("SHOW synchronous_commit")[0]
+    assert setting == "off"
+    assert DatabaseSpentStore(pg_dsn).db.fetchone("SHOW synchronous_commit")[0] == "on"
