@@ -7,6 +7,7 @@ decrypt never changes stored state.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +22,34 @@ from e2ee_core.protocol.consts import (
 from e2ee_core.protocol.kdf import MessageKeys, chain_message_seed, chain_next, hkdf
 from e2ee_core.protocol.keys import KeyPair, PrivateKey, PublicKey
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
+
+_STATE_HEAD = struct.Struct(">BIIIIB?")
+_CHAIN_HEAD = struct.Struct(">II")
+_PENDING = struct.Struct(">?II?II")
+_U32 = struct.Struct(">I")
+
+
+class _Reader:
+    """Bounds-checked sequential reads over a byte string."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.offset + n
+        if end > len(self.data):
+            raise ValueError("truncated")
+        chunk = self.data[self.offset:end]
+        self.offset = end
+        return chunk
+
+    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
+        return layout.unpack(self.take(layout.size))
+
+    def finish(self) -> None:
+        if self.offset != len(self.data):
+            raise ValueError("trailing bytes")
 
 
 def kdf_root(root_key: bytes, dh_output: bytes) -> tuple[bytes, bytes]:
@@ -80,44 +109,59 @@ class SessionState:
             copy.pending_prekey = replace(self.pending_prekey)
         return copy
 
-    # -- serialization (JSON-able; stores persist it as bytes) ------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        pending = None
-        if self.pending_prekey is not None:
-            p = self.pending_prekey
-            pending = [p.pre_key_id, p.signed_pre_key_id, p.base_key.hex(), p.kyber_pre_key_id,
-                       p.kyber_ciphertext.hex() if p.kyber_ciphertext is not None else None]
-        return {
-            "v": self.version, "li": self.local_identity.hex(), "ri": self.remote_identity.hex(),
-            "lr": self.local_registration_id, "rr": self.remote_registration_id,
-            "rk": self.root_key.hex(), "sp": self.sender_ratchet_private.hex(),
-            "sq": self.sender_ratchet_public.hex(), "sc": self.sender_chain_key.hex(),
-            "si": self.sender_index, "pc": self.previous_counter, "bk": self.base_key.hex(),
-            "rc": [[c.ratchet_key.hex(), c.chain_key.hex(), c.index,
-                    [[i, s.hex()] for i, s in c.skipped.items()]]
-                   for c in self.receiver_chains],
-            "pp": pending,
-        }
+    # -- serialization (a compact binary layout; stores persist it as bytes) ------------------
+    def encode(self) -> bytes:
+        p = self.pending_prekey
+        parts = [_STATE_HEAD.pack(self.version, self.local_registration_id,
+                                  self.remote_registration_id, self.sender_index,
+                                  self.previous_counter, len(self.receiver_chains),
+                                  p is not None),
+                 self.local_identity, self.remote_identity, self.root_key,
+                 self.sender_ratchet_private, self.sender_ratchet_public,
+                 self.sender_chain_key, self.base_key]
+        for c in self.receiver_chains:
+            parts.append(_CHAIN_HEAD.pack(c.index, len(c.skipped)))
+            parts.append(c.ratchet_key)
+            parts.append(c.chain_key)
+            for counter, seed in c.skipped.items():
+                parts.append(_U32.pack(counter))
+                parts.append(seed)
+        if p is not None:
+            ct = p.kyber_ciphertext or b""
+            parts.append(_PENDING.pack(p.pre_key_id is not None, p.pre_key_id or 0,
+                                       p.signed_pre_key_id, p.kyber_pre_key_id is not None,
+                                       p.kyber_pre_key_id or 0, len(ct)))
+            parts.append(p.base_key)
+            parts.append(ct)
+        return b"".join(parts)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SessionState:
-        h = bytes.fromhex
+    def decode(cls, data: bytes) -> SessionState:
+        """Inverse of :meth:`encode`; raises ``ValueError`` on any malformed input."""
+        reader = _Reader(data)
+        (version, local_reg, remote_reg, sender_index, previous_counter, n_chains,
+         has_pending) = reader.unpack(_STATE_HEAD)
+        fixed = [reader.take(n) for n in (33, 33, 32, 32, 32, 32, 32)]
+        chains = []
+        for _ in range(n_chains):
+            index, n_skipped = reader.unpack(_CHAIN_HEAD)
+            chain = ReceiverChain(reader.take(32), reader.take(32), index)
+            for _ in range(n_skipped):
+                (counter,) = reader.unpack(_U32)
+                chain.skipped[counter] = reader.take(32)
+            chains.append(chain)
         pending = None
-        if d["pp"] is not None:
-            p = d["pp"]
-            pending = PendingPreKey(p[0], p[1], h(p[2]), p[3],
-                                    h(p[4]) if p[4] is not None else None)
-        return cls(
-            version=d["v"], local_identity=h(d["li"]), remote_identity=h(d["ri"]),
-            local_registration_id=d["lr"], remote_registration_id=d["rr"], root_key=h(d["rk"]),
-            sender_ratchet_private=h(d["sp"]), sender_ratchet_public=h(d["sq"]),
-            sender_chain_key=h(d["sc"]), sender_index=d["si"], previous_counter=d["pc"],
-            base_key=h(d["bk"]),
-            receiver_chains=[ReceiverChain(h(c[0]), h(c[1]), c[2],
-                                           {i: h(s) for i, s in c[3]})
-                             for c in d["rc"]],
-            pending_prekey=pending,
-        )
+        if has_pending:
+            has_pre, pre_id, signed_id, has_kyber, kyber_id, ct_len = reader.unpack(_PENDING)
+            base = reader.take(32)
+            ct = reader.take(ct_len)
+            pending = PendingPreKey(pre_id if has_pre else None, signed_id, base,
+                                    kyber_id if has_kyber else None,
+                                    ct if has_kyber else None)
+        reader.finish()
+        return cls(version, fixed[0], fixed[1], local_reg, remote_reg, fixed[2], fixed[3],
+                   fixed[4], fixed[5], sender_index, previous_counter, fixed[6], chains,
+                   pending)
 
     # -- ratchet -------------------------------------------------------------------------------
     def receiver_chain(self, ratchet_key: bytes) -> ReceiverChain | None:

@@ -8,7 +8,7 @@ archived ones (promoting the one that worked), on clones, so failures change not
 
 from __future__ import annotations
 
-import json
+import struct
 from dataclasses import dataclass, field
 
 from e2ee_core.errors import DuplicateMessage, InvalidMessage, NoSession, StoreError
@@ -19,6 +19,10 @@ from e2ee_core.protocol.keys import KemKeyPair, KemPublicKey, KeyPair, PublicKey
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
 from e2ee_core.protocol.ratchet import PendingPreKey, ReceiverChain, SessionState, kdf_root
 from e2ee_core.protocol.x3dh import derive, initiator_secrets, responder_secrets
+
+_RECORD_FORMAT = 1
+_RECORD_HEAD = struct.Struct(">B?H")
+_LEN = struct.Struct(">I")
 
 
 @dataclass
@@ -59,19 +63,36 @@ class SessionRecord:
         return None
 
     def to_bytes(self) -> bytes:
-        return json.dumps({
-            "c": self.current.to_dict() if self.current is not None else None,
-            "p": [s.to_dict() for s in self.previous],
-        }, separators=(",", ":")).encode()
+        """Binary layout: format byte, current flag, archived count, length-prefixed states."""
+        parts = [_RECORD_HEAD.pack(_RECORD_FORMAT, self.current is not None,
+                                   len(self.previous))]
+        for state in ([self.current] if self.current is not None else []) + self.previous:
+            encoded = state.encode()
+            parts.append(_LEN.pack(len(encoded)))
+            parts.append(encoded)
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionRecord:
         try:
-            d = json.loads(data)
-            current = SessionState.from_dict(d["c"]) if d["c"] is not None else None
-            return cls(current, [SessionState.from_dict(s) for s in d["p"]])
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+            fmt, has_current, n_previous = _RECORD_HEAD.unpack_from(data)
+            if fmt != _RECORD_FORMAT:
+                raise ValueError("unknown record format")
+            offset = _RECORD_HEAD.size
+            states = []
+            for _ in range(int(has_current) + n_previous):
+                (length,) = _LEN.unpack_from(data, offset)
+                offset += _LEN.size
+                if offset + length > len(data):
+                    raise ValueError("truncated")
+                states.append(SessionState.decode(data[offset:offset + length]))
+                offset += length
+            if offset != len(data):
+                raise ValueError("trailing bytes")
+        except (ValueError, struct.error) as exc:
             raise StoreError("corrupt session record") from exc
+        current = states.pop(0) if has_current else None
+        return cls(current, states)
 
 
 def initialize_alice(our_identity: KeyPair, our_registration_id: int,
