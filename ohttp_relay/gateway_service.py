@@ -40,6 +40,7 @@ from ohttp_relay.errors import (
 from ohttp_relay.gateway import (
     Allowlist,
     OriginError,
+    Target,
     forward_headers,
     parse_origin,
     problem_response,
@@ -55,7 +56,13 @@ from ohttp_relay.ohttp import (
 )
 from ohttp_relay.replay import ReplayPolicy, check_date, format_http_date
 from ohttp_relay.store import DatabaseStore
-from ohttp_relay.target import HTTPTarget, RoutingTarget, TargetTimeout, WSGITarget
+from ohttp_relay.target import (
+    HTTPTarget,
+    RoutingTarget,
+    TargetResponse,
+    TargetTimeout,
+    WSGITarget,
+)
 
 log = logging.getLogger("ohttp_relay.gateway")
 
@@ -172,8 +179,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             log.info("gateway event=replay_rejected")
             raise ProblemError(400, "Replayed request")
 
-    def _handle_inner(inner: bytes) -> bhttp.Response:
-        """Decode, check and forward one inner request; every failure is a sealed answer."""
+    def _preflight(inner: bytes) -> bhttp.Response | tuple[bhttp.Request, Target]:
+        """Decode and check one inner request: a sealed error answer, or what to forward."""
         try:
             req = bhttp.decode_request(inner)
         except DecodeError:
@@ -194,17 +201,35 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if target.origin not in allowlist:
             log.info("gateway event=target_forbidden")
             return problem_response(403, "Target origin not allowed")
-        client = targets.for_origin(target.origin)
+        return req, target
+
+    def _send(req: bhttp.Request, target: Target) -> TargetResponse | bhttp.Response:
         try:
-            answer = client.send(req.method, target.url, forward_headers(req.headers),
-                                 req.content)
-            content = answer.read_all()
+            return targets.for_origin(target.origin).send(
+                req.method, target.url, forward_headers(req.headers), req.content)
         except TargetTimeout:
             log.info("gateway event=target_timeout")
             return problem_response(504, "Target timed out")
         except TargetError:
             log.info("gateway event=target_unreachable")
             return problem_response(502, "Target unreachable")
+
+    def _handle_inner(inner: bytes) -> bhttp.Response:
+        """Decode, check and forward one inner request; every failure is a sealed answer."""
+        checked = _preflight(inner)
+        if isinstance(checked, bhttp.Response):
+            return checked
+        answer = _send(*checked)
+        if isinstance(answer, bhttp.Response):
+            return answer
+        try:
+            content = answer.read_all(consts.MAX_CONTENT_BYTES)
+        except TargetTimeout:
+            log.info("gateway event=target_timeout")
+            return problem_response(504, "Target timed out")
+        except TargetError:
+            log.info("gateway event=target_failed")
+            return problem_response(502, "Target response failed or too large")
         return bhttp.Response(answer.status, response_headers(answer.headers), content)
 
     def _chunked(body: bytes) -> Response:
@@ -221,27 +246,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                         mimetype=consts.MEDIA_TYPE_CHUNKED_RESPONSE)
 
     def _stream_chunked(inner: bytes, sealer: ChunkedResponseSealer) -> Iterator[bytes]:
+        """Seal the target's response chunk by chunk as it arrives (indeterminate-length)."""
         yield sealer.prefix()
-        try:
-            req = bhttp.decode_request(inner)
-            check_date(req.header("date"), time.time(), policy)
-            target = request_target(req)
-            forbidden = target.origin not in allowlist
-        except (DecodeError, ReplayError, OriginError):
-            forbidden = True
-            req = None
-        if req is None or forbidden:
-            status = 403 if req is not None else 400
-            resp = problem_response(status, "Request refused")
-            yield sealer.seal(resp.to_bytes(bhttp.Mode.INDETERMINATE), final=True)
-            return
-        try:
-            answer = targets.for_origin(target.origin).send(
-                req.method, target.url, forward_headers(req.headers), req.content)
-        except TargetError as exc:
-            status = 504 if isinstance(exc, TargetTimeout) else 502
-            resp = problem_response(status, "Target failed")
-            yield sealer.seal(resp.to_bytes(bhttp.Mode.INDETERMINATE), final=True)
+        checked = _preflight(inner)
+        answer = checked if isinstance(checked, bhttp.Response) else _send(*checked)
+        if isinstance(answer, bhttp.Response):
+            yield sealer.seal(answer.to_bytes(bhttp.Mode.INDETERMINATE), final=True)
             return
         yield sealer.seal(bhttp.encode_response_head(answer.status,
                                                      response_headers(answer.headers)))

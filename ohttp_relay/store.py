@@ -164,11 +164,8 @@ class DatabaseStore:
         self.db = Database(url)
         if self.db.dialect == "sqlite" and self.db.path is not None:
             _secure_sqlite_file(self.db.path)
-        old_umask = os.umask(0o077)  # WAL/SHM files created by SQLite inherit this
-        try:
-            self.db.create_schema(_SCHEMA)
-        finally:
-            os.umask(old_umask)
+        self.db.create_schema(_SCHEMA)
+        # SQLite gives its -wal/-shm files the database file's mode; make sure anyway.
         if self.db.dialect == "sqlite" and self.db.path is not None:
             _secure_sqlite_file(self.db.path)
         self._inserts = 0

@@ -26,9 +26,17 @@ class TargetResponse:
     body: Iterator[bytes]
     close: Callable[[], None] = field(default=lambda: None)
 
-    def read_all(self) -> bytes:
+    def read_all(self, limit: int) -> bytes:
+        """The whole content; more than ``limit`` bytes raises :class:`TargetError`."""
+        parts: list[bytes] = []
+        total = 0
         try:
-            return b"".join(self.body)
+            for piece in self.body:
+                total += len(piece)
+                if total > limit:
+                    raise TargetError("target response too large")
+                parts.append(piece)
+            return b"".join(parts)
         finally:
             self.close()
 

@@ -224,6 +224,10 @@ def test_chunked_mode_streams_a_long_response(live_server: Start, tmp_path: Path
     assert resp.status == 200
     assert bytes.fromhex(resp.json()["body"]) == payload
     assert resp.json()["query"] == "x=1"
+    assert client.request("GET", "http://127.0.0.1:1/").status == 403  # sealed, chunked
+    old = build_request("GET", echo.url + "/", None, None, now=time.time() - 3600)
+    stale = client.request("GET", echo.url + "/", headers={"Date": old.header("date") or ""})
+    assert stale.status == 400 and stale.headers["date"]
 
 
 @pytest.mark.postgres
