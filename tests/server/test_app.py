@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,9 +167,7 @@ def test_long_poll_wakes_on_a_send(server: InProcess) -> None:
     got = bob.receive(wait=10.0).envelopes
     sender.join()
     assert [e.content for e in got] == [b"wake"]
-    start = time.monotonic()
-    assert bob.receive(wait=0.2).envelopes == [got[0]]  # unacknowledged: answered at once
-    assert time.monotonic() - start < 5  # sanity bound only, not a timing measurement
+    assert bob.receive(wait=0.2).envelopes == [got[0]]  # unacknowledged: delivered again
 
 
 def test_removed_device_gets_nothing_and_others_are_told(server: InProcess) -> None:
