@@ -104,6 +104,8 @@ def _emptied(message: bhttp.Request | bhttp.Response, keep: int) -> Any:
     from dataclasses import replace
 
     changes: dict[str, Any] = {}
+    if keep >= 3:
+        return message
     if keep < 1:
         changes["headers"] = ()
     if keep < 2:
@@ -130,6 +132,24 @@ def test_every_truncation_is_a_typed_error(mode: bhttp.Mode,
             with pytest.raises(DecodeError):
                 bhttp.decode(raw[:cut])
     assert bhttp.decode(raw) == message
+
+
+def test_rfc_messages_truncated_at_every_length(vectors: Callable[[str], dict[str, Any]]) -> None:
+    """Each prefix of each RFC message is a DecodeError or, at a section boundary (§3.8), the
+    same message with its trailing sections empty: never anything else."""
+    messages = list(_rfc9292(vectors).values())
+    vector = vectors("rfc9458")["vectors"][0]
+    messages += [bytes.fromhex(vector["request_bhttp"]), bytes.fromhex(vector["response_bhttp"])]
+    for raw in messages:
+        message = bhttp.decode(raw)
+        allowed = [_emptied(message, keep) for keep in range(4)]
+        failures = 0
+        for cut in range(len(raw)):
+            try:
+                assert bhttp.decode(raw[:cut]) in allowed
+            except DecodeError:
+                failures += 1
+        assert failures >= 1
 
 
 @pytest.mark.parametrize("mode", [KNOWN, INDET])
