@@ -69,7 +69,7 @@ def test_twenty_mib_streams_in_chunks_and_decrypts_in_odd_chunks() -> None:
     assert decrypt_attachment(blob, pointer) == data
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=3000), st.lists(st.integers(1, 700), min_size=1, max_size=8))
 def test_any_chunking_round_trips(data: bytes, cuts: list[int]) -> None:
     encryptor = AttachmentEncryptor(content_type="application/octet-stream")
@@ -90,7 +90,7 @@ def test_any_chunking_round_trips(data: bytes, cuts: list[int]) -> None:
     assert b"".join(out) == data
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(0, MAX_ATTACHMENT_BYTES))
 def test_buckets_cover_the_size_with_at_most_five_percent_padding(size: int) -> None:
     bucket = padded_size(size)
@@ -163,7 +163,7 @@ def test_a_blob_matching_a_forged_digest_still_needs_the_key() -> None:
         decrypt_attachment(bytes(forged), lying)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=700))
 def test_random_blobs_raise_only_attachment_errors(blob: bytes) -> None:
     pointer = AttachmentPointer(b"id", os.urandom(32), hashlib.sha256(blob).digest(), 10,

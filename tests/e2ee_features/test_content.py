@@ -70,7 +70,7 @@ contents = st.builds(
     st.one_of(st.none(), st.binary(min_size=16, max_size=32)))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(contents)
 def test_every_content_round_trips_and_encodes_deterministically(content: Content) -> None:
     data = content.encode()
@@ -78,7 +78,7 @@ def test_every_content_round_trips_and_encodes_deterministically(content: Conten
     assert Content.decode(data).encode() == data
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_any_bytes_decode_to_a_value_or_a_typed_error(data: bytes) -> None:
     try:
@@ -87,7 +87,7 @@ def test_any_bytes_decode_to_a_value_or_a_typed_error(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(contents, st.data())
 def test_mutated_encodings_decode_to_a_value_or_a_typed_error(content: Content,
                                                               data: st.DataObject) -> None:
@@ -214,7 +214,7 @@ def test_every_sticker_in_the_shipped_catalog_is_a_valid_sticker_content() -> No
         assert Content.decode(content.encode()).body == Sticker(sticker.id)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(list(ContentType)), st.binary(max_size=120))
 def test_random_bodies_of_every_known_type_decode_or_raise_typed_errors(
         kind: ContentType, body: bytes) -> None:

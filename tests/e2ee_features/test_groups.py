@@ -296,7 +296,7 @@ def test_group_state_round_trips_and_a_restored_group_keeps_working() -> None:
     assert restored.decrypt(SenderAddress("c", 1), wire).body == Text("after restore")
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200))
 def test_group_state_decoder_raises_only_typed_errors(data: bytes) -> None:
     try:
@@ -305,7 +305,7 @@ def test_group_state_decoder_raises_only_typed_errors(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=500))
 def test_padding_round_trips_one_short_of_160_byte_blocks(data: bytes) -> None:
     padded = pad(data)

@@ -208,7 +208,7 @@ def test_records_round_trip_through_bytes() -> None:
     assert SenderKeyRecord.decode(record.encode()).encode() == record.encode()
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_decoders_raise_only_typed_errors_on_any_bytes(data: bytes) -> None:
     for decode, error in ((SenderKeyMessage.decode, InvalidSenderKeyMessage),
@@ -225,7 +225,7 @@ _WIRE = group_encrypt(_ALICE_STORE, ALICE, DIST, b"payload " * 10)
 _SKDM = create_sender_key_distribution_message(_ALICE_STORE, ALICE, DIST).encode()
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_mutated_messages_raise_typed_errors_and_leave_state_unchanged(data: st.DataObject) -> None:
     raw = bytearray(_WIRE)
@@ -239,7 +239,7 @@ def test_mutated_messages_raise_typed_errors_and_leave_state_unchanged(data: st.
     assert _BOB_STORE.snapshot() == before
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_mutated_distribution_messages_decode_or_raise_typed_errors(data: st.DataObject) -> None:
     raw = bytearray(_SKDM)
@@ -254,7 +254,7 @@ def test_mutated_distribution_messages_decode_or_raise_typed_errors(data: st.Dat
 _RECORD = _BOB_STORE.load_sender_key(ALICE, DIST)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_mutated_records_decode_or_raise_typed_errors(data: st.DataObject) -> None:
     assert _RECORD is not None
