@@ -84,9 +84,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
     log_dir = tmp_path_factory.mktemp("service-logs")
 
     def start(
-        app_factory: Callable[..., Any] | str, _workers: int = 1, **config: Any
+        app_factory: Callable[..., Any] | str, _workers: int = 1, _threads: int = 1,
+        **config: Any,
     ) -> LiveServer:
-        server = start_live_server(app_factory, config, Path(log_dir), workers=_workers)
+        server = start_live_server(app_factory, config, Path(log_dir), workers=_workers,
+                                   threads=_threads)
         servers.append(server)
         return server
 

@@ -60,6 +60,7 @@ def start_live_server(
     log_dir: Path,
     *,
     workers: int = 1,
+    threads: int = 1,
     timeout: float = 30.0,
 ) -> LiveServer:
     path = app_factory if isinstance(app_factory, str) else factory_path(app_factory)
@@ -70,7 +71,7 @@ def start_live_server(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "e2ee_core.infra.serving", path, "127.0.0.1", str(port),
-         str(workers)],
+         str(workers), str(threads)],
         stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", port, log_path, proc, handle)
@@ -80,9 +81,9 @@ def start_live_server(
             server.stop()
             raise RuntimeError(f"{path} exited during start-up:\n{server.logs()[-4000:]}")
         try:
-            requests.get(server.url + "/.well-known/live-server-probe", timeout=1)
+            requests.get(server.url + "/.well-known/live-server-probe", timeout=2)
             return server
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused while binding, or slow under load
             time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"{path} did not answer within {timeout}s:\n{server.logs()[-4000:]}")

@@ -93,14 +93,20 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS]``; config JSON in env."""
+    """``python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS]]``.
+
+    The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable.
+    """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (3, 4):
-        raise SystemExit("usage: python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS]")
+    if len(args) not in (3, 4, 5):
+        raise SystemExit(
+            "usage: python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS]]"
+        )
     config = json.loads(os.environ.get(CONFIG_ENV, "{}"))
-    workers = int(args[3]) if len(args) == 4 else 1
+    workers = int(args[3]) if len(args) >= 4 else 1
+    threads = int(args[4]) if len(args) == 5 else 1
     sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
-    serve(args[0], config, host=args[1], port=int(args[2]), workers=workers)
+    serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads)
 
 
 if __name__ == "__main__":
