@@ -32,7 +32,7 @@ Usage::
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol, runtime_checkable
@@ -94,8 +94,13 @@ class ConversationTimers:
     current setting's (last writer wins; ties by larger timer, so every device agrees).
     """
 
-    def __init__(self) -> None:
-        self._timers: dict[str, TimerState] = {}
+    def __init__(self, saved: Mapping[str, TimerState] | None = None) -> None:
+        """Start from ``saved`` (a previous :meth:`snapshot`) or with every timer off."""
+        self._timers: dict[str, TimerState] = dict(saved or {})
+
+    def snapshot(self) -> dict[str, TimerState]:
+        """Every conversation's setting, for the app to persist."""
+        return dict(self._timers)
 
     def get(self, conversation_id: str) -> int | None:
         """Seconds, or None when disappearing messages are off."""

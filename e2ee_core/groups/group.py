@@ -305,6 +305,13 @@ class Group:
                               senders=tuple(s for s in self._state.senders if s != device))
         return [self._distribution(frozenset(self.members))]
 
+    def rotate(self) -> list[Outgoing]:
+        """Replace our own sender key and distribute it to every member (e.g. on a schedule:
+        a stolen chain key then stops working at the next rotation)."""
+        self._require_member()
+        rotate_sender_key(self._store, self._state.local, self.group_id)
+        return [self._distribution(frozenset(self.members))]
+
     def leave(self) -> list[Outgoing]:
         """Remove our own account from the group."""
         return self.remove_members([self._state.local.name])

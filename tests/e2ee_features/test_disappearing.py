@@ -203,3 +203,12 @@ def test_unknown_message_is_a_typed_error() -> None:
     _, alice, _ = pair()
     with pytest.raises(DisappearingError):
         alice.mark_read("chat", b"\x00" * 16)
+
+
+def test_timer_settings_survive_a_restart() -> None:
+    clock, alice, _ = pair()
+    alice.turn_on("chat", 600)
+    restored = DisappearingMessages(alice.store, clock=clock,
+                                    timers=ConversationTimers(alice.timers.snapshot()))
+    assert restored.compose("chat", Text("still disappearing")).expire_timer == 600
+    assert restored.timers.get("other chat") is None

@@ -354,3 +354,19 @@ def test_a_removed_device_of_a_member_cannot_read_later_group_messages() -> None
         with pytest.raises(NoSenderKeyState):
             group_decrypt(stolen, sender, wire)
     assert group.members == ("alice", "bob", "carol") and group.epoch == 0
+
+
+def test_a_scheduled_rotation_locks_out_a_stolen_chain_key() -> None:
+    world = World()
+    for name in ("a", "b", "c"):
+        world.add_account(name)
+    world.create_group("a", ["b", "c"])
+    stolen = hoard(world.device("c").store)  # an attacker copies c's keys once
+    a = SenderAddress("a", 1)
+    first = world.send("a", "before the rotation")
+    assert group_decrypt(stolen, a, first)  # the stolen copy reads a's chain for now
+    world.deliver(a, world.device("a").group.rotate())  # type: ignore[union-attr]
+    later = world.send("a", "after the rotation")
+    assert set(world.readers(a, later)) == {SenderAddress("b", 1), SenderAddress("c", 1)}
+    with pytest.raises(NoSenderKeyState):
+        group_decrypt(stolen, a, later)
