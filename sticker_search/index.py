@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -285,36 +286,55 @@ class SearchIndex:
 
         The score of a sticker is its best score over the word's expansions, so the overall
         top k lies within the union of each expansion's own top k: each posting list is read
-        from its heaviest entry and only until it cannot contribute any more.
+        from its heaviest entry and only while it can still beat the k-th best score so far
+        (lists whose head cannot are skipped). A property test checks the result equals
+        scoring every posting (:meth:`_top_all_words`).
         """
         expansions = self.expand(word)
         candidates: dict[int, float] = {}
         get = candidates.get
-        for term, match_weight in expansions.items():
+        # Min-heap of the first score of up to k distinct stickers: its head never exceeds the
+        # true k-th best score, so a posting scoring no more than it cannot reach the top k.
+        floor: list[float] = []
+        push, replace = heapq.heappush, heapq.heapreplace
+
+        for term, match_weight in sorted(expansions.items(), key=itemgetter(1), reverse=True):
             ranked = self._ranked[term]
+            if len(floor) >= k and ranked[0][0] * match_weight <= floor[0]:
+                continue  # even this list's heaviest posting cannot reach the top k
             if not hint:
                 for weight, number, _mask in ranked[:k]:
                     score = weight * match_weight
-                    if score > get(number, 0.0):
+                    if len(floor) >= k and score <= floor[0]:
+                        break
+                    old = get(number)
+                    if old is None:
+                        candidates[number] = score
+                        if len(floor) < k:
+                            push(floor, score)
+                        elif score > floor[0]:
+                            replace(floor, score)
+                    elif score > old:
                         candidates[number] = score
                 continue
             # With a hint the top k lie among the k heaviest postings in the hinted language
-            # (full score) and the k heaviest in other languages (scored x OTHER).
-            for weight, number in self._ranked_lang[term].get(hint, ())[:k]:
-                score = weight * match_weight
-                if score > get(number, 0.0):
-                    candidates[number] = score
+            # (full score) and the k heaviest in other languages (x OTHER): two sorted runs.
             other = match_weight * OTHER_LANGUAGE_FACTOR
-            taken = 0
-            for weight, number, mask in ranked:
-                if mask & hint:
-                    continue
-                score = weight * other
-                if score > get(number, 0.0):
-                    candidates[number] = score
-                taken += 1
-                if taken >= k:
-                    break
+            hinted = ((w * match_weight, n) for w, n in self._ranked_lang[term].get(hint, ()))
+            others = ((w * other, n) for w, n, m in ranked if not m & hint)
+            for run in (hinted, others):
+                for score, number in itertools.islice(run, k):
+                    if len(floor) >= k and score <= floor[0]:
+                        break
+                    old = get(number)
+                    if old is None:
+                        candidates[number] = score
+                        if len(floor) < k:
+                            push(floor, score)
+                        elif score > floor[0]:
+                            replace(floor, score)
+                    elif score > old:
+                        candidates[number] = score
         # The exact match count: a C-level union of the expansions' sticker sets (dict keys).
         sets = [self._weights[term] for term in expansions]
         total = len(sets[0]) if len(sets) == 1 else len(set().union(*sets)) if sets else 0
