@@ -82,7 +82,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 6 or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not low <= int(raw) <= high:
         raise ProblemError(400, "Bad Request", type_=PROBLEM_BAD_QUERY,
                            detail=f"{name} must be an integer in {low}..{high}")
     return int(raw)

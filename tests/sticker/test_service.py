@@ -107,7 +107,7 @@ def test_malformed_tokens_are_refused_with_a_challenge(services: Services,
 @pytest.mark.parametrize("params", [
     {"q": ""}, {"q": "   "}, {"q": "x" * 201}, {"q": "cat", "limit": "0"},
     {"q": "cat", "limit": "101"}, {"q": "cat", "limit": "ten"}, {"q": "cat", "offset": "-1"},
-    {"q": "cat", "lang": "klingon"}, {},
+    {"q": "cat", "lang": "klingon"}, {"q": "cat", "limit": "²"}, {"q": "cat", "offset": "１"}, {},
 ])
 def test_bad_search_parameters_are_400_problems(services: Services,
                                                 params: dict[str, str]) -> None:
