@@ -185,9 +185,7 @@ def decrypt_with_record(record: SessionRecord, message: SignalMessage) -> bytes:
         raise NoSession()
     failure: InvalidMessage | None = None
     for index, state in candidates:
-        # A failed attempt may have advanced its state: clone unless nothing else is tried
-        # (the caller discards the whole record on failure).
-        attempt = state.clone() if len(candidates) > 1 else state
+        attempt = state.clone()  # a failed attempt may have advanced its copy, never the record
         try:
             plaintext = ratchet.decrypt(attempt, message)
         except DuplicateMessage:
