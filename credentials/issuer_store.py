@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from credentials import consts
 from credentials.errors import IssuanceRateLimited, KeyStoreError
+from credentials.spent_store import create_schema_retrying
 from credentials.tokens import encode_token_key, token_key_id
 from e2ee_core.infra.database import Database
 from e2ee_core.infra.keyfiles import read_secret_file, write_secret_file
@@ -33,6 +34,11 @@ CREATE TABLE IF NOT EXISTS issuer_keys (
     not_before {bigint} NOT NULL,
     created_at {bigint} NOT NULL, -- microseconds since the epoch (orders same-second keys)
     retired_at {bigint}
+);
+CREATE UNIQUE INDEX IF NOT EXISTS issuer_keys_live_truncated
+    ON issuer_keys (truncated_id) WHERE retired_at IS NULL;
+CREATE TABLE IF NOT EXISTS issuer_meta (
+    name TEXT PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS issuer_accounts (
     name TEXT PRIMARY KEY,
@@ -72,7 +78,7 @@ class IssuerStore:
     def __init__(self, db_url: str, *, key_dir: str | None = None) -> None:
         self.db = Database(db_url)
         self.key_dir = Path(key_dir) if key_dir else None
-        self.db.create_schema(SCHEMA)
+        create_schema_retrying(self.db, SCHEMA)
 
     # -- keys ------------------------------------------------------------------------------
     def list_keys(self, *, include_retired: bool = False) -> list[StoredKey]:
@@ -94,26 +100,33 @@ class IssuerStore:
         not_before = now if not_before is None else not_before
         # Microseconds: keys made in the same second still have a definite order.
         created_us = time.time_ns() // 1000
-        taken = {k.key_id[-1] for k in self.list_keys()}
-        if len(taken) >= 256:
-            raise KeyStoreError("every truncated key id is in use; retire a key first")
         while True:
+            taken = {k.key_id[-1] for k in self.list_keys()}
+            if len(taken) >= 256:
+                raise KeyStoreError("every truncated key id is in use; retire a key first")
             sk = rsa.generate_private_key(consts.RSA_PUBLIC_EXPONENT, consts.RSA_KEY_BITS)
             spki = encode_token_key(sk.public_key())
             key_id = token_key_id(spki)
-            if key_id[-1] not in taken:
-                break
-        pem = sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
-        stored_pem: bytes | None = pem
-        if self.key_dir is not None:
-            write_secret_file(self.key_dir / f"{key_id.hex()}.pem", pem)
-            stored_pem = None
-        self.db.execute(
-            "INSERT INTO issuer_keys (key_id, truncated_id, token_key, private_pem, not_before,"
-            " created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (key_id, key_id[-1], spki, stored_pem, not_before, created_us))
-        return StoredKey(key_id, spki, not_before, created_us, None)
+            if key_id[-1] in taken:
+                continue
+            pem = sk.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+            stored_pem: bytes | None = pem
+            if self.key_dir is not None:
+                write_secret_file(self.key_dir / f"{key_id.hex()}.pem", pem)
+                stored_pem = None
+            # The partial unique index on live truncated ids settles a race with another
+            # generator (another process or host): the loser tries again with a new key.
+            cursor = self.db.execute(
+                "INSERT INTO issuer_keys (key_id, truncated_id, token_key, private_pem, "
+                "not_before, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT DO NOTHING",
+                (key_id, key_id[-1], spki, stored_pem, not_before, created_us))
+            if cursor.rowcount == 1:
+                return StoredKey(key_id, spki, not_before, created_us, None)
+            if self.key_dir is not None:
+                (self.key_dir / f"{key_id.hex()}.pem").unlink(missing_ok=True)
 
     def private_key(self, key_id: bytes) -> rsa.RSAPrivateKey:
         row = self.db.fetchone("SELECT private_pem FROM issuer_keys WHERE key_id = ? AND "
@@ -149,9 +162,25 @@ class IssuerStore:
             (self.key_dir / f"{key_id.hex()}.pem").unlink(missing_ok=True)
 
     def ensure_key(self) -> None:
-        """Generate a first key when the store has none (first start)."""
-        if not self.list_keys():
+        """Generate a key when the store has no live one (first start).
+
+        Several workers or instances starting together create exactly one: a marker row
+        named after the number of keys ever made is claimed first, and only its winner
+        generates.
+        """
+        if self.list_keys():
+            return
+        made = len(self.list_keys(include_retired=True))
+        cursor = self.db.execute("INSERT INTO issuer_meta (name) VALUES (?) ON CONFLICT "
+                                 "DO NOTHING", (f"auto-key-{made}",))
+        if cursor.rowcount == 1:
             self.generate_key()
+            return
+        for _ in range(300):  # another process won: wait for its key (RSA keygen takes ~0.1 s)
+            if self.list_keys():
+                return
+            time.sleep(0.1)
+        raise KeyStoreError("no issuer key appeared; another instance failed to create one")
 
     # -- accounts --------------------------------------------------------------------------
     def add_account(self, name: str) -> str:

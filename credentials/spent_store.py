@@ -31,6 +31,19 @@ def spent_id(key_id: bytes, nonce: bytes) -> bytes:
     return hashlib.sha256(b"spent-token\x00" + key_id + nonce).digest()
 
 
+def create_schema_retrying(db: Database, schema: str, attempts: int = 5) -> None:
+    """``CREATE ... IF NOT EXISTS`` can still collide when processes start at once on
+    PostgreSQL (catalog unique violation); the loser retries and then finds the tables."""
+    for attempt in range(attempts):
+        try:
+            db.create_schema(schema)
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 class SpentTokenStore(Protocol):
     def mark_spent(self, key_id: bytes, nonce: bytes) -> bool:
         """Record the token; True if it was not spent before (exactly one caller wins)."""
@@ -75,7 +88,7 @@ class DatabaseSpentStore:
         several times the throughput, but a PostgreSQL crash may forget the last fraction of a
         second of spent records, letting those tokens be spent once more."""
         self.db = Database(url)
-        self.db.create_schema(SCHEMA)
+        create_schema_retrying(self.db, SCHEMA)
         self._relaxed = not durable and self.db.dialect == "postgres"
         # Connections already switched, kept referenced so an id is never reused meanwhile.
         self._relaxed_conns: dict[int, Any] = {}

@@ -111,3 +111,33 @@ def test_postgres_spent_store_relaxed_commit_still_accepts_once(pg_dsn: str) -> 
     setting = store.db.fetchone("SHOW synchronous_commit")[0]
     assert setting == "off"
     assert DatabaseSpentStore(pg_dsn).db.fetchone("SHOW synchronous_commit")[0] == "on"
+
+
+def _first_start_makes_one_key(db: str, live_server: Any) -> None:
+    server = live_server(create_app, _workers=3, db=db, issuer_name="issuer.test")
+    import requests
+
+    from credentials import consts
+    from credentials.issuance import IssuerDirectory
+
+    for _ in range(6):  # whichever worker answers, the directory shows one key
+        r = requests.get(server.url + consts.DIRECTORY_PATH, timeout=30)
+        assert len(IssuerDirectory.from_json(r.content).token_keys) == 1
+    assert len(IssuerStore(db).list_keys()) == 1
+
+
+def test_workers_starting_together_create_one_key_sqlite(tmp_path: Path,
+                                                          live_server: Any) -> None:
+    _first_start_makes_one_key(str(tmp_path / "fresh.db"), live_server)
+
+
+@pytest.mark.postgres
+def test_workers_starting_together_create_one_key_postgres(pg_dsn: str,
+                                                            live_server: Any) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # a store nobody created yet
+        for table in ("issuer_keys", "issuer_meta", "issuer_accounts", "issuer_counters",
+                      "spent_tokens"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    _first_start_makes_one_key(pg_dsn, live_server)
