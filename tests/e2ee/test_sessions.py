@@ -372,3 +372,41 @@ def test_secrets_never_in_logs_or_errors() -> None:
 
     assert find_leaks(errors, secrets_used) == []
     assert all(s.hex() not in repr(alice) + repr(alice.store) for s in secrets_used)
+
+
+def test_decrypt_with_record_leaves_the_record_alone_on_failure() -> None:
+    from e2ee_core.protocol.session import decrypt_with_record
+
+    alice, bob = pair()
+    message = SignalMessage.from_bytes(alice.encrypt(BOB, b"x").body)
+    record = bob.store.load_session(ALICE)
+    assert record is not None
+    before = record.to_bytes()
+    forged = SignalMessage(message.version, message.ratchet_key, message.counter + 3,
+                           message.previous_counter, message.ciphertext, message.serialized)
+    with pytest.raises(InvalidMessage):
+        decrypt_with_record(record, forged)  # MAC covers the original counter: fails
+    assert record.to_bytes() == before
+    assert decrypt_with_record(record, message) == b"x"
+    assert record.to_bytes() != before
+
+
+def test_pqxdh_with_a_substituted_kem_ciphertext_fails_cleanly() -> None:
+    import os
+
+    alice, bob = Device.create(), Device.create()
+    bundle = bob.prekey_bundle(1)
+    alice.start_session(BOB, bundle)
+    genuine = PreKeySignalMessage.from_bytes(alice.encrypt(BOB, b"pq").body)
+    assert genuine.kyber_ciphertext is not None
+    forged = PreKeySignalMessage.create(
+        4, registration_id=genuine.registration_id, pre_key_id=genuine.pre_key_id,
+        signed_pre_key_id=genuine.signed_pre_key_id, base_key=genuine.base_key,
+        identity_key=genuine.identity_key, message=genuine.message,
+        kyber_pre_key_id=genuine.kyber_pre_key_id,
+        kyber_ciphertext=os.urandom(len(genuine.kyber_ciphertext)))
+    before = snapshot(bob)
+    with pytest.raises(InvalidMac):  # ML-KEM's implicit rejection yields other keys
+        bob.decrypt(ALICE, Ciphertext(MessageType.PREKEY, forged.serialized))
+    assert snapshot(bob) == before
+    assert bob.decrypt(ALICE, Ciphertext(MessageType.PREKEY, genuine.serialized)) == b"pq"
