@@ -34,7 +34,7 @@ def parse_http_date(value: str) -> float | None:
     """Seconds since the epoch of an HTTP date (RFC 9110 §5.6.7), or ``None`` if unparseable."""
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
         return None

@@ -217,3 +217,26 @@ def test_random_plaintexts_round_trip(body: bytes) -> None:
     request, server = ohttp.decapsulate_request(encapsulated, {5: _KEY}.get)
     assert request == body
     assert client.decapsulate(server.encapsulate(body[::-1])) == body[::-1]
+
+
+_, _CLIENT = ohttp.encapsulate_request(_KEY.config, b"fixed")
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=120))
+def test_response_decapsulation_raises_only_ohttp_errors(data: bytes) -> None:
+    try:
+        _CLIENT.decapsulate(data)
+    except OHTTPError:
+        pass
+    else:
+        raise AssertionError("random bytes authenticated")
+
+
+@settings(max_examples=150)
+@given(st.text(max_size=60))
+def test_http_date_parser_never_raises(value: str) -> None:
+    from ohttp_relay.replay import parse_http_date
+
+    parsed = parse_http_date(value)
+    assert parsed is None or isinstance(parsed, float)

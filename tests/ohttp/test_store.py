@@ -88,3 +88,17 @@ def test_sqlite_file_is_private(tmp_path: Path) -> None:
     store.generate_key(1)
     for candidate in [path, *tmp_path.glob("keys/gw.db-*")]:
         assert stat.S_IMODE(candidate.stat().st_mode) == 0o600, candidate.name
+
+
+def test_date_window() -> None:
+    from ohttp_relay.errors import ReplayError
+    from ohttp_relay.replay import ReplayPolicy, check_date, format_http_date
+
+    policy = ReplayPolicy(window=60)
+    check_date(format_http_date(1_000_000), 1_000_030, policy)
+    check_date(None, 1_000_000, policy)  # no Date: accepted unless required
+    for bad in (format_http_date(1_000_000), "yesterday", None):
+        with pytest.raises(ReplayError):
+            check_date(bad, 1_000_061, ReplayPolicy(window=60, require_date=True))
+    check_date("yesterday", 0, ReplayPolicy(window=0))  # window 0 disables the check
+    assert policy.remember_for == 121
