@@ -132,9 +132,11 @@ class SearchIndex:
         for term, ranked in self._ranked.items():
             by_lang: dict[int, list[tuple[float, int]]] = {}
             for weight, number, mask in ranked:
-                for bit in self._lang_bit.values():
-                    if mask & bit:
-                        by_lang.setdefault(bit, []).append((weight, number))
+                rest = mask
+                while rest:
+                    bit = rest & -rest  # lowest set bit: one language of this posting
+                    by_lang.setdefault(bit, []).append((weight, number))
+                    rest ^= bit
             self._ranked_lang[term] = {bit: tuple(p) for bit, p in by_lang.items()}
         # Without a language hint only the weights matter: a dict per term merges fastest.
         self._weights: dict[str, dict[int, float]] = {
