@@ -77,6 +77,7 @@ BatchItem = TokenRequest | OtherTokenRequest
 
 
 def encode_batch_request(requests: Sequence[TokenRequest]) -> bytes:
+    """A GenericBatchTokenRequest carrying ``requests`` in order."""
     body = b"".join(r.encode() for r in requests)
     return encode_varint(len(body)) + body
 
@@ -118,6 +119,7 @@ def encode_batch_response(responses: Sequence[tuple[int, bytes] | None]) -> byte
 
 
 def decode_batch_response(data: bytes) -> list[tuple[int, bytes] | None]:
+    """``(token_type, TokenResponse bytes)`` or ``None`` per request, in request order."""
     body = _vector(bytes(data))
     out: list[tuple[int, bytes] | None] = []
     pos = 0

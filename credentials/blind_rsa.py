@@ -49,6 +49,7 @@ class Variants(enum.Enum):
 
     @classmethod
     def by_name(cls, name: str) -> Variants:
+        """The variant with the RFC 9474 name, e.g. ``RSABSSA-SHA384-PSS-Deterministic``."""
         for member in cls:
             if member.value.name == name:
                 return member
@@ -150,6 +151,7 @@ class BlindSigner:
 
     @property
     def engine(self) -> str:
+        """Which private-operation engine signs: ``openssl`` or ``gmpy2``."""
         return self._op.engine
 
     def blind_sign(self, blinded_msg: bytes) -> bytes:

@@ -78,6 +78,7 @@ def _keys_table(store: IssuerStore) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``token-issuer``; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
         store = IssuerStore(args.db, key_dir=args.key_dir)

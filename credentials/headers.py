@@ -118,10 +118,12 @@ class PrivateTokenChallenge:
 
     @property
     def token_type(self) -> int:
+        """The token type: the first two bytes of the encoded challenge."""
         value: int = struct.unpack(">H", self.challenge[:2])[0]
         return value
 
     def token_challenge(self) -> TokenChallenge:
+        """The challenge decoded (DecodeError for unknown structures such as grease)."""
         return TokenChallenge.decode(self.challenge)
 
     def to_header(self) -> str:

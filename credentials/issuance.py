@@ -91,6 +91,7 @@ class IssuerKey:
 
     @classmethod
     def from_private_key(cls, sk: rsa.RSAPrivateKey, not_before: int = 0) -> IssuerKey:
+        """Wrap a 2048-bit private key with its signer, token-key encoding and key id."""
         if sk.key_size != consts.RSA_KEY_BITS:
             raise BlindRSAError("token type 0x0002 needs a 2048-bit key")
         spki = encode_token_key(sk.public_key())
@@ -109,6 +110,7 @@ class IssuerKeys:
         return sum(len(v) for v in self._by_truncated.values())
 
     def has_truncated(self, truncated: int) -> bool:
+        """Whether some key's id ends in ``truncated``."""
         return truncated in self._by_truncated
 
     def evaluate(self, request: TokenRequest, now: int) -> TokenResponse:
@@ -147,21 +149,27 @@ def verify_token(
 # -- issuer directory (RFC 9578 §4) ----------------------------------------------------------
 @dataclass(frozen=True)
 class DirectoryKey:
+    """One ``token-keys`` entry of the issuer directory (RFC 9578 §4)."""
+
     token_type: int
     token_key: bytes
     not_before: int | None = None
 
     @property
     def key_id(self) -> bytes:
+        """SHA-256 of the token-key encoding."""
         return token_key_id(self.token_key)
 
 
 @dataclass(frozen=True)
 class IssuerDirectory:
+    """The issuer directory document (RFC 9578 §4)."""
+
     issuer_request_uri: str
     token_keys: tuple[DirectoryKey, ...]
 
     def to_json(self) -> bytes:
+        """The directory as compact JSON."""
         keys: list[dict[str, Any]] = []
         for key in self.token_keys:
             entry: dict[str, Any] = {"token-type": key.token_type,
@@ -174,6 +182,7 @@ class IssuerDirectory:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> IssuerDirectory:
+        """Parse a directory; DecodeError on anything that is not one."""
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS issuer_counters (
 
 @dataclass(frozen=True)
 class StoredKey:
+    """The public part of a stored issuer key and its life cycle."""
+
     key_id: bytes
     token_key: bytes
     not_before: int
@@ -63,6 +65,7 @@ class StoredKey:
     retired_at: int | None
 
     def state(self, now: int) -> str:
+        """``published`` (not-before ahead), ``active`` or ``retired``."""
         if self.retired_at is not None:
             return "retired"
         return "active" if self.not_before <= now else "published"
@@ -82,6 +85,7 @@ class IssuerStore:
 
     # -- keys ------------------------------------------------------------------------------
     def list_keys(self, *, include_retired: bool = False) -> list[StoredKey]:
+        """Keys ordered by not-before, then creation (oldest first)."""
         sql = "SELECT key_id, token_key, not_before, created_at, retired_at FROM issuer_keys"
         if not include_retired:
             sql += " WHERE retired_at IS NULL"
@@ -90,6 +94,7 @@ class IssuerStore:
                           None if r[4] is None else int(r[4])) for r in rows]
 
     def live_key_ids(self) -> list[bytes]:
+        """Ids of the keys not retired (one cheap query, made per issuance request)."""
         rows = self.db.fetchall("SELECT key_id FROM issuer_keys WHERE retired_at IS NULL "
                                 "ORDER BY key_id")
         return [bytes(r[0]) for r in rows]
@@ -129,6 +134,7 @@ class IssuerStore:
                 (self.key_dir / f"{key_id.hex()}.pem").unlink(missing_ok=True)
 
     def private_key(self, key_id: bytes) -> rsa.RSAPrivateKey:
+        """The private half of a live key, from the database or the 0600 key file."""
         row = self.db.fetchone("SELECT private_pem FROM issuer_keys WHERE key_id = ? AND "
                                "retired_at IS NULL", (key_id,))
         if row is None:
@@ -147,6 +153,7 @@ class IssuerStore:
         return sk
 
     def find_key(self, prefix: str) -> StoredKey:
+        """The one key whose hex id starts with ``prefix``."""
         matches = [k for k in self.list_keys(include_retired=True) if k.key_id.hex().startswith(
             prefix.lower())]
         if len(matches) != 1 or not prefix:
@@ -194,6 +201,7 @@ class IssuerStore:
         return credential
 
     def accounts(self) -> list[str]:
+        """Account names, sorted."""
         return [r[0] for r in self.db.fetchall("SELECT name FROM issuer_accounts ORDER BY name")]
 
     def authenticate(self, credential: str) -> str | None:
@@ -246,4 +254,5 @@ class IssuerStore:
 
 
 def live_keys(keys: Sequence[StoredKey], now: int) -> list[StoredKey]:
+    """The keys that sign at ``now``: not retired, not-before passed."""
     return [k for k in keys if k.retired_at is None and k.not_before <= now]

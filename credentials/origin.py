@@ -51,6 +51,7 @@ class DirectoryCache:
         self.max_age = default_max_age
 
     def get(self, *, force: bool = False) -> IssuerDirectory:
+        """The directory, re-fetched when stale (or when ``force``d, at most every 2 s)."""
         with self._lock:
             now = time.monotonic()
             fresh = self._directory is not None and now < self._expires

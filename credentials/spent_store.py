@@ -45,6 +45,8 @@ def create_schema_retrying(db: Database, schema: str, attempts: int = 5) -> None
 
 
 class SpentTokenStore(Protocol):
+    """Where an origin records spent tokens; ``mark_spent`` is atomic."""
+
     def mark_spent(self, key_id: bytes, nonce: bytes) -> bool:
         """Record the token; True if it was not spent before (exactly one caller wins)."""
         ...
@@ -62,6 +64,7 @@ class MemorySpentStore:
         self._lock = threading.Lock()
 
     def mark_spent(self, key_id: bytes, nonce: bytes) -> bool:
+        """True the first time this (key, nonce) is seen."""
         ident = spent_id(key_id, nonce)
         with self._lock:
             if ident in self._spent:
@@ -70,6 +73,7 @@ class MemorySpentStore:
             return True
 
     def purge(self, live_key_ids: Iterable[bytes]) -> int:
+        """Drop records of keys not in ``live_key_ids`` (never all of them)."""
         live = set(live_key_ids)
         if not live:
             return 0  # an empty directory is a fault, not a reason to forget every token
@@ -94,6 +98,7 @@ class DatabaseSpentStore:
         self._relaxed_conns: dict[int, Any] = {}
 
     def mark_spent(self, key_id: bytes, nonce: bytes) -> bool:
+        """One ``INSERT ... ON CONFLICT DO NOTHING``; True when this call inserted the row."""
         if self._relaxed:
             conn = self.db.connection()
             if id(conn) not in self._relaxed_conns:
@@ -105,6 +110,7 @@ class DatabaseSpentStore:
         return cursor.rowcount == 1
 
     def purge(self, live_key_ids: Iterable[bytes]) -> int:
+        """Delete records of keys no longer published (never all of them)."""
         live = sorted(set(live_key_ids))
         if not live:
             return 0  # an empty directory is a fault, not a reason to forget every token
@@ -114,5 +120,6 @@ class DatabaseSpentStore:
         return max(0, cursor.rowcount)
 
     def count(self) -> int:
+        """How many spent records are kept."""
         row = self.db.fetchone("SELECT COUNT(*) FROM spent_tokens")
         return int(row[0])

@@ -105,6 +105,7 @@ class TokenChallenge:
     origin_info: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
+        """The RFC 9577 §2.1 encoding."""
         if len(self.redemption_context) not in consts.REDEMPTION_CONTEXT_LENGTHS:
             raise DecodeError("redemption_context must be 0 or 32 bytes")
         issuer = self.issuer_name.encode("ascii")
@@ -117,6 +118,7 @@ class TokenChallenge:
 
     @classmethod
     def decode(cls, data: bytes) -> TokenChallenge:
+        """Parse an encoded TokenChallenge; DecodeError on any malformation."""
         r = _Reader(data)
         token_type = r.u16()
         issuer = _ascii(r.take(r.u16()), "issuer_name")
@@ -143,12 +145,14 @@ class TokenRequest:
     token_type: int = consts.TOKEN_TYPE_BLIND_RSA
 
     def encode(self) -> bytes:
+        """token_type || truncated_token_key_id || blinded_msg."""
         if len(self.blinded_msg) != consts.NK:
             raise DecodeError("blinded_msg must be Nk bytes")
         return struct.pack(">HB", self.token_type, self.truncated_token_key_id) + self.blinded_msg
 
     @classmethod
     def decode(cls, data: bytes) -> TokenRequest:
+        """Parse a type-2 TokenRequest (exactly 259 bytes)."""
         r = _Reader(data)
         token_type = r.u16()
         if token_type != consts.TOKEN_TYPE_BLIND_RSA:
@@ -166,12 +170,14 @@ class TokenResponse:
     blind_sig: bytes
 
     def encode(self) -> bytes:
+        """The Nk-byte blind signature."""
         if len(self.blind_sig) != consts.NK:
             raise DecodeError("blind_sig must be Nk bytes")
         return self.blind_sig
 
     @classmethod
     def decode(cls, data: bytes) -> TokenResponse:
+        """Parse a type-2 TokenResponse (exactly Nk bytes)."""
         if len(data) != consts.NK:
             raise DecodeError("TokenResponse must be Nk bytes")
         return cls(bytes(data))
@@ -196,12 +202,14 @@ class Token:
                 + self.token_key_id)
 
     def encode(self) -> bytes:
+        """The token: authenticator input followed by the authenticator."""
         if len(self.authenticator) != consts.NK:
             raise DecodeError("authenticator must be Nk bytes")
         return self.token_input() + self.authenticator
 
     @classmethod
     def decode(cls, data: bytes) -> Token:
+        """Parse a type-2 Token (exactly 354 bytes)."""
         r = _Reader(data)
         token_type = r.u16()
         if token_type != consts.TOKEN_TYPE_BLIND_RSA:
