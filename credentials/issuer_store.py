@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,7 +251,3 @@ class IssuerStore:
         self.db.execute("UPDATE issuer_counters SET issued = issued - ? WHERE account = ? AND "
                         "window_start = ? AND issued >= ?", (count, account, start, count))
 
-
-def live_keys(keys: Sequence[StoredKey], now: int) -> list[StoredKey]:
-    """The keys that sign at ``now``: not retired, not-before passed."""
-    return [k for k in keys if k.retired_at is None and k.not_before <= now]
