@@ -20,7 +20,10 @@ from e2ee_core.infra.database import DatabaseError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="token-issuer", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="token-issuer",
+        description="Run a Privacy Pass issuer (RFC 9578, token type 2); manage its accounts "
+                    "and keys.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
