@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from ohttp_relay.client import ObliviousClient
 
 REPO = Path(__file__).resolve().parent.parent
 THREADS = 4
+CONCURRENCY = 4
 
 
 def _free_port() -> int:
@@ -127,6 +129,17 @@ def bench_http(quick: bool) -> None:
         print(latency_line(s, b))
         print(f"   added p50 latency: {s.p50 - b.p50:.3f} ms   "
               f"throughput ratio: {result.ratio:.2f}x (goal >= 0.5x, added p50 <= 2 ms)")
+
+        # The same two paths with 4 concurrent client threads (32 requests per batch).
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=CONCURRENCY))
+
+        def batch(fn: Callable[[], object]) -> Callable[[], None]:
+            return lambda: list(pool.map(lambda _i: fn(), range(32)))
+
+        result = compare(Case(f"{via.name} x{CONCURRENCY} threads", batch(via.fn), ops=32),
+                         Case(f"{plain.name} x{CONCURRENCY} threads", batch(plain.fn), ops=32),
+                         rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+        print(result.line())
 
         # The same target mounted in the gateway's process (``target_apps``): one hop fewer.
         inproc = stack.enter_context(_serve(
