@@ -19,6 +19,9 @@ MAX_OFFSET = 1000
 # Prefix matching: a one-letter prefix would expand to thousands of terms; only the shortest
 # (most likely intended) completions count, in order of length.
 MAX_PREFIX_EXPANSIONS = 32
+# Words before the last are finished: they match whole, or with up to this many letters more
+# (plural and other inflection endings: flag -> flags, smile -> smiles).
+INFLECTION_CHARS = 2
 # Typo tolerance (one edit, Damerau-Levenshtein/OSA) only for terms long enough that a single
 # edit rarely turns one real word into another.
 MIN_TYPO_TERM_CHARS = 4

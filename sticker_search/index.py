@@ -33,6 +33,7 @@ from sticker_search.consts import (
     FIELD_NAME,
     FIELD_TAG,
     FIELD_UNICODE,
+    INFLECTION_CHARS,
     MAX_LIMIT,
     MAX_OFFSET,
     MAX_PREFIX_EXPANSIONS,
@@ -198,13 +199,23 @@ class SearchIndex:
         end = bisect.bisect_left(keys, prefix + "\U0010ffff", lo=start)
         return keys[start:end]
 
-    def expand(self, word: str) -> dict[str, float]:
-        """The indexed terms a normalised query ``word`` may mean, with their match weights."""
+    def expand(self, word: str, *, prefix: bool = True) -> dict[str, float]:
+        """The indexed terms a normalised query ``word`` may mean, with their match weights.
+
+        ``prefix``: the word may be unfinished (the last word typed), so completions count.
+        """
         matches: dict[str, float] = {}
         if word in self._weights:
             matches[word] = WEIGHT_EXACT
-        if len(word) <= 2:
-            completions: Iterable[str] = self._short_prefixes.get(word, ())
+        completions: Iterable[str] = ()
+        if not prefix:
+            # A finished word still matches its inflections (flag -> flags, cat -> cats).
+            if len(word) >= 3:
+                longest = len(word) + INFLECTION_CHARS
+                completions = [t for t in self._prefix_range(self._terms, word)
+                               if len(t) <= longest][:MAX_PREFIX_EXPANSIONS]
+        elif len(word) <= 2:
+            completions = self._short_prefixes.get(word, ())
         else:
             found = self._prefix_range(self._terms, word)
             if len(found) > MAX_PREFIX_EXPANSIONS:
@@ -271,10 +282,13 @@ class SearchIndex:
     def _top_all_words(self, words: list[str], hint: int,
                        k: int) -> tuple[int, list[tuple[int, float]]]:
         """``(match count, best k (sticker, score))``: every posting of every word scored."""
-        totals = dict(self._word_scores(words[0], hint))
+        # Only the last word may still be being typed: earlier ones match whole (or one edit).
+        last = len(words) - 1
+        totals = dict(self._word_scores(words[0], hint, prefix=last == 0))
         matched = dict.fromkeys(totals, 1)
-        for word in words[1:]:
-            for number, score in self._word_scores(word, hint).items():
+        for position, word in enumerate(words[1:], 1):
+            for number, score in self._word_scores(word, hint,
+                                                   prefix=position == last).items():
                 totals[number] = totals.get(number, 0.0) + score
                 matched[number] = matched.get(number, 0) + 1
         n_words = len(words)
@@ -342,9 +356,10 @@ class SearchIndex:
         total = len(sets[0]) if len(sets) == 1 else len(set().union(*sets)) if sets else 0
         return total, heapq.nlargest(k, candidates.items(), key=itemgetter(1))
 
-    def _word_scores(self, word: str, hint: int) -> dict[int, float]:
+    def _word_scores(self, word: str, hint: int, *, prefix: bool = True) -> dict[int, float]:
         """Best score per sticker for one query word (never mutate: may be an index dict)."""
-        expansions = sorted(self.expand(word).items(), key=itemgetter(1), reverse=True)
+        expansions = sorted(self.expand(word, prefix=prefix).items(), key=itemgetter(1),
+                            reverse=True)
         best: dict[int, float] = {}
         owned = False  # ``best`` may alias an index dict until the first merge copies it
         for term, match_weight in expansions:
