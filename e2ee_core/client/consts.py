@@ -1,0 +1,28 @@
+"""Limits and defaults of the Messenger client, each with its reason."""
+
+from __future__ import annotations
+
+# Framing version of the plaintext inside a pairwise session (see frames.py).
+FRAME_VERSION = 1
+
+# A send retried after this many 409 mismatched-devices answers in a row gives up: each round
+# fixes every device the server named, so more rounds mean the set keeps changing under us.
+MAX_SEND_ATTEMPTS = 5
+
+# One-time prekeys uploaded at registration and per refill (Signal uploads 100).
+PREKEY_BATCH = 100
+# One-time KEM prekeys per upload: each is 1.6 KB public, so fewer than EC ones; the signed
+# last-resort KEM prekey covers exhaustion.
+KEM_PREKEY_BATCH = 20
+# Refill when the server holds fewer than this many (Signal's threshold is 10).
+PREKEY_REFILL_THRESHOLD = 10
+
+# The server's default attachment limit (docs/e2ee-server.md: 22 MiB, room for a 20 MiB file
+# after padding and AEAD overhead). The client checks it before encrypting and uploading.
+SERVER_MAX_ATTACHMENT_BYTES = 22 * 1024 * 1024
+
+# Long-poll wait cap of the server (a longer wait is refused there).
+MAX_WAIT_SECONDS = 25.0
+
+# Receive loops stop after this many batches in one call, so one call cannot spin forever.
+MAX_BATCHES_PER_RECEIVE = 50

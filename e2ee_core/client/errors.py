@@ -1,0 +1,50 @@
+"""Errors of the Messenger client. Messages are fixed strings: never plaintexts, keys or names.
+
+Accounts and device ids a caller may need are attributes, never part of ``str(exc)``.
+"""
+
+from __future__ import annotations
+
+from e2ee_core.errors import E2EEError
+
+
+class ClientError(E2EEError):
+    """Base class of every error :mod:`e2ee_core.client` raises on purpose."""
+
+
+class StateError(ClientError):
+    """The local state is missing, already holds an account, or is corrupt."""
+
+
+class DeviceRemoved(ClientError):
+    """This device was removed from its account: the server no longer accepts its credential."""
+
+
+class ContactChanged(ClientError):
+    """A **verified** contact's device set or identity keys changed: sending is refused until
+    the user re-verifies (:meth:`Messenger.verify`) or accepts the change
+    (:meth:`Messenger.accept_changes`). ``username`` names the contact."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__("a verified contact's devices changed: re-verify or accept first")
+        self.username = username
+
+
+class SafetyNumberMismatch(ClientError):
+    """The safety number the user compared is not the current combined safety number."""
+
+
+class SendFailed(ClientError):
+    """The server kept refusing the device set (too many 409 rounds in a row)."""
+
+
+class AttachmentTooLarge(ClientError):
+    """The encrypted attachment would exceed the server's blob limit (nothing was uploaded)."""
+
+
+class UnknownGroup(ClientError):
+    """No group with this id on this device (or this device is no longer a member)."""
+
+
+class UnknownMessage(ClientError):
+    """No message with this id in this conversation."""
