@@ -132,3 +132,28 @@ def test_key_files_are_0600(tmp_path) -> None:  # type: ignore[no-untyped-def]
     os.chmod(path, 0o644)
     with pytest.raises(PermissionError):
         read_secret_file(path)
+
+
+@pytest.mark.postgres
+def test_postgres_schema_creation_races_cleanly(pg_dsn: str) -> None:
+    schema = ";".join(
+        f"CREATE TABLE IF NOT EXISTS race_{i} (k {{blob}} PRIMARY KEY, v {{bigint}})"
+        for i in range(5)
+    )
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        db = Database(pg_dsn)
+        try:
+            db.create_schema(schema)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

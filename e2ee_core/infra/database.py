@@ -25,6 +25,10 @@ _DDL_TOKENS: dict[Dialect, dict[str, str]] = {
 }
 
 
+# An arbitrary, fixed advisory-lock key for schema creation across every store of the project.
+_SCHEMA_LOCK_ID = 0x6532_6565_7363_6831
+
+
 class DatabaseError(Exception):
     """The store could not be opened or its URL is not understood."""
 
@@ -127,6 +131,10 @@ class Database:
         """Run ``;``-separated DDL (with ``{blob}``-style tokens) in one transaction."""
         statements = [s.strip() for s in self.ddl(script).split(";") if s.strip()]
         with self.transaction() as tx:
+            if self.dialect == "postgres":
+                # Several instances starting at once would race on CREATE ... IF NOT EXISTS
+                # (the catalog's unique index fails one of them); serialise schema creation.
+                tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK_ID,))
             for statement in statements:
                 tx.execute(statement)
 
