@@ -217,3 +217,14 @@ def test_one_word_top_k_equals_scoring_every_posting(index: SearchIndex, word: s
     full_total, full = index._top_all_words([word], hint, k)
     assert fast_total == full_total
     assert [(n, round(s, 9)) for n, s in fast] == [(n, round(s, 9)) for n, s in full]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_normalising_is_idempotent_and_words_hold_no_separators(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
+    words = tokenize(text)
+    assert tokenize(" ".join(words)) == words
+    assert all(word and "_" not in word and not any(c.isspace() for c in word)
+               for word in words)
