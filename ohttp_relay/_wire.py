@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ohttp_relay.consts import VARINT_MAX
-from ohttp_relay.errors import DecodeError
+from ohttp_relay.errors import Truncated
 
 
 def encode_varint(value: int) -> bytes:
@@ -37,7 +37,7 @@ class Reader:
     def take(self, n: int, what: str) -> bytes:
         end = self.pos + n
         if n < 0 or end > len(self.data):
-            raise DecodeError(f"truncated {what}")
+            raise Truncated(f"truncated {what}")
         chunk = self.data[self.pos:end]
         self.pos = end
         return chunk
@@ -47,7 +47,7 @@ class Reader:
 
     def varint(self, what: str) -> int:
         if self.pos >= len(self.data):
-            raise DecodeError(f"truncated {what}")
+            raise Truncated(f"truncated {what}")
         first = self.data[self.pos]
         size = 1 << (first >> 6)
         raw = self.take(size, what)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ohttp_relay import consts
 from ohttp_relay._wire import Reader, encode_varint
-from ohttp_relay.errors import DecodeError, LimitExceeded
+from ohttp_relay.errors import DecodeError, LimitExceeded, Truncated
 
 Field = tuple[str, str]
 """One field line: (lowercase name, value)."""
@@ -298,7 +298,7 @@ def _read_section(reader: Reader, mode: Mode, limits: Limits) -> tuple[Field, ..
         if length > limits.max_section_bytes:
             raise LimitExceeded("field section too large")
         if length > reader.remaining():
-            raise DecodeError("truncated field section")
+            raise Truncated("truncated field section")
         return _read_field_lines(reader, reader.pos + length, limits)
     return _read_field_lines(reader, None, limits)
 
@@ -412,3 +412,123 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
 def framing_of(data: bytes) -> Framing:
     """The framing indicator of an encoded message."""
     return _framing(Reader(bytes(data)))
+
+
+class ResponseStream:
+    """Incremental response decoder: content is released as it arrives.
+
+    ``feed()`` bytes as they come; once the head (interim responses, status, header section)
+    is complete, :attr:`head` is set and ``feed()`` returns content pieces. ``close()`` at end
+    of stream checks the rest (truncation rules of §3.8 included) and returns the complete
+    :class:`Response` without content (the content went out through ``feed()``).
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.head: Response | None = None
+        self._buf = bytearray()
+        self._mode = Mode.KNOWN_LENGTH
+        self._state = "head"
+        self._remaining = 0  # known-length content bytes still to come
+        self._content_total = 0
+        self._trailers: tuple[Field, ...] = ()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        if self._state == "head" and not self._parse_head():
+            return out
+        while self._buf and self._state == "content":
+            piece = self._content_piece()
+            if piece is None:
+                break
+            if piece:
+                self._content_total += len(piece)
+                if self._content_total > self.limits.max_content_bytes:
+                    raise LimitExceeded("content too large")
+                out.append(piece)
+        return out
+
+    def _parse_head(self) -> bool:
+        reader = Reader(bytes(self._buf))
+        try:
+            framing = _framing(reader)
+            if framing not in (Framing.KNOWN_LENGTH_RESPONSE, Framing.INDETERMINATE_RESPONSE):
+                raise DecodeError("not a response")
+            mode = (Mode.KNOWN_LENGTH if framing is Framing.KNOWN_LENGTH_RESPONSE
+                    else Mode.INDETERMINATE)
+            interim: list[InformationalResponse] = []
+            while True:
+                status = reader.varint("status code")
+                if 100 <= status <= 199:
+                    if len(interim) >= self.limits.max_informational:
+                        raise LimitExceeded("too many informational responses")
+                    interim.append(InformationalResponse(
+                        status, _read_section(reader, mode, self.limits)))
+                    continue
+                if not 200 <= status <= 599:
+                    raise DecodeError("invalid status code")
+                break
+            headers = _read_section(reader, mode, self.limits)
+        except Truncated:
+            return False  # wait for more bytes
+        self.head = Response(status, headers, b"", (), tuple(interim))
+        self._mode = mode
+        self._state = "content"
+        self._remaining = -1
+        del self._buf[:reader.pos]
+        return True
+
+    def _content_piece(self) -> bytes | None:
+        """The next piece of content, ``b""`` when content ended, ``None`` to wait."""
+        reader = Reader(bytes(self._buf[:8]))
+        if self._mode is Mode.KNOWN_LENGTH:
+            if self._remaining < 0:
+                try:
+                    self._remaining = reader.varint("content length")
+                except Truncated:
+                    return None
+                if self._remaining > self.limits.max_content_bytes:
+                    raise LimitExceeded("content too large")
+                del self._buf[:reader.pos]
+            piece = bytes(self._buf[:self._remaining])
+            del self._buf[:len(piece)]
+            self._remaining -= len(piece)
+            if self._remaining == 0:
+                self._state = "trailers"
+            return piece if piece or self._state == "trailers" else None
+        try:
+            length = reader.varint("content chunk length")
+        except Truncated:
+            return None
+        if length == 0:
+            del self._buf[:reader.pos]
+            self._state = "trailers"
+            return b""
+        if length > self.limits.max_content_bytes:
+            raise LimitExceeded("content chunk too large")
+        if len(self._buf) < reader.pos + length:
+            return None
+        piece = bytes(self._buf[reader.pos:reader.pos + length])
+        del self._buf[:reader.pos + length]
+        return piece
+
+    def close(self) -> Response:
+        """Finish: a response cut anywhere but at an allowed point raises :class:`DecodeError`."""
+        if self._state == "head":
+            return decode_response(bytes(self._buf), self.limits)  # §3.8 or an error
+        assert self.head is not None
+        if self._state == "content":
+            empty_so_far = self._content_total == 0 and self._remaining <= 0
+            if self._buf or not empty_so_far:
+                raise Truncated("truncated content")
+            return self.head
+        reader = Reader(bytes(self._buf))
+        trailers: tuple[Field, ...] = ()
+        if not reader.at_end():
+            trailers = _read_section(reader, self._mode, self.limits)
+            padding = reader.rest()
+            if padding.count(0) != len(padding):
+                raise DecodeError("non-zero padding")
+        head = self.head
+        return Response(head.status, head.headers, b"", trailers, head.informational)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
 from ohttp_relay import bhttp, consts
-from ohttp_relay.chunked import encapsulate_chunked_request
+from ohttp_relay.chunked import ChunkedResponseOpener, encapsulate_chunked_request
 from ohttp_relay.errors import (
     DecodeError,
     KeyConfigError,
@@ -127,45 +127,154 @@ class ObliviousClient:
                 data: bytes | None = None) -> ObliviousResponse:
         """Send one request to ``url`` through the relay and return the target's response."""
         inner = build_request(method, url, headers, data)
+        return self._with_key_retry(lambda config: self._send(inner, config))
+
+    def stream(self, method: str, url: str, headers: Mapping[str, str] | None = None,
+               data: bytes | None = None) -> StreamedResponse:
+        """Like :meth:`request` over chunked OHTTP, returning as soon as the response head is
+        in: the content then arrives piece by piece through ``iter_content()``."""
+        inner = build_request(method, url, headers, data)
+        return self._with_key_retry(lambda config: self._send_streaming(inner, config))
+
+    def _with_key_retry(self, send: Callable[[KeyConfig], _T]) -> _T:
         try:
-            return self._send(inner, self.key_config())
+            return send(self.key_config())
         except _KeyProblem:
             pass
         try:
-            return self._send(inner, self.key_config(refresh=True))
+            return send(self.key_config(refresh=True))
         except _KeyProblem:
             raise KeyMismatch("gateway rejects the key configuration after a refetch") from None
 
-    def _send(self, inner: bhttp.Request, config: KeyConfig) -> ObliviousResponse:
-        if self.chunked:
-            encoded = inner.to_bytes(bhttp.Mode.INDETERMINATE)
-            step = consts.CHUNK_PLAINTEXT_BYTES
-            body, chunked_ctx = encapsulate_chunked_request(
-                config, [encoded[i:i + step] for i in range(0, len(encoded), step)])
-            media = consts.MEDIA_TYPE_CHUNKED_REQUEST
-        else:
-            body, context = encapsulate_request(config, inner.to_bytes())
-            media = consts.MEDIA_TYPE_REQUEST
+    def _post(self, body: bytes, media: str, *, stream: bool = False) -> requests.Response:
         try:
-            resp = self.session.post(self.relay_url + "/relay", data=body,
+            resp = self.session.post(self.relay_url + "/relay", data=body, stream=stream,
                                      headers={"Content-Type": media}, timeout=self.timeout)
         except requests.RequestException:
             raise RelayUnavailable("relay unreachable") from None
-        content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if resp.status_code != 200:
-            _raise_outer(resp.status_code, content_type, resp.content)
+            try:
+                _raise_outer(resp.status_code, _media(resp), resp.content)
+            finally:
+                resp.close()
+        return resp
+
+    def _send(self, inner: bhttp.Request, config: KeyConfig) -> ObliviousResponse:
+        if self.chunked:
+            body, chunked_ctx = _chunked_request(inner, config)
+            resp = self._post(body, consts.MEDIA_TYPE_CHUNKED_REQUEST)
+        else:
+            body, context = encapsulate_request(config, inner.to_bytes())
+            resp = self._post(body, consts.MEDIA_TYPE_REQUEST)
         try:
             if self.chunked:
-                if content_type != consts.MEDIA_TYPE_CHUNKED_RESPONSE:
-                    raise DecodeError("unexpected response media type")
+                _expect(resp, consts.MEDIA_TYPE_CHUNKED_RESPONSE)
                 plaintext = chunked_ctx.open_all(resp.content)
             else:
-                if content_type != consts.MEDIA_TYPE_RESPONSE:
-                    raise DecodeError("unexpected response media type")
+                _expect(resp, consts.MEDIA_TYPE_RESPONSE)
                 plaintext = context.decapsulate(resp.content)
             return ObliviousResponse.from_bhttp(bhttp.decode_response(plaintext))
         finally:
             resp.close()
+
+    def _send_streaming(self, inner: bhttp.Request, config: KeyConfig) -> StreamedResponse:
+        body, opener = _chunked_request(inner, config)
+        resp = self._post(body, consts.MEDIA_TYPE_CHUNKED_REQUEST, stream=True)
+        try:
+            _expect(resp, consts.MEDIA_TYPE_CHUNKED_RESPONSE)
+        except DecodeError:
+            resp.close()
+            raise
+        return StreamedResponse(resp, opener)
+
+
+_T = TypeVar("_T")
+
+
+def _media(resp: requests.Response) -> str:
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def _expect(resp: requests.Response, media: str) -> None:
+    if _media(resp) != media:
+        raise DecodeError("unexpected response media type")
+
+
+def _chunked_request(inner: bhttp.Request, config: KeyConfig
+                     ) -> tuple[bytes, ChunkedResponseOpener]:
+    encoded = inner.to_bytes(bhttp.Mode.INDETERMINATE)
+    step = consts.CHUNK_PLAINTEXT_BYTES
+    return encapsulate_chunked_request(
+        config, [encoded[i:i + step] for i in range(0, len(encoded), step)])
+
+
+class StreamedResponse:
+    """A response whose content is opened and decoded as it arrives (chunked OHTTP).
+
+    ``status`` and ``headers`` are available at once; iterate ``iter_content()`` for the
+    content; ``trailers`` is filled once the content is exhausted. Close it (or use it as a
+    context manager) if you stop early.
+    """
+
+    def __init__(self, resp: requests.Response, opener: ChunkedResponseOpener) -> None:
+        self._resp = resp
+        self._opener = opener
+        self._decoder = bhttp.ResponseStream()
+        self._raw = resp.iter_content(chunk_size=None)
+        self._pending: list[bytes] = []
+        self._done = False
+        self._final: bhttp.Response | None = None
+        self.trailers: dict[str, str] = {}
+        try:
+            while self._decoder.head is None and self._pump():
+                pass
+            head = self._decoder.head or self._final  # _final: the stream ended early
+            if head is None:
+                raise DecodeError("response ended before its head")
+        except BaseException:
+            resp.close()
+            raise
+        self.status = head.status
+        self.headers = ObliviousResponse.from_bhttp(head).headers
+
+    def _pump(self) -> bool:
+        """Read one piece from the network; ``False`` at end of stream."""
+        try:
+            data = next(self._raw)
+        except StopIteration:
+            final = self._opener.close()
+            self._pending += self._decoder.feed(final)
+            response = self._decoder.close()
+            self._final = response
+            self.trailers = dict(response.trailers)
+            self._done = True
+            self._resp.close()
+            return False
+        except requests.RequestException:
+            self._resp.close()
+            raise RelayUnavailable("response stream broken") from None
+        for plaintext in self._opener.feed(data):
+            self._pending += self._decoder.feed(plaintext)
+        return True
+
+    def iter_content(self) -> Iterator[bytes]:
+        """Content pieces in order, each released as soon as it is authenticated."""
+        while True:
+            while self._pending:
+                yield self._pending.pop(0)
+            if self._done or not self._pump():
+                while self._pending:
+                    yield self._pending.pop(0)
+                return
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> StreamedResponse:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 class _KeyProblem(Exception):

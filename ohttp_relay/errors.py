@@ -15,6 +15,10 @@ class DecodeError(OHTTPError):
     """A Binary HTTP or Oblivious HTTP message (or a field of one) is malformed or truncated."""
 
 
+class Truncated(DecodeError):
+    """A message or field ends before its encoded length says it should."""
+
+
 class LimitExceeded(DecodeError):
     """A message exceeds a configured size or count limit (see :mod:`ohttp_relay.consts`)."""
 

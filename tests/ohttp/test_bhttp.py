@@ -258,3 +258,56 @@ def test_mutated_messages_raise_only_decode_error(message: bhttp.Request | bhttp
         bhttp.decode(bytes(raw))
     except DecodeError:
         pass
+
+
+def _stream_decode(raw: bytes, splits: list[int]) -> bhttp.Response:
+    stream = bhttp.ResponseStream()
+    content = bytearray()
+    position = 0
+    for size in [*splits, len(raw)]:
+        content += b"".join(stream.feed(raw[position:position + size]))
+        position += size
+    final = stream.close()
+    from dataclasses import replace
+
+    return replace(final, content=bytes(content))
+
+
+@settings(max_examples=150)
+@given(message=responses_st, mode=st.sampled_from([KNOWN, INDET]),
+       padding=st.integers(0, 4), truncate=st.booleans(),
+       splits=st.lists(st.integers(0, 12), max_size=10))
+def test_stream_decoder_matches_whole_decoder(message: bhttp.Response, mode: bhttp.Mode,
+                                              padding: int, truncate: bool,
+                                              splits: list[int]) -> None:
+    raw = message.to_bytes(mode, padding=padding, truncate=truncate)
+    assert _stream_decode(raw, splits) == message
+
+
+@settings(max_examples=100)
+@given(message=responses_st, mode=st.sampled_from([KNOWN, INDET]), data=st.data())
+def test_stream_decoder_truncation_agrees_with_whole_decoder(
+        message: bhttp.Response, mode: bhttp.Mode, data: st.DataObject) -> None:
+    raw = message.to_bytes(mode)
+    cut = data.draw(st.integers(0, len(raw)))
+    try:
+        whole: bhttp.Response | None = bhttp.decode_response(raw[:cut])
+    except DecodeError:
+        whole = None
+    try:
+        streamed: bhttp.Response | None = _stream_decode(raw[:cut], [3, 5])
+    except DecodeError:
+        streamed = None
+    assert streamed == whole
+
+
+def test_stream_decoder_releases_content_before_the_end() -> None:
+    head = bhttp.encode_response_head(200, (("content-type", "text/plain"),))
+    stream = bhttp.ResponseStream()
+    assert stream.feed(head[:-1]) == [] and stream.head is None
+    assert stream.feed(head[-1:]) == [] and stream.head is not None
+    assert stream.head.header("content-type") == "text/plain"
+    assert stream.feed(bhttp.encode_content_chunk(b"first")) == [b"first"]
+    assert stream.feed(bhttp.encode_content_chunk(b"second")) == [b"second"]
+    stream.feed(bhttp.encode_indeterminate_tail((("x-t", "1"),)))
+    assert stream.close().trailers == (("x-t", "1"),)

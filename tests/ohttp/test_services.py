@@ -261,3 +261,19 @@ def test_relay_serves_several_gateways(live_server: Start, tmp_path: Path) -> No
     answer = requests.post(relay.url + "/relay/second", data=sealed, headers=media, timeout=5)
     assert bhttp.decode_response(context.decapsulate(answer.content)).status == 200
     assert ObliviousClient(relay.url).request("GET", echo.url + "/a").status == 200
+
+
+def test_streamed_response_arrives_piece_by_piece(live_server: Start, tmp_path: Path) -> None:
+    echo, _gateway, relay = _stack(live_server, tmp_path)
+    payload = os.urandom(200_000)
+    client = ObliviousClient(relay.url)
+    with client.stream("POST", echo.url + "/s?q=1", data=payload) as resp:
+        assert resp.status == 200
+        assert resp.headers["content-type"] == "application/json"
+        pieces = list(resp.iter_content())
+    assert len(pieces) > 1  # the gateway sealed the target's response as it streamed in
+    seen = json.loads(b"".join(pieces))
+    assert bytes.fromhex(seen["body"]) == payload and seen["query"] == "q=1"
+    with client.stream("GET", "http://127.0.0.1:1/") as refused:
+        assert refused.status == 403
+        assert json.loads(b"".join(refused.iter_content()))["status"] == 403
