@@ -229,7 +229,7 @@ responses_st = st.builds(
              max_size=3).map(tuple))
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(message=st.one_of(requests_st, responses_st), mode=st.sampled_from([KNOWN, INDET]),
        padding=st.integers(0, 8), truncate=st.booleans())
 def test_round_trip(message: bhttp.Request | bhttp.Response, mode: bhttp.Mode, padding: int,
@@ -237,7 +237,7 @@ def test_round_trip(message: bhttp.Request | bhttp.Response, mode: bhttp.Mode, p
     assert bhttp.decode(message.to_bytes(mode, padding=padding, truncate=truncate)) == message
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.binary(max_size=200))
 def test_decoder_raises_only_decode_error(data: bytes) -> None:
     try:
@@ -246,7 +246,7 @@ def test_decoder_raises_only_decode_error(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(message=st.one_of(requests_st, responses_st), mode=st.sampled_from([KNOWN, INDET]),
        data=st.data())
 def test_mutated_messages_raise_only_decode_error(message: bhttp.Request | bhttp.Response,
@@ -273,7 +273,7 @@ def _stream_decode(raw: bytes, splits: list[int]) -> bhttp.Response:
     return replace(final, content=bytes(content))
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(message=responses_st, mode=st.sampled_from([KNOWN, INDET]),
        padding=st.integers(0, 4), truncate=st.booleans(),
        splits=st.lists(st.integers(0, 12), max_size=10))
@@ -284,7 +284,7 @@ def test_stream_decoder_matches_whole_decoder(message: bhttp.Response, mode: bht
     assert _stream_decode(raw, splits) == message
 
 
-@settings(max_examples=100)
+@settings(deadline=None, max_examples=100)
 @given(message=responses_st, mode=st.sampled_from([KNOWN, INDET]), data=st.data())
 def test_stream_decoder_truncation_agrees_with_whole_decoder(
         message: bhttp.Response, mode: bhttp.Mode, data: st.DataObject) -> None:

@@ -74,7 +74,7 @@ def test_reordered_chunks_are_rejected() -> None:
         chunked.decapsulate_chunked_request(sealer.prefix() + two + one + last, {4: KEY}.get)
 
 
-@settings(max_examples=100)
+@settings(deadline=None, max_examples=100)
 @given(st.binary(max_size=150))
 def test_chunked_decoders_raise_only_ohttp_errors(data: bytes) -> None:
     try:
@@ -88,7 +88,7 @@ def test_chunked_decoders_raise_only_ohttp_errors(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=5),
        st.lists(st.binary(max_size=40), min_size=1, max_size=5))
 def test_random_chunk_sequences_round_trip(req: list[bytes], resp: list[bytes]) -> None:

@@ -191,7 +191,7 @@ def test_tampered_response_is_rejected() -> None:
 _KEY = ohttp.GatewayKey.generate(5)
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.binary(max_size=120))
 def test_decapsulate_raises_only_ohttp_errors(data: bytes) -> None:
     try:
@@ -200,7 +200,7 @@ def test_decapsulate_raises_only_ohttp_errors(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.binary(max_size=120))
 def test_key_config_decoders_raise_only_key_config_errors(data: bytes) -> None:
     for decode in (ohttp.KeyConfig.from_bytes, ohttp.decode_key_configs):
@@ -210,7 +210,7 @@ def test_key_config_decoders_raise_only_key_config_errors(data: bytes) -> None:
             pass
 
 
-@settings(max_examples=100)
+@settings(deadline=None, max_examples=100)
 @given(st.binary(max_size=300))
 def test_random_plaintexts_round_trip(body: bytes) -> None:
     encapsulated, client = ohttp.encapsulate_request(_KEY.config, body)
@@ -222,7 +222,7 @@ def test_random_plaintexts_round_trip(body: bytes) -> None:
 _, _CLIENT = ohttp.encapsulate_request(_KEY.config, b"fixed")
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(st.binary(max_size=120))
 def test_response_decapsulation_raises_only_ohttp_errors(data: bytes) -> None:
     try:
@@ -233,7 +233,7 @@ def test_response_decapsulation_raises_only_ohttp_errors(data: bytes) -> None:
         raise AssertionError("random bytes authenticated")
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(st.text(max_size=60))
 def test_http_date_parser_never_raises(value: str) -> None:
     from ohttp_relay.replay import parse_http_date

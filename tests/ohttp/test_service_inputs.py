@@ -29,7 +29,7 @@ media_types = st.sampled_from([consts.MEDIA_TYPE_REQUEST, consts.MEDIA_TYPE_CHUN
                                "text/plain", "message/ohttp-res", ""])
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=3000), media=media_types)
 def test_gateway_answers_garbage_with_a_problem(body: bytes, media: str) -> None:
     resp = GATEWAY.test_client().post("/gateway", data=body, content_type=media)
@@ -37,7 +37,7 @@ def test_gateway_answers_garbage_with_a_problem(body: bytes, media: str) -> None
     assert resp.content_type == "application/problem+json"
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(tail=st.binary(max_size=200), flip=st.integers(0, 10_000))
 def test_gateway_answers_damaged_requests_with_400(tail: bytes, flip: int) -> None:
     sealed, _ = ohttp.encapsulate_request(KEYS[0], b"\x00\x03GET\x05https\x01a\x01/" + tail)
@@ -49,7 +49,7 @@ def test_gateway_answers_damaged_requests_with_400(tail: bytes, flip: int) -> No
     assert resp.content_type == "application/problem+json"
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=3000), media=media_types,
        method=st.sampled_from(["GET", "PUT", "DELETE", "POST"]))
 def test_relay_checks_before_forwarding(body: bytes, media: str, method: str) -> None:
