@@ -246,6 +246,7 @@ class Messenger:
             state = GroupState.decode(raw)
             self._groups[state.group_id] = Group(state, store.sender_keys, clock=self.clock)
         self._outbox: list[tuple[bytes, Outgoing]] = []
+        self._first_contacts: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Messenger(device_id={self.device_id})"
@@ -577,20 +578,20 @@ class Messenger:
             for bundle in bundles:
                 self._start_session(bundle, announce=True)
 
-    def _refresh(self, username: str) -> None:
+    def _refresh(self, username: str, *, announce: bool = True) -> None:
         """Compare the server's device list of ``username`` with the accepted one; record
         notices for every difference (sessions for new devices are made when next needed)."""
         listed = {d.device_id: d.identity_key
                   for d in self._call(lambda: self.server.list_devices(username))}
         known = self.store.known_devices(username)
-        first_sight = not known
+        announce = announce and bool(known)  # first sight of an account: trust, no notice
         for device_id in set(known) - set(listed):
             self._device_gone(username, device_id)
         with self.store.atomic():
             for device_id, key in listed.items():
                 if device_id not in known:
                     self.store.put_device(username, device_id, key)
-                    if not first_sight:
+                    if announce:
                         self._device_added(username, device_id)
                 elif known[device_id] != key:
                     self._identity_changed((username, device_id), key)
@@ -671,6 +672,8 @@ class Messenger:
             if ids:
                 self._call(lambda i=ids: self.server.acknowledge(i))  # type: ignore[misc]
                 self.store.forget_envelopes(ids)
+            while self._first_contacts:
+                self._refresh(self._first_contacts.pop(), announce=False)
             log.info("client.receive envelopes=%d", len(ids))
             if not batch.more:
                 break
@@ -682,10 +685,16 @@ class Messenger:
 
     def _handle_notice(self, envelope: Envelope) -> None:
         user, device_id = envelope.source, envelope.source_device
+        known = self.store.known_devices(user)
         if envelope.kind == "device_removed":
-            self._device_gone(user, device_id)
-        elif self.store.knows_account(user) or user == self.username:
+            if device_id in known:
+                self._device_gone(user, device_id)
+            elif known:  # added and removed before we looked: still worth telling
+                self.store.add_notice(self.clock(), "device_removed", user, device_id)
+        elif known:
             self._refresh(user)
+            if device_id not in self.store.known_devices(user):
+                self._device_added(user, device_id)  # already gone again
         self.store.mark_envelope(envelope.id)
 
     def _handle_envelope(self, envelope: Envelope) -> tuple[list[Message], bool]:
@@ -735,6 +744,8 @@ class Messenger:
         self.store.put_device(user, device_id, key)
         if known:
             self._device_added(user, device_id)
+        else:
+            self._first_contacts.add(user)  # learn its other devices after this batch
 
     def _accept(self, frame: Frame, source: tuple[str, int]) -> list[Message]:
         sender, sender_device = source
@@ -820,6 +831,10 @@ class Messenger:
                        None if row[8] is None else int(row[8]),
                        bool(row[9]), bool(row[10]),
                        self.store.reactions(conversation, message_id))
+
+    def read_by(self, conversation: str, message_id: bytes) -> dict[str, int]:
+        """Accounts whose read receipt for this message arrived, with their read time (ms)."""
+        return self.store.readers(conversation, message_id)
 
     def sweep(self) -> list[StoredMessage]:
         """Delete every disappearing message whose time is up (by this Messenger's clock);

@@ -24,6 +24,7 @@ class InProcess:
     session: requests.Session
     db: str
     clock: FakeClock
+    app: Any
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def inproc(tmp_path: Path) -> InProcess:
     clock = FakeClock()
     db = str(tmp_path / "server.db")
     app = create_app({"db": db, "clock": clock, **FAST_ARGON2})
-    return InProcess("http://e2ee.test", in_process_session(app), db, clock)
+    return InProcess("http://e2ee.test", in_process_session(app), db, clock, app)
 
 
 @pytest.fixture
