@@ -1,0 +1,106 @@
+"""Groups with Sender Keys through the Messenger: 20 members with joins and leaves, sender keys
+distributed over the pairwise sessions, one sender-key ciphertext per group message, every
+device storing each message once, and re-keying on removal so a removed member (even one that
+hoarded every key it ever held) cannot read later messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+
+from e2ee_core.client import Messenger, UnknownGroup
+from e2ee_core.client.frames import GROUP, unwrap
+from e2ee_core.groups import Group, NoSenderKeyState, SenderAddress
+from tests.messenger.conftest import InProcess
+from tests.messenger.support import Account, drain, seen_once
+
+
+def group_texts(device: Messenger, conversation: str) -> list[str | None]:
+    return [m.text for m in device.messages(conversation) if m.text is not None]
+
+
+def captured_group_message(server_db: str, recipient: Messenger) -> bytes:
+    """The sender-key ciphertext waiting in a recipient's queue (what the server holds)."""
+    with sqlite3.connect(server_db) as conn:
+        rows = conn.execute("SELECT content FROM envelopes WHERE username = ? AND "
+                            "device_id = ? AND kind = 'message' ORDER BY id",
+                            (recipient.username, recipient.device_id)).fetchall()
+    payloads = [unwrap(bytes(r[0])) for r in rows]
+    (payload,) = [p for kind, p in payloads if kind == GROUP]
+    return payload
+
+
+def test_group_of_20_with_joins_and_leaves(inproc: InProcess) -> None:
+    alice = Account(inproc.url, 2, session=inproc.session)     # two devices: group sync
+    others = [Account(inproc.url, 1, session=inproc.session) for _ in range(19)]
+    first, later = others[:11], others[11:]
+    everyone = [*alice.devices, *(a.devices[0] for a in others)]
+    a0, a1 = alice.devices
+
+    group = a0.create_group(a.name for a in first)
+    drain(everyone, 2)
+    members = [*alice.devices, *(a.devices[0] for a in first)]
+    for device in members:
+        assert set(device.group_members(group)) == {alice.name, *(a.name for a in first)}
+    before = a0.send_text(group, "before the joins")
+    drain(members, 1)
+    for device in members:
+        assert group_texts(device, group) == ["before the joins"]
+
+    # A member (not the creator) adds eight accounts: 20 members. Joiners get current chain
+    # keys only: nothing from before.
+    first[3].devices[0].add_members(group, [a.name for a in later])
+    drain(everyone, 3)
+    for account in later:
+        device = account.devices[0]
+        assert len(device.group_members(group)) == 20
+        assert before.message_id not in seen_once(device, group)
+    senders = [later[0].devices[0], first[5].devices[0], a1]
+    sent = [device.send_text(group, f"hello from sender {i}")
+            for i, device in enumerate(senders)]
+    drain(everyone, 1)
+    for device in everyone:
+        counts = seen_once(device, group)
+        assert all(counts[c.message_id] == 1 for c in sent), "every member device, once"
+        assert set(counts.values()) == {1}
+
+    # Two members are removed by alice and one leaves on its own.
+    removed = [first[0].devices[0], later[1].devices[0]]
+    leaver = first[1].devices[0]
+    hoard = {d.username: d.store.execute("SELECT * FROM client_sender_keys").fetchall()
+             for d in removed}
+    stale_states = {d.username: d._groups[bytes.fromhex(group[6:])].state for d in removed}
+    a0.remove_members(group, [d.username for d in removed])
+    drain(everyone, 2)
+    leaver.leave_group(group)
+    drain(everyone, 2)
+    remaining = [d for d in everyone if d not in (*removed, leaver)]
+    for device in remaining:
+        assert len(device.group_members(group)) == 17
+    for device in (*removed, leaver):
+        assert group not in device.groups()
+        with pytest.raises(UnknownGroup):
+            device.send_text(group, "still here?")
+
+    after = later[2].devices[0].send_text(group, "after the removals")
+    wire = captured_group_message(inproc.db, a0)
+    drain(everyone, 1)
+    for device in remaining:
+        assert seen_once(device, group)[after.message_id] == 1
+    for device in (*removed, leaver):
+        assert after.message_id not in seen_once(device, group)
+    # A removed member that kept every sender key it ever held still cannot read it.
+    for device in removed:
+        for row in hoard[device.username]:
+            device.store.execute("INSERT INTO client_sender_keys VALUES (?, ?, ?, ?) ON "
+                                 "CONFLICT DO NOTHING", tuple(row))
+        state = dataclasses.replace(stale_states[device.username], left=False,
+                                    members=tuple(sorted({*a0.group_members(group),
+                                                          device.username})))
+        attacker = Group(state, device.store.sender_keys, clock=lambda: 0)
+        sender = SenderAddress(later[2].name, later[2].devices[0].device_id)
+        assert any(s == sender for s in state.senders)   # it did hold that sender's old key
+        with pytest.raises(NoSenderKeyState):
+            attacker.decrypt(sender, wire)
