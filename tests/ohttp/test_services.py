@@ -14,6 +14,7 @@ import requests
 
 from e2ee_core.infra.logging_filter import find_leaks
 from ohttp_relay import bhttp, consts, ohttp
+from ohttp_relay.chunked import encapsulate_chunked_request
 from ohttp_relay.client import ObliviousClient, build_request
 from ohttp_relay.errors import KeyMismatch, RelayUnavailable, RequestRejected
 from ohttp_relay.gateway_cli import main as gateway_cli
@@ -125,6 +126,15 @@ def test_outer_errors(live_server: Start, tmp_path: Path) -> None:
     assert requests.post(relay.url + "/relay", data=sealed, headers=media,
                          timeout=5).status_code == 400
     assert requests.get(url, timeout=5).status_code == 405
+
+    # Chunked requests share the replay cache.
+    chunked_body, opener = encapsulate_chunked_request(config, [inner])
+    chunked_media = {"Content-Type": consts.MEDIA_TYPE_CHUNKED_REQUEST}
+    first = requests.post(url, data=chunked_body, headers=chunked_media, timeout=5)
+    assert first.status_code == 200
+    assert bhttp.decode_response(opener.open_all(first.content)).status == 200
+    again = requests.post(url, data=chunked_body, headers=chunked_media, timeout=5)
+    assert again.status_code == 400 and again.json()["title"] == "Replayed request"
 
 
 def _sealed_exchange(gateway: LiveServer, inner: bhttp.Request) -> bhttp.Response:
