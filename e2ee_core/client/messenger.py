@@ -689,7 +689,8 @@ class Messenger:
         if envelope.kind == "device_removed":
             if device_id in known:
                 self._device_gone(user, device_id)
-            elif known:  # added and removed before we looked: still worth telling
+            elif known and not self.store.has_notice("device_removed", user, device_id):
+                # added and removed before we looked: still worth telling, once
                 self.store.add_notice(self.clock(), "device_removed", user, device_id)
         elif known:
             self._refresh(user)

@@ -169,6 +169,11 @@ class ClientStore:
         self.execute("INSERT INTO client_notices (at_ms, kind, username, device_id) "
                      "VALUES (?, ?, ?, ?)", (at_ms, kind, username, device_id))
 
+    def has_notice(self, kind: str, username: str, device_id: int) -> bool:
+        return self.execute("SELECT 1 FROM client_notices WHERE kind = ? AND username = ? "
+                            "AND device_id = ?", (kind, username, device_id)).fetchone() \
+            is not None
+
     def notices(self, after_id: int = 0) -> list[Notice]:
         rows = self.execute("SELECT id, at_ms, kind, username, device_id FROM client_notices "
                             "WHERE id > ? ORDER BY id", (after_id,)).fetchall()

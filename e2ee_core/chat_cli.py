@@ -1,0 +1,283 @@
+"""``e2ee-chat``: try the multi-device Messenger by hand from a terminal.
+
+    e2ee-chat --server http://127.0.0.1:8080 --state ~/.alice-phone register alice
+    e2ee-chat --server http://127.0.0.1:8080 --state ~/.alice-laptop link alice
+    e2ee-chat --state ~/.alice-phone send bob "hi bob"
+    e2ee-chat --state ~/.bob receive --wait 5
+    e2ee-chat --state ~/.alice-phone devices bob
+    e2ee-chat --state ~/.alice-phone verify bob [--number 60DIGITS]
+    e2ee-chat --state ~/.alice-phone group create bob carol
+    e2ee-chat --state ~/.alice-phone group send group:<hex> "hi all"
+
+Each ``--state`` directory holds one device: ``messenger.db`` (keys, sessions, messages; 0600,
+in a 0700 directory). ``register``/``link`` ask for the account password unless ``--password``
+or ``$E2EE_CHAT_PASSWORD`` gives it. ``--server`` (or ``$E2EE_CHAT_SERVER``) is only needed
+when enrolling; it is kept in the state. Exit status: 0 on success, 1 on an error (one line
+on stderr, naming its kind, never a key or message text), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from e2ee_core.client import ContactChanged, Message, Messenger, Notice
+from e2ee_core.client.safety import format_number
+from e2ee_core.client.store import ClientStore
+from e2ee_core.content import AttachmentPointer, Sticker, TimerChange, Unknown
+from e2ee_core.errors import E2EEError
+
+STATE_FILE = "messenger.db"
+_SEEN_NOTICES = "cli_notices_seen"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2ee-chat", description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default=os.environ.get("E2EE_CHAT_SERVER"),
+                        help="delivery server URL (register/link only)")
+    parser.add_argument("--state", type=Path, required=True,
+                        help="directory holding this device's state")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (("register", "create an account with this device as device 1"),
+                           ("link", "add this device to an existing account")):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("name")
+        cmd.add_argument("--password", help="account password (else asked)")
+    sub.add_parser("whoami", help="this device's account and device id")
+    send = sub.add_parser("send", help="send a text to an account or group:<id>")
+    send.add_argument("to")
+    send.add_argument("text")
+    sticker = sub.add_parser("sticker", help="send a sticker id")
+    sticker.add_argument("to")
+    sticker.add_argument("sticker_id")
+    sendfile = sub.add_parser("send-file", help="send a file as an encrypted attachment")
+    sendfile.add_argument("to")
+    sendfile.add_argument("path", type=Path)
+    sendfile.add_argument("--type", default="application/octet-stream", dest="content_type")
+    save = sub.add_parser("save", help="download and decrypt an attachment")
+    save.add_argument("conversation")
+    save.add_argument("message_id", help="hex id shown by history")
+    save.add_argument("path", type=Path)
+    receive = sub.add_parser("receive", help="receive, decrypt and show new messages")
+    receive.add_argument("--wait", type=float, default=0.0, help="long-poll seconds (<= 25)")
+    history = sub.add_parser("history", help="stored messages (with ids)")
+    history.add_argument("conversation", nargs="?")
+    devices = sub.add_parser("devices", help="an account's devices and safety numbers")
+    devices.add_argument("name")
+    verify = sub.add_parser("verify", help="mark an account verified")
+    verify.add_argument("name")
+    verify.add_argument("--number", help="the combined safety number you compared")
+    accept = sub.add_parser("accept", help="accept a verified contact's device change")
+    accept.add_argument("name")
+    sub.add_parser("notices", help="all device-change notices")
+    remove = sub.add_parser("remove-device", help="remove a device of this account")
+    remove.add_argument("device_id", type=int)
+    timer = sub.add_parser("timer", help="disappearing-message timer: SECONDS or off")
+    timer.add_argument("to")
+    timer.add_argument("seconds")
+    react = sub.add_parser("react", help="react to a message (emoji, or 'none' to remove)")
+    react.add_argument("conversation")
+    react.add_argument("message_id")
+    react.add_argument("emoji")
+    sub.add_parser("sweep", help="delete expired disappearing messages now")
+    group = sub.add_parser("group", help="groups with Sender Keys")
+    gsub = group.add_subparsers(dest="group_command", required=True)
+    gcreate = gsub.add_parser("create", help="create a group with these accounts")
+    gcreate.add_argument("members", nargs="+")
+    gadd = gsub.add_parser("add", help="add accounts to a group")
+    gadd.add_argument("group")
+    gadd.add_argument("members", nargs="+")
+    gremove = gsub.add_parser("remove", help="remove accounts from a group")
+    gremove.add_argument("group")
+    gremove.add_argument("members", nargs="+")
+    gleave = gsub.add_parser("leave", help="leave a group")
+    gleave.add_argument("group")
+    gsend = gsub.add_parser("send", help="send a text to a group")
+    gsend.add_argument("group")
+    gsend.add_argument("text")
+    gsub.add_parser("list", help="groups and their members")
+    return parser
+
+
+def _describe(message: Message) -> str:
+    body = message.body
+    if message.deleted or body is None:
+        what = "(deleted)"
+    elif message.text is not None:
+        what = message.text + (" (edited)" if message.edited else "")
+    elif isinstance(body, Sticker):
+        what = f"[sticker {body.sticker_id}]"
+    elif isinstance(body, AttachmentPointer):
+        what = f"[attachment {body.file_name or '-'} {body.content_type} {body.size} bytes]"
+    elif isinstance(body, TimerChange):
+        what = ("[disappearing messages off]" if body.seconds is None
+                else f"[disappearing messages: {body.seconds} s]")
+    elif isinstance(body, Unknown):
+        what = "[a message type this version does not know]"
+    else:
+        what = f"[{type(body).__name__}]"
+    arrow = "->" if message.outgoing else "<-"
+    reactions = "".join(f" {e}{n}" for n, e in sorted(message.reactions.items()))
+    return f"[{message.conversation}] {arrow} {message.sender}/{message.sender_device}: " \
+           f"{what}{reactions}"
+
+
+def _print_notices(messenger: Messenger, everything: bool = False) -> None:
+    seen = 0 if everything else int(messenger.store.get_meta(_SEEN_NOTICES) or 0)
+    notices: list[Notice] = messenger.notices(seen)
+    for notice in notices:
+        print(f"! {notice.kind.replace('_', ' ')}: {notice.username}/{notice.device_id}")
+    if notices:
+        messenger.store.set_meta(_SEEN_NOTICES, str(notices[-1].id))
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password:
+        return str(args.password)
+    env = os.environ.get("E2EE_CHAT_PASSWORD")
+    if env:
+        return env
+    return getpass.getpass("account password: ")
+
+
+def _state_file(state: Path, *, create: bool) -> Path:
+    if create:
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return state / STATE_FILE
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    if not args.server:
+        print("error: --server (or $E2EE_CHAT_SERVER) is needed to enrol a device",
+              file=sys.stderr)
+        return 2
+    path = _state_file(args.state, create=True)
+    if path.exists() and ClientStore(str(path)).get_meta("username") is not None:
+        print("error: this --state already holds a device", file=sys.stderr)
+        return 1
+    enrol = Messenger.register if args.command == "register" else Messenger.link
+    messenger = enrol(args.server, args.name, _password(args), state=path)
+    print(f"{args.command}ed {messenger.username}, device {messenger.device_id}")
+    messenger.close()
+    return 0
+
+
+def _run(args: argparse.Namespace, messenger: Messenger) -> int:
+    command = args.command
+    if command == "whoami":
+        print(f"{messenger.username}, device {messenger.device_id}")
+    elif command == "send":
+        messenger.send_text(args.to, args.text)
+        print("sent")
+    elif command == "sticker":
+        messenger.send(args.to, Sticker(args.sticker_id))
+        print("sent")
+    elif command == "send-file":
+        messenger.send_attachment(args.to, args.path.read_bytes(),
+                                  content_type=args.content_type, file_name=args.path.name)
+        print("sent")
+    elif command == "save":
+        message = messenger.message(args.conversation, bytes.fromhex(args.message_id))
+        if not isinstance(message.body, AttachmentPointer):
+            print("error: that message is not an attachment", file=sys.stderr)
+            return 1
+        args.path.write_bytes(messenger.download_attachment(message.body))
+        print(f"saved {message.body.size} bytes")
+    elif command == "receive":
+        for message in messenger.receive(wait=args.wait):
+            print(_describe(message))
+        _print_notices(messenger)
+    elif command == "history":
+        for message in messenger.messages(args.conversation):
+            print(f"{message.message_id.hex()} {_describe(message)}")
+    elif command == "devices":
+        shown = messenger.devices(args.name)
+        for device in shown.devices:
+            print(f"device {device.device_id}: {format_number(device.safety_number)}")
+        state = "verified" if shown.verified else "not verified"
+        if shown.changed:
+            state += ", CHANGED since verification"
+        print(f"combined safety number ({state}):")
+        print(format_number(shown.combined_safety_number))
+        _print_notices(messenger)
+    elif command == "verify":
+        shown = messenger.verify(args.name, args.number)
+        print(f"verified {shown.username}: {len(shown.devices)} devices")
+    elif command == "accept":
+        messenger.accept_changes(args.name)
+        print(f"accepted the changes of {args.name} (now not verified)")
+    elif command == "notices":
+        _print_notices(messenger, everything=True)
+    elif command == "remove-device":
+        messenger.remove_device(args.device_id)
+        print(f"removed device {args.device_id}")
+    elif command == "timer":
+        seconds = None if args.seconds == "off" else int(args.seconds)
+        messenger.set_timer(args.to, seconds)
+        print("timer off" if seconds is None else f"timer {seconds} s")
+    elif command == "react":
+        emoji = None if args.emoji == "none" else args.emoji
+        messenger.react(args.conversation, bytes.fromhex(args.message_id), emoji)
+        print("sent")
+    elif command == "sweep":
+        print(f"deleted {len(messenger.sweep())} expired messages")
+    elif command == "group":
+        return _group(args, messenger)
+    return 0
+
+
+def _group(args: argparse.Namespace, messenger: Messenger) -> int:
+    sub = args.group_command
+    if sub == "create":
+        print(messenger.create_group(args.members))
+    elif sub == "add":
+        messenger.add_members(args.group, args.members)
+        print("added")
+    elif sub == "remove":
+        messenger.remove_members(args.group, args.members)
+        print("removed")
+    elif sub == "leave":
+        messenger.leave_group(args.group)
+        print("left")
+    elif sub == "send":
+        messenger.send_text(args.group, args.text)
+        print("sent")
+    elif sub == "list":
+        for group in messenger.groups():
+            print(f"{group}: {' '.join(messenger.group_members(group))}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``e2ee-chat`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in ("register", "link"):
+            return _enrol(args)
+        path = _state_file(args.state, create=False)
+        if not path.exists():
+            print("error: no device in this --state (register or link first)",
+                  file=sys.stderr)
+            return 1
+        messenger = Messenger.open(path)
+        try:
+            return _run(args, messenger)
+        finally:
+            messenger.close()
+    except ContactChanged:
+        print("error: the devices of a verified contact changed: check `devices`, then "
+              "`verify` or `accept`", file=sys.stderr)
+        return 1
+    except E2EEError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

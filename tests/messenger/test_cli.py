@@ -1,0 +1,82 @@
+"""``e2ee-chat`` driven as subprocesses against the server under gunicorn: two accounts, a
+linked device, fanout and sync, device list with safety numbers, verification, the blocking
+error after a device change, acceptance, device removal, and a group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from e2ee_core.infra.logging_filter import find_leaks
+from tests.messenger.support import unique_name
+from tests.support import REPO_ROOT, LiveServer
+
+PASSWORD = "correct horse battery staple"
+
+
+class Chat:
+    def __init__(self, server: str, root: Path) -> None:
+        self.server, self.root = server, root
+
+    def __call__(self, device: str, *args: str, ok: bool = True) -> str:
+        env = dict(os.environ, E2EE_CHAT_SERVER=self.server, E2EE_CHAT_PASSWORD=PASSWORD)
+        proc = subprocess.run(
+            [sys.executable, "-m", "e2ee_core.chat_cli", "--state", str(self.root / device),
+             *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        return proc.stdout if ok else proc.stderr
+
+
+def test_chat_session(gunicorn_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    server = gunicorn_server()
+    chat = Chat(server.url, tmp_path)
+    alice, bob = unique_name("alice"), unique_name("bob")
+    assert chat("a1", "register", alice) == f"registered {alice}, device 1\n"
+    assert chat("a2", "link", alice) == f"linked {alice}, device 2\n"
+    chat("b1", "register", bob)
+    assert (tmp_path / "a1" / "messenger.db").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "a1").stat().st_mode & 0o777 == 0o700
+    assert "already holds a device" in chat("a1", "register", alice, ok=False)
+
+    chat("a1", "send", bob, "hello from the phone")
+    assert chat("b1", "receive") == f"[{alice}] <- {alice}/1: hello from the phone\n"
+    assert chat("a2", "receive") == f"[{bob}] -> {alice}/1: hello from the phone\n"
+    chat("b1", "send", alice, "hi both")
+    assert f"[{bob}] <- {bob}/1: hi both" in chat("a1", "receive", "--wait", "1")
+    assert f"[{bob}] <- {bob}/1: hi both" in chat("a2", "receive")
+
+    shown = chat("a1", "devices", bob).splitlines()
+    assert shown[0].startswith("device 1: ") and "not verified" in shown[1]
+    number = shown[2]
+    assert chat("b1", "devices", alice).splitlines()[-1] == number
+    chat("a1", "verify", bob, "--number", number)
+    chat("b2", "link", bob)
+    err = chat("a1", "send", bob, "blocked", ok=False)
+    assert "verified contact changed" in err and "blocked" not in err.split("changed")[1]
+    assert "CHANGED" in chat("a1", "devices", bob)
+    chat("a1", "accept", bob)
+    chat("a1", "send", bob, "after accepting")
+    assert chat("b2", "receive") == f"[{alice}] <- {alice}/1: after accepting\n"
+
+    chat("b1", "remove-device", "2")
+    assert "DeviceRemoved" in chat("b2", "receive", ok=False)
+    assert f"! device removed: {bob}/2" in chat("a2", "receive")
+
+    group = chat("a1", "group", "create", bob).strip()
+    assert group.startswith("group:")
+    chat("b1", "receive")
+    chat("a2", "receive")
+    chat("a1", "receive")
+    chat("b1", "group", "send", group, "group hello")
+    assert f"[{group}] <- {bob}/1: group hello" in chat("a1", "receive")
+    assert f"[{group}] <- {bob}/1: group hello" in chat("a2", "receive")
+    assert f"{group}: {' '.join(sorted([alice, bob]))}" in chat("a2", "group", "list")
+    history = chat("b1", "history", alice)
+    assert "hello from the phone" in history and "after accepting" in history
+    server.stop()
+    texts = ["hello from the phone", "hi both", "blocked", "after accepting", "group hello",
+             PASSWORD]
+    assert find_leaks(server.logs().splitlines(), texts) == []
