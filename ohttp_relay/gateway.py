@@ -86,20 +86,32 @@ class Allowlist:
         return origin in self.origins
 
 
+def _end_to_end(fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``fields`` (names lowercased) without hop-by-hop ones, including those ``Connection``
+    names (RFC 9110 §7.6.1)."""
+    lowered = [(name.lower(), value) for name, value in fields]
+    named: set[str] = set()
+    for name, value in lowered:
+        if name == "connection":
+            named.update(t.strip().lower() for t in value.split(","))
+    return [(n, v) for n, v in lowered if n not in HOP_BY_HOP and n not in named]
+
+
 def forward_headers(fields: Iterable[bhttp.Field]) -> list[tuple[str, str]]:
     """The inner request's fields minus hop-by-hop ones; nothing is added."""
-    connection_named: set[str] = set()
-    fields = list(fields)
-    for name, value in fields:
-        if name == "connection":
-            connection_named.update(t.strip().lower() for t in value.split(","))
-    return [(n, v) for n, v in fields if n not in HOP_BY_HOP and n not in connection_named]
+    return _end_to_end(fields)
 
 
 def response_headers(fields: Iterable[tuple[str, str]]) -> tuple[bhttp.Field, ...]:
-    """A target's response fields for the inner response (lowercase, hop-by-hop dropped)."""
-    return tuple((n.lower(), v) for n, v in fields
-                 if n.lower() not in HOP_BY_HOP and n.lower() != "set-cookie2")
+    """A target's response fields for the inner response: lowercase, hop-by-hop dropped, and
+    fields no Binary HTTP decoder would accept (bad name, CR/LF/NUL in the value) dropped."""
+    out: list[bhttp.Field] = []
+    for name, value in _end_to_end(fields):
+        try:
+            out.extend(bhttp.normalize_fields([(name, value)]))
+        except (ValueError, UnicodeError):
+            continue
+    return tuple(out)
 
 
 def problem_response(status: int, title: str, *, type_: str = "about:blank",

@@ -111,3 +111,14 @@ def test_several_key_configs_and_p256() -> None:
         sealed, context = ohttp.encapsulate_request(config, inner.to_bytes())
         outer = client.post("/gateway", data=sealed, content_type=consts.MEDIA_TYPE_REQUEST)
         assert bhttp.decode_response(context.decapsulate(outer.data)).status == 403
+
+
+def test_response_headers_are_filtered() -> None:
+    from ohttp_relay.gateway import forward_headers, response_headers
+
+    fields = [("Content-Type", "text/plain"), ("Connection", "close, x-hop"), ("X-Hop", "1"),
+              ("Transfer-Encoding", "chunked"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+    end_to_end = [("content-type", "text/plain"), ("set-cookie", "a=1"), ("set-cookie", "b=2")]
+    assert forward_headers([(n.lower(), v) for n, v in fields]) == end_to_end
+    odd = [("Bad Name", "v"), ("X-Nul", "a\x00b")]
+    assert list(response_headers(fields + odd)) == end_to_end
