@@ -117,6 +117,7 @@ def bench_http(quick: bool) -> None:
             {"gateway_url": gateway + "/gateway", "rate_limit": 0}, tmp))
         client = ObliviousClient(relay)
         direct = requests.Session()
+        direct.trust_env = False  # configured like ObliviousClient's own session: same client cost
         target = echo + "/search?q=cat"
         assert client.request("GET", target).status == 200
 
