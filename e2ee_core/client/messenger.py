@@ -66,6 +66,7 @@ from e2ee_core.content import (
     GroupMembershipChange,
     Reaction,
     ReadReceipt,
+    SenderKeyDistribution,
     Sticker,
     Text,
     TimerChange,
@@ -576,6 +577,22 @@ class Messenger:
         self.store.add_notice(self.clock(), "device_added", user, device_id)
         if user != self.username:
             self.store.mark_changed(user)
+        self._bring_into_groups(user)
+
+    def _bring_into_groups(self, user: str) -> None:
+        """A member account has a new device: it gets our current sender key (never earlier
+        chain keys); a new device of our own account also gets each group's membership, which
+        it joins from (Group.join accepts our own account as the inviter)."""
+        for group in self._groups.values():
+            if not group.is_member or user not in group.members:
+                continue
+            if user == self.username:
+                snapshot = GroupMembershipChange(group.epoch, group.members)
+                self._outbox.append((group.group_id, Outgoing(frozenset([user]), Content.new(
+                    snapshot, sent_at_ms=self.clock(), group_id=group.group_id))))
+            skdm = SenderKeyDistribution(group.distribution_message())
+            self._outbox.append((group.group_id, Outgoing(frozenset([user]), Content.new(
+                skdm, sent_at_ms=self.clock(), group_id=group.group_id))))
 
     def _device_gone(self, user: str, device_id: int) -> None:
         """A device was removed from ``user``: forget it, tell the user, re-key groups."""

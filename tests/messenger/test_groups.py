@@ -104,3 +104,23 @@ def test_group_of_20_with_joins_and_leaves(inproc: InProcess) -> None:
         assert any(s == sender for s in state.senders)   # it did hold that sender's old key
         with pytest.raises(NoSenderKeyState):
             attacker.decrypt(sender, wire)
+
+
+def test_devices_linked_later_join_existing_groups(inproc: InProcess) -> None:
+    alice, bob, carol = (Account(inproc.url, 1, session=inproc.session) for _ in range(3))
+    group = alice.devices[0].create_group([bob.name, carol.name])
+    drain([alice.devices[0], bob.devices[0], carol.devices[0]], 2)
+    early = alice.devices[0].send_text(group, "before bob's tablet")
+    tablet = bob.add_device()
+    everyone = [alice.devices[0], bob.devices[0], carol.devices[0], tablet]
+    drain(everyone, 3)     # notices -> group sync from bob's phone, sender keys from all
+    assert group in tablet.groups() and set(tablet.group_members(group)) == {
+        alice.name, bob.name, carol.name}
+    assert early.message_id not in seen_once(tablet, group)
+    hello = carol.devices[0].send_text(group, "hello tablet")
+    reply = tablet.send_text(group, "hi from the tablet")
+    drain(everyone, 1)
+    assert seen_once(tablet, group)[hello.message_id] == 1
+    for device in (alice.devices[0], bob.devices[0], carol.devices[0]):
+        assert seen_once(device, group)[reply.message_id] == 1
+        assert seen_once(device, group)[hello.message_id] == 1
