@@ -30,6 +30,7 @@ from e2ee_core.errors import (
     InvalidMessage,
     InvalidPreKey,
     NoSession,
+    ReusedBaseKey,
     StoreError,
     UntrustedIdentity,
 )
@@ -420,6 +421,7 @@ class Device:
         record = self.store.load_session(addr) or SessionRecord()
         used_pre_key: int | None = None
         used_kyber: int | None = None
+        last_resort: tuple[int, int] | None = None  # (KEM prekey id, signed prekey id)
         if record.find_base_key(message.version, message.base_key.raw) is None:
             signed = self.store.get_signed_pre_key(message.signed_pre_key_id)
             if signed is None:
@@ -438,7 +440,10 @@ class Device:
                 if kyber is None:
                     raise InvalidPreKey("unknown or used KEM prekey")
                 kem_pair = kyber.key_pair
-                used_kyber = None if kyber.last_resort else kyber.id
+                if kyber.last_resort:
+                    last_resort = (kyber.id, signed.id)
+                else:
+                    used_kyber = kyber.id
             try:
                 state = initialize_bob(
                     self._identity, self.registration_id, signed_pre_key=signed.key_pair,
@@ -447,6 +452,13 @@ class Device:
                 raise InvalidMessage("unusable key in PreKeySignalMessage") from exc
             record.promote(state)
         plaintext = decrypt_with_record(record, message.message)
+        # A last-resort KEM prekey outlives the sessions it set up: remember each base key
+        # used with it (Signal's PQXDH guidance), so a replay is refused even once its session
+        # left the record. Checked after the MAC (nobody else can burn a base key) and before
+        # any other write (a refusal changes nothing).
+        if last_resort is not None and not self.store.mark_kyber_pre_key_used(
+                last_resort[0], last_resort[1], message.base_key.serialize()):
+            raise ReusedBaseKey("base key already used with this last-resort KEM prekey")
         if self.store.get_identity(addr) is None:
             self.store.save_identity(addr, identity)
         self.store.store_session(addr, record)

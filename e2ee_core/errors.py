@@ -35,6 +35,11 @@ class DuplicateMessage(InvalidMessage):
     """The message key was already used: the message was delivered before."""
 
 
+class ReusedBaseKey(DuplicateMessage):
+    """A PreKeySignalMessage repeats the base key of a session already set up with the same
+    last-resort KEM prekey (and signed prekey): a replay, even after that session is gone."""
+
+
 class MessageTooFarInFuture(InvalidMessage):
     """The counter jumps further ahead than ``consts.MAX_FORWARD_JUMPS``."""
 

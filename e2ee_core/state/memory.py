@@ -26,6 +26,7 @@ class InMemoryProtocolStore:
         self._pre_keys: dict[int, PreKeyRecord] = {}
         self._signed: dict[int, SignedPreKeyRecord] = {}
         self._kyber: dict[int, KyberPreKeyRecord] = {}
+        self._kyber_base_keys: dict[int, set[tuple[int, bytes]]] = {}
         self._sessions: dict[tuple[str, int], SessionRecord] = {}
         self._counters: dict[str, int] = {}
 
@@ -86,9 +87,19 @@ class InMemoryProtocolStore:
 
     def remove_kyber_pre_key(self, key_id: int) -> None:
         self._kyber.pop(key_id, None)
+        self._kyber_base_keys.pop(key_id, None)
 
     def kyber_pre_keys(self) -> list[KyberPreKeyRecord]:
         return sorted(self._kyber.values(), key=lambda r: (r.timestamp, r.id))
+
+    def mark_kyber_pre_key_used(self, key_id: int, signed_pre_key_id: int,
+                                base_key: bytes) -> bool:
+        used = self._kyber_base_keys.setdefault(key_id, set())
+        entry = (signed_pre_key_id, bytes(base_key))
+        if entry in used:
+            return False
+        used.add(entry)
+        return True
 
     # sessions
     def load_session(self, address: Address) -> SessionRecord | None:

@@ -7,14 +7,26 @@ read to its commit: two processes sharing the file can never both use one messag
 process killed mid-way leaves the previous state intact. The database file is created 0600;
 SQLite gives its -wal/-shm companions the same mode. Private keys are stored unencrypted in it:
 protect the file (full-disk encryption, the OS keystore) as you would any key file.
+
+Read cache: inside ``atomic()`` the session records and remote identities read or written are
+kept in memory, per thread (each thread has its own connection) and shared by every store on
+the same :class:`Database`. Right after ``BEGIN IMMEDIATE`` the store reads ``PRAGMA
+data_version``, which changes exactly when *another* connection (another process, thread or
+``Database``) committed to the file; then the cache is dropped. So an encrypt or decrypt whose
+session nobody else touched costs ``BEGIN IMMEDIATE``, ``PRAGMA data_version``, one UPSERT and
+``COMMIT``, and one that lost the race re-reads under the write lock, as before. A rolled-back
+transaction that wrote drops the cache too. Outside ``atomic()`` reads always go to the file.
+The ``e2ee_*`` tables must only be written through a store (on a connection it knows about).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from e2ee_core.errors import StoreError
@@ -40,10 +52,71 @@ CREATE TABLE IF NOT EXISTS e2ee_signed_pre_keys (
 CREATE TABLE IF NOT EXISTS e2ee_kyber_pre_keys (
     id INTEGER PRIMARY KEY, seed {blob} NOT NULL, signature {blob} NOT NULL,
     created {bigint} NOT NULL, last_resort INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS e2ee_kyber_base_keys (
+    kyber_id INTEGER NOT NULL, signed_id INTEGER NOT NULL, base_key {blob} NOT NULL,
+    PRIMARY KEY (kyber_id, signed_id, base_key));
 CREATE TABLE IF NOT EXISTS e2ee_sessions (
     user_id TEXT NOT NULL, device_id INTEGER NOT NULL, record {blob} NOT NULL,
     PRIMARY KEY (user_id, device_id))
 """
+
+_Key = tuple[str, int]
+_MISSING: Any = object()
+_CACHE_MAX = 4096  # cached addresses per thread; past it the cache starts over (bounds memory)
+
+_SELECT_BOTH = ("SELECT (SELECT record FROM e2ee_sessions WHERE user_id = ? AND device_id = ?), "
+                "(SELECT identity_key FROM e2ee_identities WHERE user_id = ? AND device_id = ?)")
+_UPSERT_SESSION = ("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user_id, device_id) "
+                   "DO UPDATE SET record = excluded.record")
+
+
+class _ThreadState(threading.local):
+    """Per thread (so per connection) and per :class:`Database`: transaction and read cache."""
+
+    def __init__(self) -> None:
+        self.depth = 0  # nesting of atomic() blocks
+        self.conn: Any = None  # the sqlite3 connection while inside an atomic() block
+        self.tx: Transaction | None = None  # other dialects: the open transaction
+        self.tx_cm: AbstractContextManager[Transaction] | None = None
+        self.owned = False  # this store issued the BEGIN (and will COMMIT)
+        self.trusted = False  # the cache may answer reads in the current transaction
+        self.wrote = False  # the current transaction changed cached rows
+        self.cache_conn: Any = None  # the connection the cache below belongs to
+        self.version: int | None = None  # PRAGMA data_version the cache is valid for
+        self.sessions: dict[_Key, SessionRecord | None] = {}  # None: no row
+        self.identities: dict[_Key, bytes | None] = {}
+
+    def invalidate(self) -> None:
+        self.sessions.clear()
+        self.identities.clear()
+        self.version = None
+
+
+_STATES: weakref.WeakKeyDictionary[Database, _ThreadState] = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.Lock()
+
+
+def _thread_state(db: Database) -> _ThreadState:
+    """One state per Database, so two stores sharing it also share cache and transaction."""
+    with _STATES_LOCK:
+        state = _STATES.get(db)
+        if state is None:
+            state = _STATES[db] = _ThreadState()
+        return state
+
+
+class _Atomic(AbstractContextManager[None]):
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SQLiteProtocolStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._begin()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._store._end(exc_type, exc, tb)
 
 
 class SQLiteProtocolStore:
@@ -58,35 +131,106 @@ class SQLiteProtocolStore:
                 write_secret_file(path, b"")  # 0600 before SQLite writes a byte
             self.db = Database(str(target))
         self.db.create_schema(SCHEMA)
-        self._local = threading.local()
+        self._sqlite = self.db.dialect == "sqlite"
+        self._state = _thread_state(self.db)
         self._kyber_cache: dict[bytes, KemKeyPair] = {}
-        # Last record read/written per address, with its bytes: a load whose bytes match
-        # skips the JSON decode (another process writing the row changes the bytes).
-        self._session_cache: dict[tuple[str, int], tuple[bytes, SessionRecord]] = {}
 
     def __repr__(self) -> str:
         return "SQLiteProtocolStore()"
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        if getattr(self._local, "tx", None) is not None:
-            yield
+    # -- transactions ------------------------------------------------------------------------
+    def atomic(self) -> AbstractContextManager[None]:
+        return _Atomic(self)
+
+    def _begin(self) -> None:
+        st = self._state
+        if st.depth:
+            st.depth += 1
             return
-        with self.db.transaction() as tx:
-            self._local.tx = tx
+        if not self._sqlite:
+            cm = self.db.transaction()
+            st.tx = cm.__enter__()
+            st.tx_cm = cm
+            st.depth = 1
+            return
+        conn = self.db.connection()
+        if conn is not st.cache_conn:  # first use, a fork or a reopened connection
+            st.invalidate()
+            st.cache_conn = conn
+        if conn.in_transaction:
+            # Someone else's transaction on this connection (e.g. Database.transaction()):
+            # join it, but it may write our tables or roll back, so the cache stays out.
+            st.owned = st.trusted = False
+        else:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield
-            finally:
-                self._local.tx = None
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if version != st.version:  # another connection committed: forget what we knew
+                st.invalidate()
+                st.version = version
+            st.owned = st.trusted = True
+        st.wrote = False
+        st.conn = conn
+        st.depth = 1
+
+    def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+             tb: TracebackType | None) -> None:
+        st = self._state
+        st.depth -= 1
+        if st.depth:
+            return
+        if not self._sqlite:
+            cm, st.tx, st.tx_cm = st.tx_cm, None, None
+            assert cm is not None
+            cm.__exit__(exc_type, exc, tb)
+            return
+        conn, st.conn = st.conn, None
+        owned, wrote = st.owned, st.wrote
+        st.owned = st.trusted = st.wrote = False
+        if not owned:
+            st.invalidate()
+            return
+        if exc_type is None:
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                st.invalidate()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return
+        if wrote:
+            st.invalidate()
+        if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+            conn.execute("ROLLBACK")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        tx: Transaction | None = getattr(self._local, "tx", None)
-        if tx is not None:
-            return tx.execute(sql, params)
+        st = self._state
+        if st.conn is not None:
+            cursor: Cursor = st.conn.execute(sql, params)
+            return cursor
+        if st.tx is not None:
+            return st.tx.execute(sql, params)
         return self.db.execute(sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._execute(sql, params).fetchone()
+
+    def _fetch(self, key: _Key) -> None:
+        """Read a session and an identity in one statement into the cache (trusted only)."""
+        row = self._one(_SELECT_BOTH, (key[0], key[1], key[0], key[1]))
+        st = self._state
+        if len(st.sessions) >= _CACHE_MAX or len(st.identities) >= _CACHE_MAX:
+            st.sessions.clear()
+            st.identities.clear()
+        if key not in st.sessions:
+            st.sessions[key] = (SessionRecord.from_bytes(bytes(row[0]))
+                                if row[0] is not None else None)
+        if key not in st.identities:
+            st.identities[key] = bytes(row[1]) if row[1] is not None else None
 
     # identity
     def get_local_identity(self) -> LocalIdentity | None:
@@ -96,19 +240,34 @@ class SQLiteProtocolStore:
         return LocalIdentity(KeyPair.from_private(bytes(row[0])), int(row[1]))
 
     def set_local_identity(self, identity: LocalIdentity) -> None:
-        self._execute("DELETE FROM e2ee_local_identity")
-        self._execute("INSERT INTO e2ee_local_identity VALUES (1, ?, ?)",
-                      (identity.key_pair.private.raw, identity.registration_id))
+        with self.atomic():
+            self._execute("DELETE FROM e2ee_local_identity")
+            self._execute("INSERT INTO e2ee_local_identity VALUES (1, ?, ?)",
+                          (identity.key_pair.private.raw, identity.registration_id))
 
     def get_identity(self, address: Address) -> bytes | None:
+        key = (address[0], address[1])
+        st = self._state
+        if st.trusted:
+            known = st.identities.get(key, _MISSING)
+            if known is _MISSING:
+                self._fetch(key)
+                known = st.identities[key]
+            return known  # type: ignore[no-any-return]
         row = self._one("SELECT identity_key FROM e2ee_identities WHERE user_id = ? "
-                        "AND device_id = ?", (address[0], address[1]))
+                        "AND device_id = ?", key)
         return bytes(row[0]) if row is not None else None
 
     def save_identity(self, address: Address, identity_key: bytes) -> None:
-        self._execute("INSERT INTO e2ee_identities VALUES (?, ?, ?) ON CONFLICT (user_id, "
-                      "device_id) DO UPDATE SET identity_key = excluded.identity_key",
-                      (address[0], address[1], bytes(identity_key)))
+        key = (address[0], address[1])
+        with self.atomic():
+            st = self._state
+            st.wrote = True
+            self._execute("INSERT INTO e2ee_identities VALUES (?, ?, ?) ON CONFLICT (user_id, "
+                          "device_id) DO UPDATE SET identity_key = excluded.identity_key",
+                          (key[0], key[1], bytes(identity_key)))
+            if st.trusted:
+                st.identities[key] = bytes(identity_key)
 
     # one-time prekeys
     def get_pre_key(self, key_id: int) -> PreKeyRecord | None:
@@ -176,44 +335,57 @@ class SQLiteProtocolStore:
                        int(record.last_resort)))
 
     def remove_kyber_pre_key(self, key_id: int) -> None:
-        row = self._one("SELECT seed FROM e2ee_kyber_pre_keys WHERE id = ?", (key_id,))
-        if row is not None:
-            self._kyber_cache.pop(bytes(row[0]), None)
-        self._execute("DELETE FROM e2ee_kyber_pre_keys WHERE id = ?", (key_id,))
+        with self.atomic():
+            row = self._one("SELECT seed FROM e2ee_kyber_pre_keys WHERE id = ?", (key_id,))
+            if row is not None:
+                self._kyber_cache.pop(bytes(row[0]), None)
+            self._execute("DELETE FROM e2ee_kyber_pre_keys WHERE id = ?", (key_id,))
+            self._execute("DELETE FROM e2ee_kyber_base_keys WHERE kyber_id = ?", (key_id,))
 
     def kyber_pre_keys(self) -> list[KyberPreKeyRecord]:
         rows = self._execute("SELECT id, seed, signature, created, last_resort FROM "
                              "e2ee_kyber_pre_keys ORDER BY created, id").fetchall()
         return [self._kyber(r) for r in rows]
 
+    def mark_kyber_pre_key_used(self, key_id: int, signed_pre_key_id: int,
+                                base_key: bytes) -> bool:
+        cursor = self._execute("INSERT INTO e2ee_kyber_base_keys VALUES (?, ?, ?) "
+                               "ON CONFLICT DO NOTHING",
+                               (key_id, signed_pre_key_id, bytes(base_key)))
+        return cursor.rowcount == 1
+
     # sessions
     def load_session(self, address: Address) -> SessionRecord | None:
-        row = self._one("SELECT record FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
-                        (address[0], address[1]))
-        if row is None:
-            return None
-        data = bytes(row[0])
         key = (address[0], address[1])
-        cached = self._session_cache.get(key)
-        if cached is not None and cached[0] == data:
-            return cached[1].clone()
-        record = SessionRecord.from_bytes(data)
-        self._session_cache[key] = (data, record.clone())
-        return record
+        st = self._state
+        if st.trusted:
+            record = st.sessions.get(key, _MISSING)
+            if record is _MISSING:
+                self._fetch(key)
+                record = st.sessions[key]
+            return record.clone() if record is not None else None
+        row = self._one("SELECT record FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
+                        key)
+        return SessionRecord.from_bytes(bytes(row[0])) if row is not None else None
 
     def store_session(self, address: Address, record: SessionRecord) -> None:
-        data = record.to_bytes()
         key = (address[0], address[1])
-        self._session_cache.pop(key, None)
-        self._execute("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user_id, "
-                      "device_id) DO UPDATE SET record = excluded.record",
-                      (address[0], address[1], data))
-        self._session_cache[key] = (data, record)  # the store owns a stored record
+        data = record.to_bytes()
+        with self.atomic():
+            st = self._state
+            st.wrote = True
+            self._execute(_UPSERT_SESSION, (key[0], key[1], data))
+            if st.trusted:
+                st.sessions[key] = record  # the store owns a stored record
 
     def delete_session(self, address: Address) -> None:
-        self._session_cache.pop((address[0], address[1]), None)
-        self._execute("DELETE FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
-                      (address[0], address[1]))
+        key = (address[0], address[1])
+        with self.atomic():
+            st = self._state
+            st.wrote = True
+            self._execute("DELETE FROM e2ee_sessions WHERE user_id = ? AND device_id = ?", key)
+            if st.trusted:
+                st.sessions[key] = None
 
     def session_addresses(self) -> list[Address]:
         rows = self._execute("SELECT user_id, device_id FROM e2ee_sessions "

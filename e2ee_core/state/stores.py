@@ -57,8 +57,15 @@ class SignedPreKeyStore(Protocol):
 class KyberPreKeyStore(Protocol):
     def get_kyber_pre_key(self, key_id: int) -> KyberPreKeyRecord | None: ...
     def save_kyber_pre_key(self, record: KyberPreKeyRecord) -> None: ...
-    def remove_kyber_pre_key(self, key_id: int) -> None: ...
+    def remove_kyber_pre_key(self, key_id: int) -> None:
+        """Delete the key and the base keys :meth:`mark_kyber_pre_key_used` recorded for it."""
     def kyber_pre_keys(self) -> list[KyberPreKeyRecord]: ...
+    def mark_kyber_pre_key_used(self, key_id: int, signed_pre_key_id: int,
+                                base_key: bytes) -> bool:
+        """Record that a session was set up with this (last-resort) KEM prekey, signed prekey
+        and base key, for as long as the KEM prekey lives; False when it was recorded
+        before (a replayed PreKeySignalMessage), changing nothing. As libsignal's
+        ``KyberPreKeyStore::mark_kyber_pre_key_used``."""
 
 
 @runtime_checkable

@@ -1,0 +1,142 @@
+"""The SQLite store's read cache and the last-resort KEM replay guard.
+
+The cache (see ``e2ee_core/state/sqlite.py``) must never serve a record another connection has
+changed, nor one a rolled-back transaction wrote; the replay guard must refuse a PreKey message
+that reuses a base key with the last-resort KEM prekey even after its session is gone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from e2ee_core.device import Ciphertext, Device, MessageType
+from e2ee_core.errors import DuplicateMessage, InvalidMac, ReusedBaseKey
+from e2ee_core.infra.database import Database
+from e2ee_core.protocol import consts
+from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
+from e2ee_core.state.memory import InMemoryProtocolStore
+from e2ee_core.state.sqlite import SQLiteProtocolStore
+from e2ee_core.state.stores import ProtocolStore
+from tests.e2ee.helpers import ALICE, BOB, snapshot
+
+
+def _key_of(ct: Ciphertext) -> tuple[bytes, int]:
+    body = ct.body
+    message = (PreKeySignalMessage.from_bytes(body).message if ct.type == MessageType.PREKEY
+               else SignalMessage.from_bytes(body))
+    return message.ratchet_key.raw, message.counter
+
+
+def _pair_on(path: Path) -> tuple[Device, Device]:
+    alice = Device.create()
+    bob = Device.open(path)
+    alice.start_session(BOB, bob.prekey_bundle(1))
+    assert bob.decrypt(ALICE, alice.encrypt(BOB, b"hello")) == b"hello"
+    assert alice.decrypt(BOB, bob.encrypt(ALICE, b"hi")) == b"hi"
+    return alice, bob
+
+
+def test_two_connections_in_one_process_never_share_a_message_key(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    other = Device.open(tmp_path / "bob.db")  # its own Database: another SQLite connection
+    sent = []
+    for n in range(30):
+        sender = (bob, other)[n % 3 == 0]
+        sent.append(sender.encrypt(ALICE, b"m%d" % n))
+    assert len({_key_of(ct) for ct in sent}) == len(sent)
+    assert [alice.decrypt(BOB, ct) for ct in sent] == [b"m%d" % n for n in range(30)]
+    # Receiving alternately through both connections: each sees the other's progress.
+    for n in range(10):
+        ct = alice.encrypt(BOB, b"r%d" % n)
+        assert (bob, other)[n % 2].decrypt(ALICE, ct) == b"r%d" % n
+        with pytest.raises(DuplicateMessage):
+            (bob, other)[(n + 1) % 2].decrypt(ALICE, ct)
+
+
+def test_two_stores_on_one_database_share_the_cache(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    db: Database = bob.store.db  # type: ignore[attr-defined]
+    twin = Device(SQLiteProtocolStore(db))  # same connection: data_version cannot tell them
+    sent = [(bob, twin)[n % 2].encrypt(ALICE, b"t%d" % n) for n in range(10)]
+    assert len({_key_of(ct) for ct in sent}) == 10
+    assert [alice.decrypt(BOB, ct) for ct in sent] == [b"t%d" % n for n in range(10)]
+
+
+def test_outer_transaction_rolled_back_leaves_no_stale_cache(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    db: Database = bob.store.db  # type: ignore[attr-defined]
+    committed = bob.encrypt(ALICE, b"kept")
+    with pytest.raises(RuntimeError), db.transaction():  # e.g. an app's own transaction
+        lost = bob.encrypt(ALICE, b"rolled back")
+        raise RuntimeError("app failure")
+    again = bob.encrypt(ALICE, b"after")
+    assert _key_of(again) == _key_of(lost)  # the file's state, not the cache's
+    assert alice.decrypt(BOB, committed) == b"kept"
+    assert alice.decrypt(BOB, again) == b"after"
+
+
+def test_failed_decrypt_after_cached_reads_changes_nothing(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    ct = alice.encrypt(BOB, b"x")
+    bad = Ciphertext(ct.type, ct.body[:-1] + bytes([ct.body[-1] ^ 1]))
+    before = snapshot(bob)
+    with pytest.raises(InvalidMac):
+        bob.decrypt(ALICE, bad)
+    assert snapshot(bob) == before
+    reopened = Device.open(tmp_path / "bob.db")
+    assert reopened.decrypt(ALICE, ct) == b"x"
+    with pytest.raises(DuplicateMessage):
+        bob.decrypt(ALICE, ct)  # bob's cache saw the other connection's commit
+
+
+# -- last-resort KEM prekey replays ------------------------------------------------------------
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ProtocolStore:
+    if request.param == "memory":
+        return InMemoryProtocolStore()
+    return SQLiteProtocolStore(tmp_path / "bob.db")
+
+
+def test_replayed_last_resort_prekey_message_is_refused_after_its_session_is_gone(
+        store: ProtocolStore) -> None:
+    bob = Device.create(store)
+    alice = Device.create()
+    alice.start_session(BOB, bob.prekey_bundle(1, one_time=False))  # last-resort KEM only
+    assert alice.session_version(BOB) == consts.VERSION_PQXDH
+    first, second = alice.encrypt(BOB, b"1"), alice.encrypt(BOB, b"2")
+    assert bob.decrypt(ALICE, first) == b"1"
+    assert bob.decrypt(ALICE, second) == b"2"  # same base key, session in the record: fine
+    bob.delete_session(ALICE)
+    before = snapshot(bob)
+    for replay in (first, second):
+        with pytest.raises(ReusedBaseKey):
+            bob.decrypt(ALICE, replay)
+        assert snapshot(bob) == before
+    # From another address too: the pair is (KEM prekey, signed prekey, base key).
+    with pytest.raises(ReusedBaseKey):
+        bob.decrypt(("mallory", 1), first)
+    # Fresh sessions with the same last-resort key still work.
+    carol = Device.create()
+    carol.start_session(BOB, bob.prekey_bundle(1, one_time=False))
+    assert bob.decrypt(("carol", 1), carol.encrypt(BOB, b"c")) == b"c"
+    alice.start_session(BOB, bob.prekey_bundle(1, one_time=False))
+    assert bob.decrypt(ALICE, alice.encrypt(BOB, b"new")) == b"new"
+
+
+def test_replay_guard_is_a_duplicate_and_lives_as_long_as_the_kem_key(
+        store: ProtocolStore) -> None:
+    assert issubclass(ReusedBaseKey, DuplicateMessage)  # apps drop it like any duplicate
+    bob = Device.create(store, now=0)
+    key_id = bob.last_resort_kyber_pre_key().id
+    base = b"\x05" + bytes(range(32))
+    assert store.mark_kyber_pre_key_used(key_id, 1, base)
+    assert not store.mark_kyber_pre_key_used(key_id, 1, base)
+    assert store.mark_kyber_pre_key_used(key_id, 2, base)  # another signed prekey
+    # Rotation: once the old last-resort key is dropped, so is what was recorded for it.
+    for step in range(1, 5):
+        bob.ensure_last_resort_kyber_pre_key(now=step * consts.SIGNED_PREKEY_GRACE_SECONDS)
+    assert key_id not in [r.id for r in store.kyber_pre_keys()]
+    assert store.mark_kyber_pre_key_used(key_id, 1, base)
