@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -13,6 +14,8 @@ from e2ee_core.errors import InvalidMessage
 from e2ee_core.protocol.consts import CHAIN_KEY_SEED, LABEL_MESSAGE_KEYS, MESSAGE_KEY_SEED
 
 _SHA256 = hashes.SHA256()
+_BLOCK = 16  # AES block size
+_PADS = [bytes([n]) * n for n in range(_BLOCK + 1)]  # PKCS#7 padding of n bytes
 
 
 def hkdf(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
@@ -49,19 +52,20 @@ class MessageKeys:
         okm = hkdf(seed, None, LABEL_MESSAGE_KEYS, 80)
         return cls(okm[:32], okm[32:64], okm[64:80])
 
+    # PKCS#7 is applied inline rather than through ``cryptography``'s padder objects (which
+    # cost more than the AES call here). Callers decrypt only after the message MAC verified
+    # (encrypt-then-MAC), so the padding check below is no padding oracle.
     def encrypt(self, plaintext: bytes) -> bytes:
-        padder = padding.PKCS7(128).padder()
-        data = padder.update(plaintext) + padder.finalize()
+        n = _BLOCK - len(plaintext) % _BLOCK
         enc = Cipher(algorithms.AES(self.cipher_key), modes.CBC(self.iv)).encryptor()
-        return enc.update(data) + enc.finalize()
+        return enc.update(plaintext + _PADS[n]) + enc.finalize()
 
     def decrypt(self, ciphertext: bytes) -> bytes:
-        if not ciphertext or len(ciphertext) % 16:
+        if not ciphertext or len(ciphertext) % _BLOCK:
             raise InvalidMessage("ciphertext is not a whole number of AES blocks")
         dec = Cipher(algorithms.AES(self.cipher_key), modes.CBC(self.iv)).decryptor()
         data = dec.update(ciphertext) + dec.finalize()
-        unpadder = padding.PKCS7(128).unpadder()
-        try:
-            return unpadder.update(data) + unpadder.finalize()
-        except ValueError as exc:
-            raise InvalidMessage("invalid CBC padding") from exc
+        n = data[-1]
+        if not 1 <= n <= _BLOCK or not hmac.compare_digest(data[-n:], _PADS[n]):
+            raise InvalidMessage("invalid CBC padding")
+        return data[:-n]

@@ -83,6 +83,31 @@ def _parse(name: str, data: bytes) -> Any:
     return msg
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_signal_message_proto(ratchet_key: bytes, counter: int, previous_counter: int,
+                                ciphertext: bytes) -> bytes:
+    """The ``SignalMessage`` protobuf, byte for byte what ``SerializeToString`` gives.
+
+    A minimal encoder because it runs for every message sent and building a protobuf object
+    costs more than the rest of the framing; it writes the four fields in field-number order,
+    as protobuf does (tests/e2ee/test_primitives.py compares it with the library for random
+    values). Parsing hostile input stays with the protobuf library.
+    """
+    if not (0 <= counter < 1 << 32 and 0 <= previous_counter < 1 << 32):
+        raise ValueError("counters are uint32")
+    return b"".join((b"\x0a", _varint(len(ratchet_key)), ratchet_key,
+                     b"\x10", _varint(counter), b"\x18", _varint(previous_counter),
+                     b"\x22", _varint(len(ciphertext)), ciphertext))
+
+
 def version_byte(version: int) -> int:
     return (version << 4) | version
 
@@ -119,9 +144,8 @@ class SignalMessage:
     def create(cls, version: int, *, mac_key: bytes, ratchet_key: PublicKey, counter: int,
                previous_counter: int, ciphertext: bytes, sender_identity: bytes,
                receiver_identity: bytes) -> SignalMessage:
-        proto = PROTO["SignalMessage"](ratchet_key=ratchet_key.serialize(), counter=counter,
-                                       previous_counter=previous_counter, ciphertext=ciphertext)
-        body = bytes([version_byte(version)]) + proto.SerializeToString()
+        body = bytes([version_byte(version)]) + encode_signal_message_proto(
+            ratchet_key.serialize(), counter, previous_counter, ciphertext)
         mac = compute_mac(mac_key, sender_identity, receiver_identity, body)
         return cls(version, ratchet_key, counter, previous_counter, ciphertext, body + mac)
 

@@ -81,6 +81,7 @@ class _ThreadState(threading.local):
         self.owned = False  # this store issued the BEGIN (and will COMMIT)
         self.trusted = False  # the cache may answer reads in the current transaction
         self.wrote = False  # the current transaction changed cached rows
+        self.lent: set[_Key] = set()  # cached records handed out (not copied) in this transaction
         self.cache_conn: Any = None  # the connection the cache below belongs to
         self.version: int | None = None  # PRAGMA data_version the cache is valid for
         self.sessions: dict[_Key, SessionRecord | None] = {}  # None: no row
@@ -190,6 +191,10 @@ class SQLiteProtocolStore:
         conn, st.conn = st.conn, None
         owned, wrote = st.owned, st.wrote
         st.owned = st.trusted = st.wrote = False
+        if st.lent:  # handed out and not stored back: the caller may have changed them
+            for key in st.lent:
+                st.sessions.pop(key, None)
+            st.lent.clear()
         if not owned:
             st.invalidate()
             return
@@ -358,12 +363,16 @@ class SQLiteProtocolStore:
     def load_session(self, address: Address) -> SessionRecord | None:
         key = (address[0], address[1])
         st = self._state
-        if st.trusted:
+        if st.trusted and key not in st.lent:
             record = st.sessions.get(key, _MISSING)
             if record is _MISSING:
                 self._fetch(key)
                 record = st.sessions[key]
-            return record.clone() if record is not None else None
+            if record is not None:
+                # Lent, not copied: unless it is stored back in this transaction, the cache
+                # forgets it at the end (so a caller's unsaved changes never reach the cache).
+                st.lent.add(key)
+            return record  # type: ignore[no-any-return]
         row = self._one("SELECT record FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
                         key)
         return SessionRecord.from_bytes(bytes(row[0])) if row is not None else None
@@ -371,12 +380,16 @@ class SQLiteProtocolStore:
     def store_session(self, address: Address, record: SessionRecord) -> None:
         key = (address[0], address[1])
         data = record.to_bytes()
-        with self.atomic():
-            st = self._state
-            st.wrote = True
-            self._execute(_UPSERT_SESSION, (key[0], key[1], data))
-            if st.trusted:
-                st.sessions[key] = record  # the store owns a stored record
+        st = self._state
+        if not st.depth:
+            with self.atomic():
+                self.store_session(address, record)
+            return
+        st.wrote = True
+        self._execute(_UPSERT_SESSION, (key[0], key[1], data))
+        if st.trusted:
+            st.sessions[key] = record  # the store owns a stored record
+            st.lent.discard(key)
 
     def delete_session(self, address: Address) -> None:
         key = (address[0], address[1])

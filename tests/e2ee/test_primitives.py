@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from e2ee_core.errors import InvalidKey, InvalidMessage
 from e2ee_core.protocol import xeddsa
 from e2ee_core.protocol.fingerprint import fingerprint, safety_number
 from e2ee_core.protocol.kdf import MessageKeys, chain_message_seed, chain_next, hkdf
 from e2ee_core.protocol.keys import KemKeyPair, KemPublicKey, KeyPair, PrivateKey, PublicKey
+from e2ee_core.protocol.messages import PROTO, encode_signal_message_proto
 from e2ee_core.protocol.padding import pad, unpad
 
 # libsignal rust/protocol/src/fingerprint.rs and java NumericFingerprintGeneratorTest.
@@ -131,3 +135,34 @@ def test_kdf_chain_matches_rfc5869_hkdf_and_separates_outputs() -> None:
     keys = MessageKeys.from_seed(chain_message_seed(ck))
     assert len(keys.cipher_key) == 32 and len(keys.mac_key) == 32 and len(keys.iv) == 16
     assert keys.decrypt(keys.encrypt(b"x" * 159)) == b"x" * 159
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=40), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+       st.binary(max_size=600))
+def test_signal_message_encoder_matches_the_protobuf_library(
+        ratchet_key: bytes, counter: int, previous_counter: int, ciphertext: bytes) -> None:
+    expected = PROTO["SignalMessage"](ratchet_key=ratchet_key, counter=counter,
+                                      previous_counter=previous_counter,
+                                      ciphertext=ciphertext).SerializeToString()
+    assert encode_signal_message_proto(ratchet_key, counter, previous_counter,
+                                       ciphertext) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=100))
+def test_cbc_padding_round_trips(plaintext: bytes) -> None:
+    keys = MessageKeys.from_seed(bytes(32))
+    ciphertext = keys.encrypt(plaintext)
+    assert len(ciphertext) == (len(plaintext) // 16 + 1) * 16
+    assert keys.decrypt(ciphertext) == plaintext
+
+
+@pytest.mark.parametrize("last_block", [bytes(16), bytes(15) + b"\x11", bytes(14) + b"\x01\x02",
+                                        b"\x10" * 15 + b"\x0f" + b"", bytes(13) + b"\x04\x03\x03"])
+def test_invalid_cbc_padding_is_typed(last_block: bytes) -> None:
+    keys = MessageKeys.from_seed(bytes(32))
+    raw = Cipher(algorithms.AES(keys.cipher_key), modes.CBC(keys.iv)).encryptor()
+    ciphertext = raw.update(b"a" * 16 + last_block) + raw.finalize()
+    with pytest.raises(InvalidMessage):
+        keys.decrypt(ciphertext)
