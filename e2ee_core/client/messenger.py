@@ -258,27 +258,33 @@ class Messenger:
     def register(cls, server_url: str, username: str, password: str, *,
                  state: str | Path | None = None, session: requests.Session | None = None,
                  prekeys: int = consts.PREKEY_BATCH, kem_prekeys: int = consts.KEM_PREKEY_BATCH,
-                 clock: Clock | None = None, **options: object) -> Messenger:
+                 clock: Clock | None = None,
+                 expiry_start: ExpiryStart = ExpiryStart.READ,
+                 max_attachment_bytes: int = consts.SERVER_MAX_ATTACHMENT_BYTES) -> Messenger:
         """Create the account ``username`` with this new device as device 1."""
         return cls._enrol("register", server_url, username, password, state=state,
                           session=session, prekeys=prekeys, kem_prekeys=kem_prekeys,
-                          clock=clock, **options)
+                          clock=clock, expiry_start=expiry_start,
+                          max_attachment_bytes=max_attachment_bytes)
 
     @classmethod
     def link(cls, server_url: str, username: str, password: str, *,
              state: str | Path | None = None, session: requests.Session | None = None,
              prekeys: int = consts.PREKEY_BATCH, kem_prekeys: int = consts.KEM_PREKEY_BATCH,
-             clock: Clock | None = None, **options: object) -> Messenger:
+             clock: Clock | None = None, expiry_start: ExpiryStart = ExpiryStart.READ,
+             max_attachment_bytes: int = consts.SERVER_MAX_ATTACHMENT_BYTES) -> Messenger:
         """Add this new device to the existing account ``username`` (the account password is
         required). Other devices and contacts are told by the server; this device receives
         only what is sent from now on."""
         return cls._enrol("link", server_url, username, password, state=state,
                           session=session, prekeys=prekeys, kem_prekeys=kem_prekeys,
-                          clock=clock, **options)
+                          clock=clock, expiry_start=expiry_start,
+                          max_attachment_bytes=max_attachment_bytes)
 
     @classmethod
     def open(cls, state: str | Path, *, session: requests.Session | None = None,
-             clock: Clock | None = None, **options: object) -> Messenger:
+             clock: Clock | None = None, expiry_start: ExpiryStart = ExpiryStart.READ,
+             max_attachment_bytes: int = consts.SERVER_MAX_ATTACHMENT_BYTES) -> Messenger:
         """Resume the device saved in ``state``."""
         if not Path(state).exists():
             raise StateError("no saved state at this path")
@@ -287,12 +293,14 @@ class Messenger:
 
         credential = credential_from_token(store.require_meta("credential"))
         server = ServerClient(store.require_meta("server_url"), credential, session=session)
-        return cls(store, server, clock=clock, **options)  # type: ignore[arg-type]
+        return cls(store, server, clock=clock, expiry_start=expiry_start,
+                   max_attachment_bytes=max_attachment_bytes)
 
     @classmethod
     def _enrol(cls, how: str, server_url: str, username: str, password: str, *,
                state: str | Path | None, session: requests.Session | None, prekeys: int,
-               kem_prekeys: int, clock: Clock | None, **options: object) -> Messenger:
+               kem_prekeys: int, clock: Clock | None, expiry_start: ExpiryStart,
+               max_attachment_bytes: int) -> Messenger:
         store = _open_store(state)
         if store.get_meta("username") is not None:
             raise StateError("this state already holds a device")
@@ -320,7 +328,8 @@ class Messenger:
             store.set_meta("username", credential.username)
             store.set_meta("device_id", str(credential.device_id))
             store.set_meta("credential", credential.credential)
-        messenger = cls(store, server, clock=clock, **options)  # type: ignore[arg-type]
+        messenger = cls(store, server, clock=clock, expiry_start=expiry_start,
+                        max_attachment_bytes=max_attachment_bytes)
         # Our own account's devices as they are now: the reference for later notices.
         for info in server.list_devices(credential.username):
             store.put_device(credential.username, info.device_id, info.identity_key)
@@ -374,7 +383,9 @@ class Messenger:
         stored locally and synced to this account's other devices."""
         group_id = _group_id(conversation)
         if group_id is not None:
-            self._group(group_id)
+            for member in self._group(group_id).members:  # refuse before anyone gets it
+                if member != self.username:
+                    self._check_not_blocked(member)
         elif conversation != self.username:
             self._ensure_known(conversation)
             self._check_not_blocked(conversation)
@@ -673,14 +684,25 @@ class Messenger:
         if safety_number is not None and "".join(safety_number.split()) != \
                 current.combined_safety_number:
             raise SafetyNumberMismatch("the compared safety number is not the current one")
+        was_blocked = self.store.contact(username)[2]
         self.store.set_contact(username, verified=True,
                                number=current.combined_safety_number, changed=False)
+        if was_blocked:
+            self._unblocked(username)
         return dataclasses.replace(current, verified=True, changed=False)
 
     def accept_changes(self, username: str) -> None:
         """Accept a verified contact's changed devices without re-verifying: the contact
         becomes unverified and sending is allowed again."""
+        was_blocked = self.store.contact(username)[2]
         self.store.set_contact(username, verified=False, number=None, changed=False)
+        if was_blocked:
+            self._unblocked(username)
+
+    def _unblocked(self, username: str) -> None:
+        """Sender keys held back while the contact was blocked go out now."""
+        self._bring_into_groups(username)
+        self._flush_outbox()
 
     def notices(self, after_id: int = 0) -> list[Notice]:
         """Device-change notices (added, removed, identity changed), oldest first."""

@@ -17,7 +17,7 @@ from e2ee_core.client import (
 )
 from e2ee_core.device import Device
 from tests.messenger.conftest import InProcess
-from tests.messenger.support import Account
+from tests.messenger.support import Account, drain
 
 
 def kinds(device: object, username: str) -> list[tuple[str, int]]:
@@ -142,3 +142,25 @@ def test_remove_own_device(inproc: InProcess) -> None:
     a1.remove_device(a1.device_id)               # a device may remove itself
     with pytest.raises(DeviceRemoved):
         a1.send_text(bob.name, "gone")
+
+
+def test_group_send_refused_for_a_changed_verified_member(inproc: InProcess) -> None:
+    alice, bob, carol = (Account(inproc.url, 1, session=inproc.session) for _ in range(3))
+    a0 = alice.devices[0]
+    group = a0.create_group([bob.name, carol.name])
+    everyone = [a0, bob.devices[0], carol.devices[0]]
+    drain(everyone, 2)
+    a0.verify(bob.name)
+    tablet = bob.add_device()
+    everyone.append(tablet)
+    drain(everyone, 3)                           # alice learns of the tablet: bob is changed
+    with pytest.raises(ContactChanged):
+        a0.send_text(group, "not to an unverified tablet")
+    drain(everyone, 1)
+    assert all(d.messages(group) == [] for d in everyone[1:])   # nobody got it
+    a0.accept_changes(bob.name)                  # held-back sender key goes out now
+    drain(everyone, 2)
+    sent = a0.send_text(group, "now to everyone")
+    drain(everyone, 1)
+    for device in everyone[1:]:
+        assert [m.message_id for m in device.messages(group)] == [sent.message_id]
