@@ -31,6 +31,7 @@ from e2ee_core.protocol.consts import (
     SUPPORTED_VERSIONS,
     VERSION_PQXDH,
 )
+from e2ee_core.protocol.kdf import hmac_sha256
 from e2ee_core.protocol.keys import PublicKey
 
 _BYTES = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
@@ -126,7 +127,7 @@ def _check_version(data: bytes) -> int:
 def compute_mac(mac_key: bytes, sender_identity: bytes, receiver_identity: bytes,
                 body: bytes) -> bytes:
     """libsignal's truncated MAC over sender id || receiver id || version || protobuf."""
-    return hmac.digest(mac_key, sender_identity + receiver_identity + body, "sha256")[:MAC_LEN]
+    return hmac_sha256(mac_key, sender_identity + receiver_identity + body)[:MAC_LEN]
 
 
 @dataclass(frozen=True)
