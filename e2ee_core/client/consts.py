@@ -26,3 +26,7 @@ MAX_WAIT_SECONDS = 25.0
 
 # Receive loops stop after this many batches in one call, so one call cannot spin forever.
 MAX_BATCHES_PER_RECEIVE = 50
+
+# Group content that arrives before its invitation is kept until the invitation; any contact
+# could send such content for made-up groups, so at most this many items are kept in all.
+MAX_PENDING_GROUP_CONTENT = 1000

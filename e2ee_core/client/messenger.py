@@ -1055,7 +1055,10 @@ class Messenger:
                 return
             if group is None:
                 # e.g. a member's sender key that overtook our invitation: keep it for later
-                self.store.add_pending(group_id, sender, sender_device, content.encode())
+                if not self.store.add_pending(group_id, sender, sender_device,
+                                              content.encode(),
+                                              limit=consts.MAX_PENDING_GROUP_CONTENT):
+                    log.warning("client.group.pending_full")
                 return
             if not group.is_member:
                 return

@@ -277,9 +277,14 @@ class ClientStore:
                      "SET state = excluded.state", (group_id, state))
 
     def add_pending(self, group_id: bytes, sender: str, sender_device: int,
-                    content: bytes) -> None:
+                    content: bytes, *, limit: int) -> bool:
+        """Keep group content for a group not joined yet; False when ``limit`` items are kept."""
+        row = self.execute("SELECT COUNT(*) FROM client_group_pending").fetchone()
+        if int(row[0]) >= limit:
+            return False
         self.execute("INSERT INTO client_group_pending (group_id, sender, sender_device, "
                      "content) VALUES (?, ?, ?, ?)", (group_id, sender, sender_device, content))
+        return True
 
     def take_pending(self, group_id: bytes) -> list[tuple[str, int, bytes]]:
         rows = self.execute("SELECT sender, sender_device, content FROM client_group_pending "
