@@ -181,9 +181,11 @@ def test_prekeys_are_replenished_and_rotated(inproc: InProcess) -> None:
     probe = senders[0].devices[0].server          # another device's server connection
     old_signed = probe.fetch_bundles("bob-prekeys")[0].signed_prekey.key_id
     assert bob.maintain_prekeys() is False        # nothing due
+    old_last_resort = bob.device.last_resort_kyber_pre_key().id
     clock.advance(3 * 24 * 3600)                  # past the 2-day rotation period
     assert bob.maintain_prekeys() is True
     assert probe.fetch_bundles("bob-prekeys")[0].signed_prekey.key_id != old_signed
+    assert bob.device.last_resort_kyber_pre_key().id != old_last_resort
     newcomer = Account(inproc.url, 1, session=inproc.session)
     newcomer.devices[0].send_text("bob-prekeys", "after rotation")
     assert [m.text for m in bob.receive()] == ["after rotation"]
