@@ -805,8 +805,8 @@ class Messenger:
         account itself is new to us)."""
         user, device_id = source
         known = self.store.known_devices(user)
-        if device_id in known:
-            return
+        if device_id in known or self.store.has_notice("device_removed", user, device_id):
+            return  # known, or removed (ids are never reused): a late message, not a new device
         key = self.device.remote_identity(source)
         if key is None:
             return

@@ -164,3 +164,18 @@ def test_group_send_refused_for_a_changed_verified_member(inproc: InProcess) -> 
     drain(everyone, 1)
     for device in everyone[1:]:
         assert [m.message_id for m in device.messages(group)] == [sent.message_id]
+
+
+def test_late_message_from_a_removed_device_does_not_bring_it_back(inproc: InProcess) -> None:
+    alice = Account(inproc.url, 1, session=inproc.session)
+    bob = Account(inproc.url, 2, session=inproc.session)
+    a0, (b0, b1) = alice.devices[0], bob.devices
+    a0.send_text(bob.name, "hi")
+    b1.send_text(alice.name, "sent just before my removal")
+    b0.remove_device(b1.device_id)
+    a0.send_text(bob.name, "alice has not received yet")   # 409 extra: b1 dropped
+    assert a0.mismatches == 1
+    assert [m.text for m in a0.receive()] == ["sent just before my removal"]
+    a0.send_text(bob.name, "again")
+    assert a0.mismatches == 1                                 # b1 was not re-added
+    assert kinds(a0, bob.name) == [("device_removed", b1.device_id)]
