@@ -7,7 +7,10 @@
 2. Gateway HPKE open + response seal per second vs the raw X25519 exchange rate of
    ``cryptography`` (the floor: one DH per request is unavoidable).
 
-    .venv/bin/python -m bench ohttp [--quick] [--crypto-only]
+    .venv/bin/python -m bench ohttp [--quick] [--crypto-only | --http-only] [--cpu-only]
+
+``--cpu-only`` stops after the sequential comparison and the CPU-per-request lines;
+``OHTTP_BENCH_PROFILE=DIR`` also runs every service under cProfile (stats in DIR).
 """
 
 from __future__ import annotations
@@ -38,6 +41,61 @@ THREADS = 4
 CONCURRENCY = 4
 
 
+PROFILE_ENV = "OHTTP_BENCH_PROFILE"  # a directory: each service worker writes cProfile stats
+
+
+def profiled_app(config: dict[str, Any]) -> Any:
+    """Bench-only factory: ``config["factory"](config["config"])`` with every gunicorn request
+    handled under cProfile (one profile per handler thread), stats dumped every 200 requests
+    to ``config["out"]-<thread>.prof``. Only used when ``OHTTP_BENCH_PROFILE`` is set."""
+    import cProfile
+    import threading
+
+    from gunicorn.workers import gthread
+
+    from e2ee_core.infra.serving import load_factory
+
+    app = load_factory(config["factory"])(config["config"])
+    local = threading.local()
+    original = gthread.ThreadWorker.handle
+
+    def handle(self: Any, conn: Any) -> Any:
+        prof = getattr(local, "prof", None)
+        if prof is None:
+            prof = local.prof = cProfile.Profile()
+            local.count = 0
+        prof.enable()
+        try:
+            return original(self, conn)
+        finally:
+            prof.disable()
+            local.count += 1
+            if local.count % 200 == 0:
+                prof.dump_stats(f"{config['out']}-{threading.get_ident()}.prof")
+
+    gthread.ThreadWorker.handle = handle
+    return app
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children still running (gunicorn workers)."""
+    total = 0.0
+    for one in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -45,10 +103,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(factory: str, config: dict[str, Any], log_dir: Path) -> Iterator[str]:
+def _serve(factory: str, config: dict[str, Any], log_dir: Path,
+           pids: dict[str, int] | None = None) -> Iterator[str]:
     port = _free_port()
+    name = factory.replace(":", "_")
+    if os.environ.get(PROFILE_ENV):
+        out = str(Path(os.environ[PROFILE_ENV]) / f"{name}-{port}")
+        config = {"factory": factory, "config": config, "out": out}
+        factory = "bench.bench_ohttp:profiled_app"
     env = dict(os.environ, E2EE_SERVICE_CONFIG=json.dumps(config), PYTHONPATH=str(REPO))
-    log = (log_dir / f"{factory.replace(':', '_')}.log").open("wb")
+    log = (log_dir / f"{name}-{port}.log").open("wb")
     # The console scripts' defaults: one worker, gthread with 4 threads (HTTP keep-alive).
     code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
@@ -56,6 +120,8 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path) -> Iterator[str]
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids[name] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -105,16 +171,35 @@ def bench_crypto(quick: bool) -> None:
     print(result.line())
 
 
-def bench_http(quick: bool) -> None:
+def cpu_per_request(label: str, fn: Callable[[], object], pids: dict[str, int],
+                    n: int) -> None:
+    """CPU milliseconds per request of this (client) process and of each service's processes
+    over ``n`` sequential requests (from /proc; includes each gunicorn master's idle ticks)."""
+    for _ in range(20):
+        fn()
+    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    client = time.process_time()
+    for _ in range(n):
+        fn()
+    client = time.process_time() - client
+    parts = [f"client {client / n * 1000:.2f}"]
+    for name, pid in pids.items():
+        parts.append(f"{name.split('_create_')[-1].removesuffix('_app') or name} "
+                     f"{(_cpu_seconds(pid) - before[name]) / n * 1000:.2f}")
+    print(f"   CPU ms/request, {label}: " + ", ".join(parts))
+
+
+def bench_http(quick: bool, *, cpu_only: bool = False) -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ohttp-")))
-        echo = stack.enter_context(_serve("tests.apps:create_echo_app", {}, tmp))
+        pids: dict[str, int] = {}
+        echo = stack.enter_context(_serve("tests.apps:create_echo_app", {}, tmp, pids))
         gateway = stack.enter_context(_serve(
             "ohttp_relay.gateway_service:create_app",
-            {"db": str(tmp / "gw.db"), "targets": [echo]}, tmp))
+            {"db": str(tmp / "gw.db"), "targets": [echo]}, tmp, pids))
         relay = stack.enter_context(_serve(
             "ohttp_relay.relay_service:create_app",
-            {"gateway_url": gateway + "/gateway", "rate_limit": 0}, tmp))
+            {"gateway_url": gateway + "/gateway", "rate_limit": 0}, tmp, pids))
         client = ObliviousClient(relay)
         direct = requests.Session()
         direct.trust_env = False  # configured like ObliviousClient's own session: same client cost
@@ -130,6 +215,11 @@ def bench_http(quick: bool) -> None:
         print(latency_line(s, b))
         print(f"   added p50 latency: {s.p50 - b.p50:.3f} ms   "
               f"throughput ratio: {result.ratio:.2f}x (goal >= 0.5x, added p50 <= 2 ms)")
+        n = 300 if quick else 1000
+        cpu_per_request("via", via.fn, pids, n)
+        cpu_per_request("direct", plain.fn, pids, n)
+        if cpu_only or os.environ.get(PROFILE_ENV):
+            return
 
         # The same two paths with 4 concurrent client threads (32 requests per batch).
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=CONCURRENCY))
@@ -164,9 +254,10 @@ def bench_http(quick: bool) -> None:
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
-    header("ohttp: gateway cryptography vs raw X25519")
-    bench_crypto(quick)
+    if "--http-only" not in argv:
+        header("ohttp: gateway cryptography vs raw X25519")
+        bench_crypto(quick)
     if "--crypto-only" in argv:
         return
     header("ohttp: trivial target via relay + gateway vs direct (gunicorn 1x4 threads, loopback)")
-    bench_http(quick)
+    bench_http(quick, cpu_only="--cpu-only" in argv)

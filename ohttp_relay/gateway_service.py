@@ -18,12 +18,13 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from flask import Flask, Response, request
 
-from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+from e2ee_core.infra.problem import ProblemError, install_problem_handlers, problem
 from e2ee_core.infra.serving import load_factory
 from ohttp_relay import bhttp, consts
 from ohttp_relay.chunked import ChunkedRequestOpener, ChunkedResponseSealer
@@ -37,6 +38,7 @@ from ohttp_relay.errors import (
     TargetError,
     UnknownKeyId,
 )
+from ohttp_relay.events import EventCounter
 from ohttp_relay.gateway import (
     Allowlist,
     OriginError,
@@ -135,6 +137,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     allowlist = Allowlist([*allowlist.origins, *apps])
 
+    events = EventCounter(log)
     app = Flask("ohttp_gateway")
     install_problem_handlers(app)
 
@@ -158,15 +161,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         body = _read_body(max_size)
         if chunked:
             return _chunked(body)
+        return Response(_answer(body), mimetype=consts.MEDIA_TYPE_RESPONSE)
+
+    def _answer(body: bytes) -> bytes:
+        """The sealed answer to one Encapsulated Request; outer failures raise ProblemError."""
         try:
             inner, context = decapsulate_request(body, keys.lookup)
         except (DecodeError, KeyConfigError, DecryptError) as exc:
             raise _outer_problem(exc) from None
         _check_replay(context.header, context.enc)
         response = _handle_inner(inner)
-        log.info("gateway event=answered status=%d", response.status)
-        sealed = context.encapsulate(response.to_bytes())
-        return Response(sealed, mimetype=consts.MEDIA_TYPE_RESPONSE)
+        events.hit(f"gateway event=answered status={response.status}")
+        return context.encapsulate(response.to_bytes())
 
     def _check_replay(header: RequestHeader, enc: bytes) -> None:
         now = int(time.time())
@@ -203,10 +209,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return problem_response(403, "Target origin not allowed")
         return req, target
 
-    def _send(req: bhttp.Request, target: Target) -> TargetResponse | bhttp.Response:
+    def _send(req: bhttp.Request, target: Target, *,
+              stream: bool = True) -> TargetResponse | bhttp.Response:
         try:
             return targets.for_origin(target.origin).send(
-                req.method, target.url, forward_headers(req.headers), req.content)
+                req.method, target.url, forward_headers(req.headers), req.content,
+                stream=stream)
         except TargetTimeout:
             log.info("gateway event=target_timeout")
             return problem_response(504, "Target timed out")
@@ -219,7 +227,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         checked = _preflight(inner)
         if isinstance(checked, bhttp.Response):
             return checked
-        answer = _send(*checked)
+        answer = _send(*checked, stream=False)
         if isinstance(answer, bhttp.Response):
             return answer
         try:
@@ -266,7 +274,55 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             answer.close()
         yield sealer.seal(bhttp.encode_indeterminate_tail(), final=True)
 
+    app.wsgi_app = _FastGateway(  # type: ignore[method-assign]
+        app.wsgi_app, _answer, max_size=max_size,
+        relay_secret=str(relay_secret).encode() if relay_secret else None)
     return app
+
+
+class _FastGateway:
+    """The hot route without Flask's request and response objects: ``POST /gateway`` with
+    ``message/ohttp-req`` and a known length. The same ``_answer`` as the Flask view does the
+    work (same checks, errors and logs); everything else falls through to the Flask app.
+    Profiled: Flask's per-request machinery was about a quarter of the gateway's CPU.
+    """
+
+    def __init__(self, flask_app: WSGIApplication, answer: Callable[[bytes], bytes], *,
+                 max_size: int, relay_secret: bytes | None) -> None:
+        self.flask_app = flask_app
+        self.answer = answer
+        self.max_size = max_size
+        self.relay_secret = relay_secret
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        if environ.get("PATH_INFO") != "/gateway" or environ.get("REQUEST_METHOD") != "POST":
+            return self.flask_app(environ, start_response)
+        media = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        offered = environ.get(_RELAY_SECRET_ENVIRON, "").encode()
+        if (media != consts.MEDIA_TYPE_REQUEST or length < 0 or length > self.max_size
+                or (self.relay_secret is not None
+                    and not hmac.compare_digest(offered, self.relay_secret))):
+            return self.flask_app(environ, start_response)  # refused or streamed there
+        try:
+            body = environ["wsgi.input"].read(length) if length else b""
+            if len(body) != length:
+                raise ProblemError(400, "Bad Request", detail="request body truncated")
+            sealed = self.answer(body)
+        except ProblemError as err:
+            return err.response()(environ, start_response)
+        except Exception as err:  # as the Flask app's problem handler: class name only
+            log.error("unhandled error class=%s", type(err).__name__)
+            return problem(500, "Internal Server Error")(environ, start_response)
+        start_response("200 OK", [("Content-Type", consts.MEDIA_TYPE_RESPONSE),
+                                  ("Content-Length", str(len(sealed)))])
+        return [sealed]
+
+
+_RELAY_SECRET_ENVIRON = "HTTP_" + consts.RELAY_SECRET_HEADER.upper().replace("-", "_")
 
 
 def _check_relay(secret: object) -> None:
