@@ -39,6 +39,15 @@ def chain_next(chain_key: bytes) -> bytes:
     return hmac_sha256(chain_key, CHAIN_KEY_SEED)
 
 
+def chain_step(chain_key: bytes) -> tuple[bytes, bytes]:
+    """Both halves of KDF_CK: ``(chain_message_seed(ck), chain_next(ck))``, keying HMAC once."""
+    mac = crypto_hmac.HMAC(chain_key, _SHA256)
+    seed = mac.copy()
+    seed.update(MESSAGE_KEY_SEED)
+    mac.update(CHAIN_KEY_SEED)
+    return seed.finalize(), mac.finalize()
+
+
 @dataclass(frozen=True)
 class MessageKeys:
     """AES-256 key, HMAC key and IV of one message (HKDF "WhisperMessageKeys", 80 bytes)."""

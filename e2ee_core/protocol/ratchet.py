@@ -19,7 +19,7 @@ from e2ee_core.protocol.consts import (
     MAX_MESSAGE_KEYS,
     MAX_RECEIVER_CHAINS,
 )
-from e2ee_core.protocol.kdf import MessageKeys, chain_message_seed, chain_next, hkdf
+from e2ee_core.protocol.kdf import MessageKeys, chain_step, hkdf
 from e2ee_core.protocol.keys import KeyPair, PrivateKey, PublicKey
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
 
@@ -193,7 +193,8 @@ class SessionState:
 
 def encrypt(state: SessionState, plaintext: bytes) -> SignalMessage | PreKeySignalMessage:
     """Pad, encrypt and authenticate ``plaintext``; advances the sending chain."""
-    keys = MessageKeys.from_seed(chain_message_seed(state.sender_chain_key))
+    seed, next_chain_key = chain_step(state.sender_chain_key)
+    keys = MessageKeys.from_seed(seed)
     ciphertext = keys.encrypt(padding.pad(plaintext))
     message = SignalMessage.create(
         state.version, mac_key=keys.mac_key,
@@ -201,7 +202,7 @@ def encrypt(state: SessionState, plaintext: bytes) -> SignalMessage | PreKeySign
         counter=state.sender_index, previous_counter=state.previous_counter,
         ciphertext=ciphertext, sender_identity=state.local_identity,
         receiver_identity=state.remote_identity)
-    state.sender_chain_key = chain_next(state.sender_chain_key)
+    state.sender_chain_key = next_chain_key
     state.sender_index += 1
     pending = state.pending_prekey
     if pending is None:
@@ -224,13 +225,11 @@ def _message_key_seed(chain: ReceiverChain, counter: int) -> bytes:
         raise MessageTooFarInFuture("message counter too far ahead")
     chain_key = chain.chain_key
     for skipped in range(chain.index, counter):
-        chain.skipped[skipped] = chain_message_seed(chain_key)
-        chain_key = chain_next(chain_key)
+        chain.skipped[skipped], chain_key = chain_step(chain_key)
     if len(chain.skipped) > MAX_MESSAGE_KEYS:
         for old in sorted(chain.skipped)[:len(chain.skipped) - MAX_MESSAGE_KEYS]:
             del chain.skipped[old]
-    seed = chain_message_seed(chain_key)
-    chain.chain_key = chain_next(chain_key)
+    seed, chain.chain_key = chain_step(chain_key)
     chain.index = counter + 1
     return seed
 

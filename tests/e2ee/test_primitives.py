@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from e2ee_core.errors import InvalidKey, InvalidMessage
 from e2ee_core.protocol import xeddsa
 from e2ee_core.protocol.fingerprint import fingerprint, safety_number
-from e2ee_core.protocol.kdf import MessageKeys, chain_message_seed, chain_next, hkdf
+from e2ee_core.protocol.kdf import MessageKeys, chain_message_seed, chain_next, chain_step, hkdf
 from e2ee_core.protocol.keys import KemKeyPair, KemPublicKey, KeyPair, PrivateKey, PublicKey
 from e2ee_core.protocol.messages import PROTO, encode_signal_message_proto
 from e2ee_core.protocol.padding import pad, unpad
@@ -132,6 +132,7 @@ def test_kdf_chain_matches_rfc5869_hkdf_and_separates_outputs() -> None:
                          "34007208d5b887185865")
     ck = bytes(32)
     assert chain_message_seed(ck) != chain_next(ck)
+    assert chain_step(ck) == (chain_message_seed(ck), chain_next(ck))
     keys = MessageKeys.from_seed(chain_message_seed(ck))
     assert len(keys.cipher_key) == 32 and len(keys.mac_key) == 32 and len(keys.iv) == 16
     assert keys.decrypt(keys.encrypt(b"x" * 159)) == b"x" * 159
