@@ -36,7 +36,6 @@ from e2ee_core.attachments import blob_size, decrypt_attachment, encrypt_attachm
 from e2ee_core.client import consts
 from e2ee_core.client.errors import (
     AttachmentTooLarge,
-    ClientError,
     ContactChanged,
     DeviceRemoved,
     SafetyNumberMismatch,
@@ -60,7 +59,6 @@ from e2ee_core.content import (
     AttachmentPointer,
     Body,
     Content,
-    ContentError,
     Delete,
     Edit,
     GroupMembershipChange,
@@ -72,7 +70,7 @@ from e2ee_core.content import (
     TimerChange,
     Unknown,
 )
-from e2ee_core.device import Ciphertext, Device
+from e2ee_core.device import Ciphertext, Device, MessageType
 from e2ee_core.device import PreKeyBundle as SessionBundle
 from e2ee_core.disappearing import (
     ConversationTimers,
@@ -84,7 +82,7 @@ from e2ee_core.disappearing import (
 )
 from e2ee_core.errors import (
     DuplicateMessage,
-    InvalidMessage,
+    E2EEError,
     NoSession,
     UntrustedIdentity,
 )
@@ -103,6 +101,7 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     NotFound,
     PayloadTooLarge,
+    ServerError,
 )
 from e2ee_core.server.wire import (
     DeviceKeys,
@@ -775,7 +774,7 @@ class Messenger:
                 ciphertext = Ciphertext.from_bytes(payload)
                 try:
                     return self._decrypt_pairwise(envelope.id, source, ciphertext), \
-                        ciphertext.type == 3
+                        ciphertext.type == MessageType.PREKEY
                 except UntrustedIdentity as exc:
                     with self.store.atomic():
                         self._identity_changed(source, exc.identity_key)
@@ -784,9 +783,10 @@ class Messenger:
             return self._decrypt_group(envelope.id, source, payload), False
         except (DuplicateMessage, DuplicateGroupMessage):
             reason = "duplicate"  # delivered before (or a group copy for our own devices)
-        except (InvalidMessage, NoSession, UntrustedIdentity, ContentError, GroupError,
-                ClientError) as exc:
-            reason = type(exc).__name__
+        except (ServerError, DeviceRemoved):
+            raise  # not this envelope's fault: it stays queued for the next receive
+        except E2EEError as exc:  # InvalidMessage, NoSession, ContentError, GroupError, ...
+            reason = type(exc).__name__  # a poisoned envelope must not block the queue
         log.info("client.envelope.dropped reason=%s", reason)
         self.store.mark_envelope(envelope.id)
         return [], False

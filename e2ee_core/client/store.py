@@ -23,7 +23,6 @@ transaction, so a decrypt and the storing of its message commit together or not 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -300,7 +299,6 @@ class SqlSharedSenderKeyStore:
 
     def __init__(self, store: ClientStore) -> None:
         self._store = store
-        self._lock = threading.local()
 
     def load_sender_key(self, sender: SenderAddress,
                         distribution_id: bytes) -> SenderKeyRecord | None:

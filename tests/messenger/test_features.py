@@ -12,9 +12,11 @@ import pytest
 import requests
 
 from e2ee_core.client import AttachmentTooLarge, Messenger
-from e2ee_core.content import AttachmentPointer, Sticker, Text, TimerChange
+from e2ee_core.client.frames import Frame, wrap_pairwise
+from e2ee_core.content import AttachmentPointer, Content, Sticker, Text, TimerChange
 from e2ee_core.server.app import create_app
 from e2ee_core.server.errors import ServerUnreachable
+from e2ee_core.server.wire import OutgoingEnvelope
 from tests.messenger.conftest import InProcess
 from tests.messenger.support import Account, drain, seen_once
 from tests.server.support import FAST_ARGON2, WSGIAdapter, in_process_session
@@ -190,3 +192,22 @@ def test_prekeys_are_replenished_and_rotated(inproc: InProcess) -> None:
     newcomer.devices[0].send_text("bob-prekeys", "after rotation")
     assert [m.text for m in bob.receive()] == ["after rotation"]
     assert all(isinstance(m.body, Text) for m in bob.messages())
+
+
+def test_malformed_envelopes_from_a_real_account_never_block_the_queue(
+        inproc: InProcess) -> None:
+    mallory = Account(inproc.url, 1, session=inproc.session).devices[0]
+    bob = Account(inproc.url, 1, session=inproc.session).devices[0]
+    mallory.send_text(bob.username, "first, a normal message")   # sessions both ways
+    assert [m.text for m in bob.receive()] == ["first, a normal message"]
+    target = (bob.username, bob.device_id)
+    bad = [b"\x00", b"\x01", b"\x01" + os.urandom(64), b"\x02" + os.urandom(100),
+           wrap_pairwise(mallory.device.encrypt(target, b"not a frame").to_bytes()),
+           wrap_pairwise(mallory.device.encrypt(target, Frame(  # addressed to someone else
+               "carol", Content.new(Text("misrouted"), sent_at_ms=1)).encode()).to_bytes())]
+    for content in bad:
+        mallory.server.send(bob.username, [OutgoingEnvelope(*target, content)])
+    mallory.send_text(bob.username, "still gets through")
+    assert [m.text for m in bob.receive()] == ["still gets through"]
+    assert bob.receive() == []
+    assert [m.text for m in bob.messages()] == ["first, a normal message", "still gets through"]
