@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from e2ee_core.client import Message, Messenger
+from e2ee_core.client import Messenger
 from tests.server.support import PASSWORD, unique_name
 
 __all__ = ["PASSWORD", "Account", "drain", "seen_once", "unique_name"]
@@ -48,7 +48,3 @@ def drain(devices: Iterable[Messenger], rounds: int = 3) -> None:
 def seen_once(device: Messenger, conversation: str | None = None) -> Counter[bytes]:
     """Message ids stored on a device, with how often each is stored."""
     return Counter(m.message_id for m in device.messages(conversation))
-
-
-def texts(messages: Iterable[Message]) -> list[str | None]:
-    return [m.text for m in messages]
