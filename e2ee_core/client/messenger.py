@@ -17,7 +17,8 @@ to the server only through :class:`~e2ee_core.server.client.ServerClient`.
   the local store's (conversation, message id) key and the processed-envelope table give
   exactly-once storage under the server's at-least-once delivery.
 
-A ``Messenger`` is used from one thread at a time.
+A ``Messenger`` is used from the thread that created it (its database connection is per
+thread; an in-memory state lives only in that connection).
 """
 
 from __future__ import annotations
