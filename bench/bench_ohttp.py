@@ -62,7 +62,7 @@ def profiled_app(config: dict[str, Any]) -> Any:
     def handle(self: Any, conn: Any) -> Any:
         prof = getattr(local, "prof", None)
         if prof is None:
-            prof = local.prof = cProfile.Profile()
+            prof = local.prof = cProfile.Profile(time.thread_time)
             local.count = 0
         prof.enable()
         try:
@@ -105,6 +105,10 @@ def _free_port() -> int:
 @contextmanager
 def _serve(factory: str, config: dict[str, Any], log_dir: Path,
            pids: dict[str, int] | None = None) -> Iterator[str]:
+    # OHTTP_BENCH_SERVICES=WORKERSxTHREADS for the relay and gateway (an experiment switch).
+    workers, threads = 1, THREADS
+    if factory.startswith("ohttp_relay.") and os.environ.get("OHTTP_BENCH_SERVICES"):
+        workers, threads = map(int, os.environ["OHTTP_BENCH_SERVICES"].split("x"))
     port = _free_port()
     name = factory.replace(":", "_")
     if os.environ.get(PROFILE_ENV):
@@ -116,7 +120,7 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
     # The console scripts' defaults: one worker, gthread with 4 threads (HTTP keep-alive).
     code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
-            f"host='127.0.0.1', port={port}, workers=1, threads={THREADS})")
+            f"host='127.0.0.1', port={port}, workers={workers}, threads={threads})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
@@ -184,7 +188,7 @@ def cpu_per_request(label: str, fn: Callable[[], object], pids: dict[str, int],
     client = time.process_time() - client
     parts = [f"client {client / n * 1000:.2f}"]
     for name, pid in pids.items():
-        parts.append(f"{name.split('_create_')[-1].removesuffix('_app') or name} "
+        parts.append(f"{name.split('_create_')[0].split('.')[-1]} "
                      f"{(_cpu_seconds(pid) - before[name]) / n * 1000:.2f}")
     print(f"   CPU ms/request, {label}: " + ", ".join(parts))
 
