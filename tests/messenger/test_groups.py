@@ -124,3 +124,26 @@ def test_devices_linked_later_join_existing_groups(inproc: InProcess) -> None:
     for device in (alice.devices[0], bob.devices[0], carol.devices[0]):
         assert seen_once(device, group)[reply.message_id] == 1
         assert seen_once(device, group)[hello.message_id] == 1
+
+
+def test_removed_device_of_a_member_cannot_read_later_group_messages(
+        inproc: InProcess) -> None:
+    alice = Account(inproc.url, 1, session=inproc.session)
+    bob = Account(inproc.url, 2, session=inproc.session)
+    a0, (b0, b1) = alice.devices[0], bob.devices
+    group = a0.create_group([bob.name])
+    drain([a0, b0, b1], 2)
+    before = a0.send_text(group, "while the tablet is bob's")
+    drain([b0, b1], 1)
+    assert seen_once(b1, group)[before.message_id] == 1
+    stale_state = b1._groups[bytes.fromhex(group[6:])].state
+    b0.remove_device(b1.device_id)
+    drain([a0, b0], 2)                    # alice re-keys on the notice, bob's phone too
+    after = a0.send_text(group, "after the tablet was removed")
+    wire = captured_group_message(inproc.db, b0)
+    drain([b0], 1)
+    assert seen_once(b0, group)[after.message_id] == 1
+    # The removed tablet kept its whole state (sender keys included) and gets the ciphertext.
+    attacker = Group(stale_state, b1.store.sender_keys, clock=lambda: 0)
+    with pytest.raises(NoSenderKeyState):
+        attacker.decrypt(SenderAddress(alice.name, a0.device_id), wire)
