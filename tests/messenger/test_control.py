@@ -120,6 +120,14 @@ def test_identity_key_swapped_by_the_server_is_caught(inproc: InProcess) -> None
     assert shown.changed and shown.devices[1].identity_key == forged
     with pytest.raises(ContactChanged):
         a0.send_text(bob.name, "blocked")
+    # The real device 2 still speaks with its real key: the message is read, and the switch
+    # back is one more notice (the contact stays blocked until the user decides).
+    bob.devices[1].receive()
+    bob.devices[1].send_text(alice.name, "from the real device 2")
+    assert [m.text for m in a0.receive()] == ["from the real device 2"]
+    assert kinds(a0, bob.name).count(("identity_changed", 2)) == 2
+    with pytest.raises(ContactChanged):
+        a0.send_text(bob.name, "still blocked")
 
 
 def test_remove_own_device(inproc: InProcess) -> None:
