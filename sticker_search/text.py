@@ -29,7 +29,10 @@ _UNSEGMENTED_RANGES: tuple[tuple[int, int], ...] = (
 
 def normalize(text: str) -> str:
     """Case-fold and strip accents; NFC so that Hangul and kana keep their composed forms."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
+    # Compatibility forms first ("𝐀" -> "A"), so that case-folding sees the plain letter and a
+    # second pass changes nothing; then fold, decompose what folding produced, drop accents.
+    compatible = unicodedata.normalize("NFKD", text)
+    decomposed = unicodedata.normalize("NFKD", compatible.casefold().translate(_FOLD))
     return unicodedata.normalize("NFC", _COMBINING.sub("", decomposed))
 
 
