@@ -1,9 +1,10 @@
 """Oblivious HTTP: cost of the relay + gateway path and of the gateway's cryptography.
 
 1. A trivial target (the echo app) reached through relay + gateway with the client library vs
-   reached directly with ``requests``; every service under gunicorn (1 worker, 4 threads, as the
-   console scripts default) on loopback,
-   both measured alternately in the same run: requests/s and p50/p99 latency.
+   reached directly with ``requests`` (a session configured like the client's own); every service
+   under gunicorn (1 worker x 4 gthread threads, HTTP keep-alive; the console scripts default to
+   2 x 4) on loopback, both measured alternately in the same run: requests/s, p50/p99 latency,
+   and CPU milliseconds per request of the client and of each service's processes.
 2. Gateway HPKE open + response seal per second vs the raw X25519 exchange rate of
    ``cryptography`` (the floor: one DH per request is unavoidable).
 
@@ -117,7 +118,7 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
         factory = "bench.bench_ohttp:profiled_app"
     env = dict(os.environ, E2EE_SERVICE_CONFIG=json.dumps(config), PYTHONPATH=str(REPO))
     log = (log_dir / f"{name}-{port}.log").open("wb")
-    # The console scripts' defaults: one worker, gthread with 4 threads (HTTP keep-alive).
+    # One worker, gthread with 4 threads (HTTP keep-alive), for the target and both services.
     code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
             f"host='127.0.0.1', port={port}, workers={workers}, threads={threads})")
