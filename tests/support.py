@@ -61,7 +61,7 @@ def start_live_server(
     *,
     workers: int = 1,
     threads: int = 1,
-    timeout: float = 30.0,
+    timeout: float = 90.0,
 ) -> LiveServer:
     path = app_factory if isinstance(app_factory, str) else factory_path(app_factory)
     port = free_port()

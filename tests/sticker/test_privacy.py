@@ -28,8 +28,8 @@ from ohttp_relay.ohttp import encapsulate_request
 from sticker_search.client import StickerClient
 from sticker_search.demo import client_session
 from sticker_search.ledger import PartyRecords, sqlite_rows
-from tests.sticker.procs import start_service
 from tests.support import LiveServer
+from tests.support import start_live_server as start_service
 
 ADDRESSES = {"alice": "127.0.0.23", "bob": "127.0.0.24"}
 QUERIES = {

@@ -14,8 +14,8 @@ from ohttp_relay.store import DatabaseStore
 from sticker_search.cli import EXIT_RATE_LIMITED, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from sticker_search.client import StickerClient
 from sticker_search.errors import QueryError, RateLimited, ServiceUnavailable
-from tests.sticker.procs import start_service
 from tests.support import LiveServer, free_port
+from tests.support import start_live_server as start_service
 
 ISSUER_LIMIT = 12  # tokens per account per window: small, so the limit path is reachable
 

@@ -17,8 +17,8 @@ from credentials.client import IssuerClient
 from credentials.issuer_store import IssuerStore
 from e2ee_core.infra.logging_filter import find_leaks
 from sticker_search.service import create_app
-from tests.sticker.procs import start_service
 from tests.support import LiveServer
+from tests.support import start_live_server as start_service
 
 QUERIES = ("elephant", "giraffe", "croissant")  # distinctive words to look for in the logs
 
