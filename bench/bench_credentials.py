@@ -31,7 +31,7 @@ import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bench.harness import Case, Comparison, compare, header
+from bench.harness import Case, Comparison, compare, header, temporary_pg_database
 from credentials import blind_rsa, consts
 from credentials.batched import encode_batch_request
 from credentials.headers import authorization_header
@@ -217,22 +217,6 @@ def bench_redemption(store: IssuerStore, db: str, spent_db: str, label: str,
                       statistics.median(s_rates), statistics.median(b_rates))
 
 
-@contextmanager
-def pg_database(dsn: str) -> Iterator[str | None]:
-    try:
-        import psycopg
-
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-    except Exception:
-        yield None
-        return
-    name = f"bench_{secrets.token_hex(5)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield dsn.rpartition("/")[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def main(argv: list[str]) -> None:
@@ -254,7 +238,7 @@ def main(argv: list[str]) -> None:
             print(result.line())
         print(bench_redemption(store, db, str(Path(tmp) / "spent.db"), "SQLite",
                                args.quick).line())
-        with pg_database(args.pg) as pg:
+        with temporary_pg_database(args.pg) as pg:
             if pg is None:
                 print("redemption, PostgreSQL spent store: skipped (PostgreSQL unreachable)")
             else:

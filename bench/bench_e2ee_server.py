@@ -26,11 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.harness import Case, compare, header
+from bench.harness import Case, compare, header, temporary_pg_database
 from e2ee_core.infra.database import Database
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.store import SqlStore
@@ -49,23 +48,6 @@ def _keys() -> DeviceKeys:
                       (PreKey(1, secrets.token_bytes(33)),), ())
 
 
-@contextmanager
-def _pg_database(dsn: str) -> Iterator[str | None]:
-    """A throw-away PostgreSQL database (None when the server is unreachable)."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-    except Exception:
-        yield None
-        return
-    name = f"bench_{secrets.token_hex(5)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield dsn.rpartition("/")[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _raw_pairs(db: Database, payload: bytes, n: int) -> Callable[[], None]:
@@ -182,7 +164,7 @@ def main(argv: list[str]) -> None:
         http_case(str(Path(tmp) / "bench-http.db"), "SQLite", args.size, args.rounds)
     if args.no_pg:
         return
-    with _pg_database(args.pg) as pg_url:
+    with temporary_pg_database(args.pg) as pg_url:
         if pg_url is None:
             print("PostgreSQL unreachable: skipped (pass --pg DSN)")
             return

@@ -8,9 +8,11 @@ subject / baseline. Nothing here asserts a time: benchmarks report, tests decide
 from __future__ import annotations
 
 import platform
+import secrets
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -135,3 +137,22 @@ def machine() -> str:
 def header(title: str) -> None:
     print(f"== {title}")
     print(f"   machine: {machine()}")
+
+
+@contextmanager
+def temporary_pg_database(dsn: str) -> Iterator[str | None]:
+    """A throw-away PostgreSQL database beside ``dsn``'s (None when the server is unreachable)."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+    except Exception:
+        yield None
+        return
+    name = f"bench_{secrets.token_hex(5)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield dsn.rpartition("/")[0] + "/" + name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
