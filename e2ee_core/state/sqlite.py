@@ -70,8 +70,11 @@ _UPSERT_SESSION = ("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user
                    "DO UPDATE SET record = excluded.record")
 
 
-class _ThreadState(threading.local):
+class _ThreadState:
     """Per thread (so per connection) and per :class:`Database`: transaction and read cache."""
+
+    __slots__ = ("cache_conn", "conn", "depth", "identities", "lent", "owned", "sessions",
+                 "trusted", "tx", "tx_cm", "version", "wrote")
 
     def __init__(self) -> None:
         self.depth = 0  # nesting of atomic() blocks
@@ -93,17 +96,22 @@ class _ThreadState(threading.local):
         self.version = None
 
 
-_STATES: weakref.WeakKeyDictionary[Database, _ThreadState] = weakref.WeakKeyDictionary()
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.state = _ThreadState()  # one plain object: attribute reads on it are cheaper
+
+
+_STATES: weakref.WeakKeyDictionary[Database, _PerThread] = weakref.WeakKeyDictionary()
 _STATES_LOCK = threading.Lock()
 
 
-def _thread_state(db: Database) -> _ThreadState:
+def _per_thread(db: Database) -> _PerThread:
     """One state per Database, so two stores sharing it also share cache and transaction."""
     with _STATES_LOCK:
-        state = _STATES.get(db)
-        if state is None:
-            state = _STATES[db] = _ThreadState()
-        return state
+        local = _STATES.get(db)
+        if local is None:
+            local = _STATES[db] = _PerThread()
+        return local
 
 
 class _Atomic(AbstractContextManager[None]):
@@ -133,7 +141,7 @@ class SQLiteProtocolStore:
             self.db = Database(str(target))
         self.db.create_schema(SCHEMA)
         self._sqlite = self.db.dialect == "sqlite"
-        self._state = _thread_state(self.db)
+        self._local = _per_thread(self.db)
         self._kyber_cache: dict[bytes, KemKeyPair] = {}
 
     def __repr__(self) -> str:
@@ -144,7 +152,7 @@ class SQLiteProtocolStore:
         return _Atomic(self)
 
     def _begin(self) -> None:
-        st = self._state
+        st = self._local.state
         if st.depth:
             st.depth += 1
             return
@@ -179,7 +187,7 @@ class SQLiteProtocolStore:
 
     def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None,
              tb: TracebackType | None) -> None:
-        st = self._state
+        st = self._local.state
         st.depth -= 1
         if st.depth:
             return
@@ -213,7 +221,7 @@ class SQLiteProtocolStore:
             conn.execute("ROLLBACK")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        st = self._state
+        st = self._local.state
         if st.conn is not None:
             cursor: Cursor = st.conn.execute(sql, params)
             return cursor
@@ -227,7 +235,7 @@ class SQLiteProtocolStore:
     def _fetch(self, key: _Key) -> None:
         """Read a session and an identity in one statement into the cache (trusted only)."""
         row = self._one(_SELECT_BOTH, (key[0], key[1], key[0], key[1]))
-        st = self._state
+        st = self._local.state
         if len(st.sessions) >= _CACHE_MAX or len(st.identities) >= _CACHE_MAX:
             st.sessions.clear()
             st.identities.clear()
@@ -252,7 +260,7 @@ class SQLiteProtocolStore:
 
     def get_identity(self, address: Address) -> bytes | None:
         key = (address[0], address[1])
-        st = self._state
+        st = self._local.state
         if st.trusted:
             known = st.identities.get(key, _MISSING)
             if known is _MISSING:
@@ -266,7 +274,7 @@ class SQLiteProtocolStore:
     def save_identity(self, address: Address, identity_key: bytes) -> None:
         key = (address[0], address[1])
         with self.atomic():
-            st = self._state
+            st = self._local.state
             st.wrote = True
             self._execute("INSERT INTO e2ee_identities VALUES (?, ?, ?) ON CONFLICT (user_id, "
                           "device_id) DO UPDATE SET identity_key = excluded.identity_key",
@@ -362,7 +370,7 @@ class SQLiteProtocolStore:
     # sessions
     def load_session(self, address: Address) -> SessionRecord | None:
         key = (address[0], address[1])
-        st = self._state
+        st = self._local.state
         if st.trusted and key not in st.lent:
             record = st.sessions.get(key, _MISSING)
             if record is _MISSING:
@@ -380,7 +388,7 @@ class SQLiteProtocolStore:
     def store_session(self, address: Address, record: SessionRecord) -> None:
         key = (address[0], address[1])
         data = record.to_bytes()
-        st = self._state
+        st = self._local.state
         if not st.depth:
             with self.atomic():
                 self.store_session(address, record)
@@ -394,7 +402,7 @@ class SQLiteProtocolStore:
     def delete_session(self, address: Address) -> None:
         key = (address[0], address[1])
         with self.atomic():
-            st = self._state
+            st = self._local.state
             st.wrote = True
             self._execute("DELETE FROM e2ee_sessions WHERE user_id = ? AND device_id = ?", key)
             if st.trusted:

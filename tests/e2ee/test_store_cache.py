@@ -7,6 +7,7 @@ that reuses a base key with the last-resort KEM prekey even after its session is
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,23 @@ def test_replay_guard_is_a_duplicate_and_lives_as_long_as_the_kem_key(
         bob.ensure_last_resort_kyber_pre_key(now=step * consts.SIGNED_PREKEY_GRACE_SECONDS)
     assert key_id not in [r.id for r in store.kyber_pre_keys()]
     assert store.mark_kyber_pre_key_used(key_id, 1, base)
+
+
+def test_threads_of_one_device_never_share_a_message_key(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    sent: list[Ciphertext] = []
+    rounds = threading.Barrier(3)
+
+    def send(tag: int) -> None:
+        for n in range(25):  # each thread has its own connection, hence its own cache
+            rounds.wait()  # interleave: every thread's cache is outdated by the others
+            sent.append(bob.encrypt(ALICE, b"%d-%d" % (tag, n)))
+
+    workers = [threading.Thread(target=send, args=(tag,)) for tag in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len({_key_of(ct) for ct in sent}) == 75
+    assert sorted(alice.decrypt(BOB, ct) for ct in sent) == sorted(
+        b"%d-%d" % (t, n) for t in range(3) for n in range(25))
