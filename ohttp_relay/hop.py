@@ -225,8 +225,9 @@ class HopClient:
         host, port = address
         if _UNSAFE.search(method) or _UNSAFE.search(target) or not target:
             raise HopError("invalid request line")
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}" if port == 80 else
-                 f"Host: {host}:{port}"]
+        authority = f"[{host}]" if ":" in host else host  # IPv6 literal (RFC 3986 §3.2.2)
+        lines = [f"{method} {target} HTTP/1.1",
+                 f"Host: {authority}" if port == 80 else f"Host: {authority}:{port}"]
         for name, value in headers:
             if _UNSAFE.search(name) or _CRLF.search(value):
                 raise HopError("invalid field")
