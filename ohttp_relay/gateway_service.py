@@ -38,7 +38,7 @@ from ohttp_relay.errors import (
     TargetError,
     UnknownKeyId,
 )
-from ohttp_relay.fastpath import CorkedBody, EventCounter
+from ohttp_relay.fastpath import EventCounter
 from ohttp_relay.gateway import (
     Allowlist,
     OriginError,
@@ -319,7 +319,7 @@ class _FastGateway:
             return problem(500, "Internal Server Error")(environ, start_response)
         start_response("200 OK", [("Content-Type", consts.MEDIA_TYPE_RESPONSE),
                                   ("Content-Length", str(len(sealed)))])
-        return CorkedBody(environ, sealed)
+        return [sealed]
 
 
 _RELAY_SECRET_ENVIRON = "HTTP_" + consts.RELAY_SECRET_HEADER.upper().replace("-", "_")

@@ -1,11 +1,11 @@
 """A lean keep-alive HTTP/1.1 client for the service hops (relay -> gateway, gateway -> target).
 
-Profiling showed each loopback hop through ``urllib3`` costing about 0.25 ms of CPU in the
-sending process (pool lookup, URL parsing, ``email``-based header parsing, head and body in two
-``send`` calls). This client keeps one connection per thread per origin, writes the request head
-and body in one ``sendall`` (one wake-up of the receiver instead of two), and parses only what a
-forwarder needs: status, fields, and the content framed by ``Content-Length``, ``chunked`` or the
-end of the connection. Plain ``http`` only: TLS hops keep using ``urllib3`` (verification, SNI).
+Measured against a no-op WSGI app under gunicorn, a ``POST`` through ``urllib3`` costs the
+sending process about 0.2 ms of CPU (pool lookup, URL parsing, ``email``-based header parsing,
+response wrapping); this client costs 0.03 ms. It keeps one connection per thread per origin,
+writes the request in one ``sendall`` and parses only what a forwarder needs: status, fields, and
+the content framed by ``Content-Length``, ``chunked`` or the end of the connection. Plain
+``http`` only: TLS hops keep using ``urllib3`` (verification, SNI).
 
 It adds no field of its own (no ``User-Agent``, no ``Accept-Encoding``), follows no redirects and
 never retries a request the server may have seen. The one retry: a reused idle connection the

@@ -25,7 +25,7 @@ from urllib3.util import SKIP_HEADER
 
 from e2ee_core.infra.problem import ProblemError, install_problem_handlers, problem
 from ohttp_relay import consts
-from ohttp_relay.fastpath import CorkedBody, EventCounter
+from ohttp_relay.fastpath import EventCounter
 from ohttp_relay.hop import HopClient, HopError, HopTimeout, HopUnreachable
 
 log = logging.getLogger("ohttp_relay.relay")
@@ -227,7 +227,7 @@ class _FastRelay:
             return problem(500, "Internal Server Error")(environ, start_response)
 
     def _forward(self, route: tuple[str, int, str], length: int, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> CorkedBody:
+                 start_response: StartResponse) -> list[bytes]:
         retry = self.limiter.hit(environ.get("REMOTE_ADDR") or "")
         if retry is not None:
             log.info("relay event=rate_limited")
@@ -257,7 +257,7 @@ class _FastRelay:
         start_response(f"{upstream.status} {_reason(upstream.status)}",
                        [("Content-Type", out_type),
                         ("Content-Length", str(len(upstream.content)))])
-        return CorkedBody(environ, upstream.content)
+        return [upstream.content]
 
 
 def _reason(status: int) -> str:
