@@ -73,8 +73,8 @@ _UPSERT_SESSION = ("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user
 class _ThreadState:
     """Per thread (so per connection) and per :class:`Database`: transaction and read cache."""
 
-    __slots__ = ("cache_conn", "conn", "depth", "identities", "lent", "owned", "sessions",
-                 "trusted", "tx", "tx_cm", "version", "wrote")
+    __slots__ = ("cache_conn", "conn", "cursor", "depth", "identities", "lent", "owned",
+                 "sessions", "trusted", "tx", "tx_cm", "version", "wrote")
 
     def __init__(self) -> None:
         self.depth = 0  # nesting of atomic() blocks
@@ -86,6 +86,7 @@ class _ThreadState:
         self.wrote = False  # the current transaction changed cached rows
         self.lent: set[_Key] = set()  # cached records handed out (not copied) in this transaction
         self.cache_conn: Any = None  # the connection the cache below belongs to
+        self.cursor: Any = None  # a cursor on it for the per-operation statements (no new one each)
         self.version: int | None = None  # PRAGMA data_version the cache is valid for
         self.sessions: dict[_Key, SessionRecord | None] = {}  # None: no row
         self.identities: dict[_Key, bytes | None] = {}
@@ -166,14 +167,16 @@ class SQLiteProtocolStore:
         if conn is not st.cache_conn:  # first use, a fork or a reopened connection
             st.invalidate()
             st.cache_conn = conn
+            st.cursor = conn.cursor()
         if conn.in_transaction:
             # Someone else's transaction on this connection (e.g. Database.transaction()):
             # join it, but it may write our tables or roll back, so the cache stays out.
             st.owned = st.trusted = False
         else:
-            conn.execute("BEGIN IMMEDIATE")
+            cursor = st.cursor
+            cursor.execute("BEGIN IMMEDIATE")
             try:
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                version = cursor.execute("PRAGMA data_version").fetchone()[0]
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -208,7 +211,7 @@ class SQLiteProtocolStore:
             return
         if exc_type is None:
             try:
-                conn.execute("COMMIT")
+                st.cursor.execute("COMMIT")
             except BaseException:
                 st.invalidate()
                 if conn.in_transaction:
@@ -394,7 +397,10 @@ class SQLiteProtocolStore:
                 self.store_session(address, record)
             return
         st.wrote = True
-        self._execute(_UPSERT_SESSION, (key[0], key[1], data))
+        if st.conn is not None:
+            st.cursor.execute(_UPSERT_SESSION, (key[0], key[1], data))
+        else:
+            self._execute(_UPSERT_SESSION, (key[0], key[1], data))
         if st.trusted:
             st.sessions[key] = record  # the store owns a stored record
             st.lent.discard(key)
