@@ -15,8 +15,10 @@ data_version``, which changes exactly when *another* connection (another process
 ``Database``) committed to the file; then the cache is dropped. So an encrypt or decrypt whose
 session nobody else touched costs ``BEGIN IMMEDIATE``, ``PRAGMA data_version``, one UPSERT and
 ``COMMIT``, and one that lost the race re-reads under the write lock, as before. A rolled-back
-transaction that wrote drops the cache too. Outside ``atomic()`` reads always go to the file.
-The ``e2ee_*`` tables must only be written through a store (on a connection it knows about).
+transaction that wrote drops the cache too; records are lent to the caller, not copied, and
+one not stored back by the end of the transaction leaves the cache. Outside ``atomic()`` a read
+is answered from the cache only when ``PRAGMA data_version`` still shows no other writer, else
+from the file. The ``e2ee_*`` tables must only be written through a store.
 """
 
 from __future__ import annotations
@@ -235,6 +237,20 @@ class SQLiteProtocolStore:
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._execute(sql, params).fetchone()
 
+    def _cache_current_outside(self, st: _ThreadState) -> bool:
+        """Outside atomic(): may a cached entry answer a read (``has_session`` and the like)?
+
+        Only if no other connection committed since the cache was last validated; the answer
+        is then as fresh as a read would have been a moment earlier, which is all a read
+        outside a transaction promises. Entries are never filled here.
+        """
+        if st.depth or st.version is None or not self._sqlite:
+            return False
+        conn = self.db.connection()
+        if conn is not st.cache_conn or conn.in_transaction:
+            return False
+        return bool(st.cursor.execute("PRAGMA data_version").fetchone()[0] == st.version)
+
     def _fetch(self, key: _Key) -> None:
         """Read a session and an identity in one statement into the cache (trusted only)."""
         row = self._one(_SELECT_BOTH, (key[0], key[1], key[0], key[1]))
@@ -270,6 +286,10 @@ class SQLiteProtocolStore:
                 self._fetch(key)
                 known = st.identities[key]
             return known  # type: ignore[no-any-return]
+        if self._cache_current_outside(st):
+            known = st.identities.get(key, _MISSING)
+            if known is not _MISSING:
+                return known  # type: ignore[no-any-return]
         row = self._one("SELECT identity_key FROM e2ee_identities WHERE user_id = ? "
                         "AND device_id = ?", key)
         return bytes(row[0]) if row is not None else None
@@ -384,6 +404,10 @@ class SQLiteProtocolStore:
                 # forgets it at the end (so a caller's unsaved changes never reach the cache).
                 st.lent.add(key)
             return record  # type: ignore[no-any-return]
+        if self._cache_current_outside(st):
+            record = st.sessions.get(key, _MISSING)
+            if record is not _MISSING:
+                return record.clone() if record is not None else None
         row = self._one("SELECT record FROM e2ee_sessions WHERE user_id = ? AND device_id = ?",
                         key)
         return SessionRecord.from_bytes(bytes(row[0])) if row is not None else None

@@ -161,3 +161,16 @@ def test_threads_of_one_device_never_share_a_message_key(tmp_path: Path) -> None
     assert len({_key_of(ct) for ct in sent}) == 75
     assert sorted(alice.decrypt(BOB, ct) for ct in sent) == sorted(
         b"%d-%d" % (t, n) for t in range(3) for n in range(25))
+
+
+def test_reads_outside_a_transaction_see_other_connections_writes(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    other = Device.open(tmp_path / "bob.db")
+    assert bob.has_session(ALICE) and bob.session_version(ALICE) == consts.VERSION_PQXDH
+    assert bob.remote_identity(ALICE) == alice.identity_key
+    carol = Device.create()
+    other.trust_identity(ALICE, carol.identity_key)  # another connection changes both rows
+    assert bob.remote_identity(ALICE) == carol.identity_key
+    assert not bob.has_session(ALICE)  # archived by trust_identity on the other connection
+    other.delete_session(ALICE)
+    assert not bob.has_session(ALICE)
