@@ -7,10 +7,8 @@ writes the request in one ``sendall`` and parses only what a forwarder needs: st
 the content framed by ``Content-Length``, ``chunked`` or the end of the connection. Plain
 ``http`` only: TLS hops keep using ``urllib3`` (verification, SNI).
 
-It adds no field of its own (no ``User-Agent``, no ``Accept-Encoding``), follows no redirects and
-never retries a request the server may have seen. The one retry: a reused idle connection the
-server closed before answering a single byte (keep-alive timeout), where the request cannot have
-been processed; the gateway's replay cache refuses a duplicate anyway.
+It adds no field of its own (no ``User-Agent``, no ``Accept-Encoding``) and follows no
+redirects. The only retry is the keep-alive race described on :class:`HopClient`.
 """
 
 from __future__ import annotations
@@ -142,8 +140,15 @@ def _read_chunked(rfile: BinaryIO, limit: int) -> bytes:
 def _read_response(conn: _Connection, method: str, limit: int) -> tuple[HopResponse, bool]:
     """One response and whether the connection must close afterwards."""
     rfile = conn.rfile
+    try:
+        first: bytes | None = _read_line(rfile)
+    except ConnectionResetError:  # closed with our request unread: the keep-alive race
+        if conn.used:
+            raise _Dropped("reset before the response") from None
+        raise
     while True:
-        line = _read_line(rfile)
+        line = first if first is not None else _read_line(rfile)
+        first = None
         if not line:
             raise _Dropped("closed before the response") if conn.used else HopError("no response")
         version, _, rest = line.partition(b" ")
@@ -203,12 +208,26 @@ def _read_response(conn: _Connection, method: str, limit: int) -> tuple[HopRespo
     return HopResponse(status, headers, content), True
 
 
-class HopClient:
-    """Keep-alive ``http://`` requests, one connection per thread and ``(host, port)``."""
+#: Methods a client may repeat automatically (RFC 9110 §9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
-    def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
+
+class HopClient:
+    """Keep-alive ``http://`` requests, one connection per thread and ``(host, port)``.
+
+    When a reused connection turns out closed after the request was written but before a byte
+    of answer (the server's keep-alive timeout raced us), the request is sent again on a new
+    connection only if repeating it is harmless: an idempotent method, or ``replay_safe`` (the
+    relay's hop: the gateway's replay cache refuses a second copy of an Encapsulated Request).
+    A write that fails on a reused connection is always retried: the server never had the whole
+    request.
+    """
+
+    def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 replay_safe: bool = False) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.replay_safe = replay_safe
         self._local = threading.local()
 
     def _connections(self) -> dict[tuple[str, int], _Connection]:
@@ -255,7 +274,9 @@ class HopClient:
                 response, close = _read_response(conn, method, limit)
             except _Dropped:
                 conn.close()
-                continue  # the server closed an idle connection: nothing was processed
+                if self.replay_safe or method in IDEMPOTENT:
+                    continue  # the server closed an idle connection as we wrote
+                raise HopError("connection closed before the response") from None
             except TimeoutError:
                 conn.close()
                 raise HopTimeout("upstream timed out") from None

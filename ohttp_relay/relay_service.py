@@ -179,7 +179,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.wsgi_app = _FastRelay(  # type: ignore[method-assign]
         app.wsgi_app, fast, limiter=limiter, max_size=max_size,
         relay_secret=str(relay_secret) if relay_secret else None,
-        hops=HopClient(connect_timeout=5.0,
+        hops=HopClient(connect_timeout=5.0, replay_safe=True,
                        read_timeout=float(cfg.get("gateway_timeout", 60.0))))
     return app
 

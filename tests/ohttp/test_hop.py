@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -108,20 +109,60 @@ def test_chunked_response_with_trailers_and_informational() -> None:
     assert (resp.status, resp.content) == (201, b"abcde")
 
 
-def test_idle_connection_closed_by_server_is_reopened_once() -> None:
+def test_idle_connection_closed_by_server_is_reopened() -> None:
+    closed = threading.Event()
+
     def script(conn: _Recorder, _index: int) -> None:
         conn.request()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        # then close: the client's next request must go on a new connection
+        conn.conn.close()  # an idle keep-alive connection timed out
+        closed.set()
 
     with _server(script) as (port, seen, accepted):
         client = HopClient()
         for _ in range(3):
+            closed.clear()
             resp = client.request("POST", ("127.0.0.1", port), "/", headers=[], body=b"x",
                                   limit=10)
             assert resp.content == b"ok"
+            assert closed.wait(5)
     assert len(accepted) == 3
     assert len(seen) == 3  # each request was sent (and processed) exactly once
+
+
+def _racing_server() -> Callable[[_Recorder, int], None]:
+    """The first connection answers one request, then closes without reading the next one (the
+    keep-alive timeout racing the client's write); later connections answer normally."""
+    def script(conn: _Recorder, index: int) -> None:
+        conn.request()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        if index == 1:
+            time.sleep(0.3)  # the client writes its second request meanwhile; never read
+            return
+        while conn.request():
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    return script
+
+
+@pytest.mark.parametrize(("method", "replay_safe", "retried"),
+                         [("POST", True, True), ("GET", False, True), ("POST", False, False)])
+def test_request_unanswered_on_a_closing_connection_is_repeated_only_when_harmless(
+        method: str, replay_safe: bool, retried: bool) -> None:
+    with _server(_racing_server()) as (port, seen, accepted):
+        client = HopClient(replay_safe=replay_safe)
+        address = ("127.0.0.1", port)
+        body = b"x" if method == "POST" else b""
+        assert client.request(method, address, "/", headers=[], body=body,
+                              limit=10).content == b"ok"
+        if retried:
+            assert client.request(method, address, "/", headers=[], body=body,
+                                  limit=10).content == b"ok"
+            assert len(accepted) == 2
+        else:
+            with pytest.raises(HopError):
+                client.request(method, address, "/", headers=[], body=body, limit=10)
+            assert len(accepted) == 1
+    assert len(seen) == (2 if retried else 1)  # the unread copy was never processed
 
 
 def test_close_delimited_too_large_and_truncated() -> None:
