@@ -209,3 +209,19 @@ def test_failed_decrypts_on_sqlite_never_leave_the_cache_ahead_of_the_file(
         == bob.store.load_session(ALICE).to_bytes()  # type: ignore[union-attr]
     fresh.store.close()  # type: ignore[attr-defined]
     assert bob.decrypt(ALICE, ct) == b"p"
+
+
+@pytest.mark.postgres
+def test_the_store_on_postgresql_runs_sessions_without_the_cache(pg_dsn: str) -> None:
+    store = SQLiteProtocolStore(Database(pg_dsn))  # same SQL; PostgreSQL transactions
+    bob, alice = Device.create(store), Device.create()
+    alice.start_session(BOB, bob.prekey_bundle(1, one_time=False))
+    first = alice.encrypt(BOB, b"1")
+    assert bob.decrypt(ALICE, first) == b"1"
+    assert alice.decrypt(BOB, bob.encrypt(ALICE, b"2")) == b"2"
+    for n in range(5):
+        assert bob.decrypt(ALICE, alice.encrypt(BOB, b"%d" % n)) == b"%d" % n
+    bob.delete_session(ALICE)
+    with pytest.raises(ReusedBaseKey):
+        bob.decrypt(ALICE, first)
+    assert not bob.has_session(ALICE)
