@@ -253,7 +253,10 @@ class HopClient:
             lines.append(f"{name}: {value}")
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
-        wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        try:
+            wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        except UnicodeEncodeError:
+            raise HopError("field not representable in Latin-1") from None
         conns = self._connections()
         key = address
         for _attempt in (1, 2):

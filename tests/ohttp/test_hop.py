@@ -197,7 +197,8 @@ def test_unreachable_and_unsafe_request_lines() -> None:
         client.request("GET", ("127.0.0.1", port), "/", headers=[], body=b"", limit=10)
     for method, target, headers in [("GET", "/a b", []), ("GET\r\n", "/", []),
                                     ("GET", "/", [("x", "a\r\nInjected: 1")]),
-                                    ("GET", "/", [("bad name", "v")])]:
+                                    ("GET", "/", [("bad name", "v")]),
+                                    ("GET", "/", [("x", "snow \u2603")])]:
         with pytest.raises(HopError):
             client.request(method, ("127.0.0.1", port), target, headers=headers, body=b"",
                            limit=10)
