@@ -70,6 +70,9 @@ class StoredKey:
         return "active" if self.not_before <= now else "published"
 
 
+CREDENTIAL_PREFIX = "ppc_"
+
+
 def _credential_hash(credential: str) -> bytes:
     return hashlib.sha256(b"token-issuer account credential\x00" + credential.encode()).digest()
 
@@ -193,7 +196,9 @@ class IssuerStore:
         """Create an account; return its bearer credential (shown once, stored hashed)."""
         if not name or len(name) > 200:
             raise KeyStoreError("account name must be 1..200 characters")
-        credential = secrets.token_urlsafe(32)
+        # A fixed prefix: a credential never starts with "-" (command lines would take it for
+        # an option) and secret scanners can recognise it.
+        credential = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
         self.db.execute("INSERT INTO issuer_accounts (name, credential_hash, created_at) "
                         "VALUES (?, ?, ?)", (name, _credential_hash(credential),
                                              int(time.time())))

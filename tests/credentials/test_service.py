@@ -244,6 +244,7 @@ def test_cli_accounts_and_keys(tmp_path: Path) -> None:
 
     credential = run("accounts", "add", "carol").strip()
     assert len(credential) >= 40 and "\n" not in credential
+    assert credential.startswith("ppc_")  # never "-...", which argparse takes for an option
     assert IssuerStore(db).authenticate(credential) == "carol"
     first = run("keys", "generate").strip()
     assert (key_dir / f"{first}.pem").stat().st_mode & 0o777 == 0o600
