@@ -318,27 +318,17 @@ class SearchIndex:
             ranked = self._ranked[term]
             if len(floor) >= k and ranked[0][0] * match_weight <= floor[0]:
                 continue  # even this list's heaviest posting cannot reach the top k
-            if not hint:
-                for weight, number, _mask in ranked[:k]:
-                    score = weight * match_weight
-                    if len(floor) >= k and score <= floor[0]:
-                        break
-                    old = get(number)
-                    if old is None:
-                        candidates[number] = score
-                        if len(floor) < k:
-                            push(floor, score)
-                        elif score > floor[0]:
-                            replace(floor, score)
-                    elif score > old:
-                        candidates[number] = score
-                continue
-            # With a hint the top k lie among the k heaviest postings in the hinted language
-            # (full score) and the k heaviest in other languages (x OTHER): two sorted runs.
-            other = match_weight * OTHER_LANGUAGE_FACTOR
-            hinted = ((w * match_weight, n) for w, n in self._ranked_lang[term].get(hint, ()))
-            others = ((w * other, n) for w, n, m in ranked if not m & hint)
-            for run in (hinted, others):
+            if hint:
+                # With a hint the top k lie among the k heaviest postings in the hinted language
+                # (full score) and the k heaviest in other languages (x OTHER): two sorted runs.
+                other = match_weight * OTHER_LANGUAGE_FACTOR
+                runs: tuple[Iterable[tuple[float, int]], ...] = (
+                    ((w * match_weight, n) for w, n in self._ranked_lang[term].get(hint, ())),
+                    ((w * other, n) for w, n, m in ranked if not m & hint),
+                )
+            else:
+                runs = (((w * match_weight, n) for w, n, _m in ranked),)
+            for run in runs:
                 for score, number in itertools.islice(run, k):
                     if len(floor) >= k and score <= floor[0]:
                         break
