@@ -200,7 +200,7 @@ class ContactDevices:
     changed: bool
 
 
-def _session_bundle(bundle: PreKeyBundle) -> SessionBundle:
+def session_bundle(bundle: PreKeyBundle) -> SessionBundle:
     """The server's bundle as the session layer's (signatures are checked there)."""
     otk = bundle.one_time_prekey
     return SessionBundle(
@@ -563,10 +563,10 @@ class Messenger:
             if known is not None and known != bundle.identity_key:
                 self._identity_changed(address, bundle.identity_key)
             try:
-                self.device.start_session(address, _session_bundle(bundle))
+                self.device.start_session(address, session_bundle(bundle))
             except UntrustedIdentity:
                 self._identity_changed(address, bundle.identity_key)
-                self.device.start_session(address, _session_bundle(bundle))
+                self.device.start_session(address, session_bundle(bundle))
             self.store.put_device(bundle.username, bundle.device_id, bundle.identity_key)
             if announce:
                 self._device_added(bundle.username, bundle.device_id)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from e2ee_core.client.messenger import session_bundle
 from e2ee_core.device import Ciphertext, Device
-from e2ee_core.device import PreKeyBundle as SessionBundle
 from e2ee_core.infra import logging_filter
 from e2ee_core.infra.database import Database
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
-from e2ee_core.server.wire import DeviceKeys, OutgoingEnvelope, PreKey, PreKeyBundle, SignedPreKey
+from e2ee_core.server.wire import DeviceKeys, OutgoingEnvelope, PreKey, SignedPreKey
 from tests.server.support import FAST_ARGON2, PASSWORD, in_process_session, unique_name
 
 
@@ -32,19 +32,6 @@ def published_keys(device: Device, one_time: int = 3, kem: int = 2) -> DeviceKey
         kem_prekeys=tuple(SignedPreKey(i, k, s)
                           for i, k, s in device.generate_kyber_pre_keys(kem)),
     )
-
-
-def session_bundle(bundle: PreKeyBundle) -> SessionBundle:
-    otk = bundle.one_time_prekey
-    return SessionBundle(
-        registration_id=bundle.registration_id, device_id=bundle.device_id,
-        identity_key=bundle.identity_key, signed_pre_key_id=bundle.signed_prekey.key_id,
-        signed_pre_key=bundle.signed_prekey.public_key,
-        signed_pre_key_signature=bundle.signed_prekey.signature,
-        pre_key_id=None if otk is None else otk.key_id,
-        pre_key=None if otk is None else otk.public_key,
-        kyber_pre_key_id=bundle.kem_prekey.key_id, kyber_pre_key=bundle.kem_prekey.public_key,
-        kyber_pre_key_signature=bundle.kem_prekey.signature)
 
 
 class Phone:
