@@ -43,6 +43,7 @@ CONCURRENCY = 4
 
 
 PROFILE_ENV = "OHTTP_BENCH_PROFILE"  # a directory: each service worker writes cProfile stats
+WORKER_ENV = "OHTTP_BENCH_WORKER"  # a gunicorn worker class for every service, e.g. gthread
 
 
 def profiled_app(config: dict[str, Any]) -> Any:
@@ -121,7 +122,8 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
     # One worker, gthread with 4 threads (HTTP keep-alive), for the target and both services.
     code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
-            f"host='127.0.0.1', port={port}, workers={workers}, threads={threads})")
+            f"host='127.0.0.1', port={port}, workers={workers}, threads={threads}, "
+            f"worker_class={os.environ.get(WORKER_ENV)!r})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"

@@ -41,3 +41,24 @@ def create_echo_app(config: Mapping[str, Any] | None = None) -> Flask:
         )
 
     return app
+
+
+def create_worker_probe_app(config: Mapping[str, Any] | None = None) -> Any:
+    """A bare WSGI app for the gunicorn worker tests: ``/sleep?s=SECONDS`` answers after that
+    long, anything else answers ``<path> <request number in this process>``."""
+    import itertools
+    import time
+
+    counter = itertools.count(1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi.input"].read()
+        path = environ.get("PATH_INFO", "/")
+        if path == "/sleep":
+            time.sleep(float(environ.get("QUERY_STRING", "s=0").partition("=")[2] or 0))
+        body = f"{path} {next(counter)}".encode()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app

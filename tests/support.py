@@ -61,6 +61,7 @@ def start_live_server(
     *,
     workers: int = 1,
     threads: int = 1,
+    keepalive: int = 2,
     timeout: float = 90.0,
 ) -> LiveServer:
     path = app_factory if isinstance(app_factory, str) else factory_path(app_factory)
@@ -71,7 +72,7 @@ def start_live_server(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "e2ee_core.infra.serving", path, "127.0.0.1", str(port),
-         str(workers), str(threads)],
+         str(workers), str(threads), str(keepalive)],
         stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", port, log_path, proc, handle)

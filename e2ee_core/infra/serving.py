@@ -20,6 +20,8 @@ from gunicorn.app.base import BaseApplication
 from e2ee_core.infra import logging_filter
 
 CONFIG_ENV = "E2EE_SERVICE_CONFIG"
+#: The worker class for threaded services (see :mod:`e2ee_core.infra.worker`).
+KEEPALIVE_WORKER = "e2ee_core.infra.worker.KeepAliveWorker"
 
 
 def factory_path(factory: Callable[..., Any]) -> str:
@@ -67,9 +69,14 @@ def serve(
     workers: int = 1,
     threads: int = 1,
     timeout: int = 30,
+    keepalive: int = 2,
+    worker_class: str | None = None,
 ) -> None:
     """Serve ``factory(config)`` with gunicorn until stopped (SIGTERM/SIGINT).
 
+    With more than one thread the worker is :class:`e2ee_core.infra.worker.KeepAliveWorker`
+    (gthread whose handling thread stays with a kept-alive connection; ``worker_class`` names
+    another, ``"gthread"`` for gunicorn's own); with one thread it is gunicorn's sync worker.
     The access log is off: its default format carries client addresses and query strings.
     Services log their own events instead, through the redaction filter.
     """
@@ -78,6 +85,7 @@ def serve(
         "workers": workers,
         "threads": threads,
         "timeout": timeout,
+        "keepalive": keepalive,
         "graceful_timeout": 5,
         "accesslog": None,
         "errorlog": "-",
@@ -88,25 +96,30 @@ def serve(
         # One machine runs several services; they must not fight over one control socket.
         "control_socket_disable": True,
     }
+    if worker_class is None and threads > 1:
+        worker_class = KEEPALIVE_WORKER
+    if worker_class is not None:
+        options["worker_class"] = worker_class
     logging_filter.install()
     _GunicornApp(factory, config, options).run()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS]]``.
+    """``python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS [KEEPALIVE]]]``.
 
     The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable.
     """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (3, 4, 5):
-        raise SystemExit(
-            "usage: python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS]]"
-        )
+    if len(args) not in (3, 4, 5, 6):
+        raise SystemExit("usage: python -m e2ee_core.infra.serving FACTORY HOST PORT"
+                         " [WORKERS [THREADS [KEEPALIVE]]]")
     config = json.loads(os.environ.get(CONFIG_ENV, "{}"))
     workers = int(args[3]) if len(args) >= 4 else 1
-    threads = int(args[4]) if len(args) == 5 else 1
+    threads = int(args[4]) if len(args) >= 5 else 1
+    keepalive = int(args[5]) if len(args) == 6 else 2
     sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
-    serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads)
+    serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads,
+          keepalive=keepalive)
 
 
 if __name__ == "__main__":
