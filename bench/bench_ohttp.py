@@ -79,6 +79,32 @@ def profiled_app(config: dict[str, Any]) -> Any:
     return app
 
 
+def create_forwarder(config: dict[str, Any]) -> Any:
+    """Bench-only factory: a bare WSGI app (no Flask, no OHTTP, no checks) that forwards each
+    request's method, path, query and body to ``config["next"]`` (``host:port``) over the same
+    keep-alive hop client as the relay and gateway, and returns the answer. Two of them in a
+    row measure what two extra HTTP hops cost in this server stack before any OHTTP work."""
+    from ohttp_relay.hop import HopClient
+
+    host, _, port = config["next"].rpartition(":")
+    address = (host, int(port))
+    hops = HopClient()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = environ["wsgi.input"].read()
+        target = environ.get("PATH_INFO", "/")
+        if environ.get("QUERY_STRING"):
+            target += "?" + environ["QUERY_STRING"]
+        fields = [("Content-Type", environ["CONTENT_TYPE"])] if environ.get("CONTENT_TYPE") else []
+        resp = hops.request(environ["REQUEST_METHOD"], address, target, headers=fields,
+                            body=body, limit=1 << 20)
+        start_response(f"{resp.status} -", [(k, v) for k, v in resp.headers
+                                            if k.lower() not in ("connection", "keep-alive")])
+        return [resp.content]
+
+    return app
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -128,7 +154,7 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
                             env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     if pids is not None:
-        pids[name] = proc.pid
+        pids[name if name not in pids else f"{name}-{port}"] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -191,7 +217,7 @@ def cpu_per_request(label: str, fn: Callable[[], object], pids: dict[str, int],
     client = time.process_time() - client
     parts = [f"client {client / n * 1000:.2f}"]
     for name, pid in pids.items():
-        parts.append(f"{name.split('_create_')[0].split('.')[-1]} "
+        parts.append(f"{name.split('_create_')[-1 if 'forwarder' in name else 0].split('.')[-1]} "
                      f"{(_cpu_seconds(pid) - before[name]) / n * 1000:.2f}")
     print(f"   CPU ms/request, {label}: " + ", ".join(parts))
 
@@ -239,6 +265,25 @@ def bench_http(quick: bool, *, cpu_only: bool = False) -> None:
                          rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
         print(result.line())
 
+        # The ceiling of the stack: the same request through two bare forwarding hops (no
+        # OHTTP, no Flask), sent with the same ``requests`` call as the direct baseline.
+        hop_pids = {"apps": pids["tests.apps_create_echo_app"]}
+        hop2 = stack.enter_context(_serve("bench.bench_ohttp:create_forwarder",
+                                          {"next": echo.removeprefix("http://")}, tmp, hop_pids))
+        hop1 = stack.enter_context(_serve("bench.bench_ohttp:create_forwarder",
+                                          {"next": hop2.removeprefix("http://")}, tmp, hop_pids))
+        chained = hop1 + "/search?q=cat"
+        assert direct.get(chained, timeout=10).json()["query"] == "q=cat"
+        bare = Case("GET via two bare forwarding hops (requests)",
+                    lambda: direct.get(chained, timeout=10))
+        result = compare(bare, plain, rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+        print(result.line())
+        cpu_per_request("two bare hops", bare.fn, hop_pids, 300 if quick else 1000)
+        result = compare(Case(f"{bare.name} x{CONCURRENCY} threads", batch(bare.fn), ops=32),
+                         Case(f"{plain.name} x{CONCURRENCY} threads", batch(plain.fn), ops=32),
+                         rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+        print(result.line())
+
         # The same target mounted in the gateway's process (``target_apps``): one hop fewer.
         inproc = stack.enter_context(_serve(
             "ohttp_relay.gateway_service:create_app",
@@ -257,6 +302,10 @@ def bench_http(quick: bool, *, cpu_only: bool = False) -> None:
         print(latency_line(s, b))
         print(f"   added p50 latency: {s.p50 - b.p50:.3f} ms   "
               f"throughput ratio: {result.ratio:.2f}x")
+        result = compare(Case(f"{via2.name} x{CONCURRENCY} threads", batch(via2.fn), ops=32),
+                         Case(f"{plain.name} x{CONCURRENCY} threads", batch(plain.fn), ops=32),
+                         rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+        print(result.line())
 
 
 def main(argv: list[str]) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from ohttp_relay import bhttp, consts
 from ohttp_relay.chunked import ChunkedResponseOpener, encapsulate_chunked_request
@@ -168,11 +169,21 @@ class ObliviousClient:
             raise KeyMismatch("gateway rejects the key configuration after a refetch") from None
 
     def _post(self, body: bytes, media: str, *, stream: bool = False) -> requests.Response:
-        try:
-            resp = self.session.post(self.relay_url + "/relay", data=body, stream=stream,
-                                     headers={"Content-Type": media}, timeout=self.timeout)
-        except requests.RequestException:
-            raise RelayUnavailable("relay unreachable") from None
+        # A kept-alive connection the relay closes (its idle timeout) just as the request goes
+        # out fails without any answer. Sending the same Encapsulated Request once more, on a
+        # new connection, is safe: the gateway's replay cache answers a second copy with an
+        # error, so the target never sees the request twice.
+        for attempt in (1, 2):
+            try:
+                resp = self.session.post(self.relay_url + "/relay", data=body, stream=stream,
+                                         headers={"Content-Type": media}, timeout=self.timeout)
+                break
+            except requests.ConnectionError as exc:
+                if attempt == 1 and _aborted(exc):
+                    continue
+                raise RelayUnavailable("relay unreachable") from None
+            except requests.RequestException:
+                raise RelayUnavailable("relay unreachable") from None
         if resp.status_code != 200:
             try:
                 _raise_outer(resp.status_code, _media(resp), resp.content)
@@ -210,6 +221,12 @@ class ObliviousClient:
 
 
 _T = TypeVar("_T")
+
+
+def _aborted(exc: requests.ConnectionError) -> bool:
+    """An established connection dropped without an answer (not: relay unreachable)."""
+    reason = exc.args[0] if exc.args else None
+    return isinstance(reason, urllib3.exceptions.ProtocolError)
 
 
 def _media(resp: requests.Response) -> str:

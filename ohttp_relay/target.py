@@ -6,10 +6,12 @@ that identifies the client: no default User-Agent, no environment proxies, no re
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import urllib3
 from urllib3 import HTTPHeaderDict
@@ -144,12 +146,7 @@ class WSGITarget:
 
     def send(self, method: str, url: str, headers: list[tuple[str, str]],
              body: bytes, *, stream: bool = True) -> TargetResponse:
-        from werkzeug.test import EnvironBuilder
-
-        builder = EnvironBuilder(method=method, base_url=None, path=url, data=body,
-                                 headers=headers)
-        environ = builder.get_environ()
-        environ["REMOTE_ADDR"] = ""  # the gateway knows no client address to give
+        environ = wsgi_environ(method, url, headers, body)
         captured: dict[str, Any] = {}
 
         def start_response(status: str, response_headers: list[tuple[str, str]],
@@ -160,13 +157,57 @@ class WSGITarget:
 
         try:
             iterable = self.app(environ, start_response)
-            content = b"".join(iterable)
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
+            try:
+                content = b"".join(iterable)
+            finally:
+                close = getattr(iterable, "close", None)
+                if close is not None:
+                    close()
         except Exception:
             raise TargetError("in-process target failed") from None
+        if "status" not in captured:
+            raise TargetError("in-process target gave no status")
         return TargetResponse(captured["status"], captured["headers"], iter([content]))
+
+
+def wsgi_environ(method: str, url: str, headers: list[tuple[str, str]],
+                 body: bytes) -> dict[str, Any]:
+    """The PEP 3333 environ of one request to an in-process app: ``PATH_INFO`` percent-decoded
+    as WSGI strings (bytes as Latin-1), fields as ``HTTP_*`` (repeats joined with ``,``), an
+    empty ``REMOTE_ADDR`` (the gateway knows no client address to give)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_bytes(parts.path or "/").decode("latin-1"),
+        "QUERY_STRING": parts.query,
+        "SERVER_NAME": parts.hostname or "",
+        "SERVER_PORT": str(port),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "RAW_URI": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        "REMOTE_ADDR": "",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": parts.netloc,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": parts.scheme or "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for name, value in headers:
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if key == "CONTENT_TYPE" and key not in environ:
+                environ[key] = value  # a singleton field: the first one counts
+            continue
+        key = "HTTP_" + key
+        if key == "HTTP_HOST":
+            continue  # the request target's authority is the Host
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
 
 
 class RoutingTarget:

@@ -102,26 +102,31 @@ def test_more_connections_than_threads_all_served(live_server: Callable[..., Liv
 
 def test_a_waiting_thread_gives_way_to_queued_work(live_server: Callable[..., LiveServer]) -> None:
     """Two threads: one waits on idle connection A, the other is stuck in a slow request on B.
-    A request on C must not wait for either: the waiting thread hands A back to the poll
-    loop and serves C while B is still running."""
+    A request on C must not wait: the waiting thread hands A back to the poll loop and serves
+    C, so C is answered before A's next request (sent 0.1 s after C, while the thread would
+    still be waiting on A) and while B is still running."""
     server = live_server(create_worker_probe_app, _threads=2, _keepalive=30)
     time.sleep(0.5)  # the start-up probe's connection is closed: no thread waits on it
     # (each connection is opened just before its request: gunicorn hands a new connection to
     # a pool thread at once, which would then wait for its first bytes)
     with _connect(server) as a:
+        a_responses = _Responses(a)
         a.sendall(_request("/a"))
-        assert _body_path(_Responses(a).next()[1]) == "/a"  # a thread now waits on A
+        assert _body_path(a_responses.next()[1]) == "/a"  # a thread now waits on A
         with _connect(server) as b:
             b.sendall(_request("/sleep?s=8"))
-            time.sleep(0.3)  # let the other thread pick up B's slow request
+            time.sleep(0.1)  # the other thread picks up B's slow request
             with _connect(server) as c:
                 c.sendall(_request("/c"))
-                assert _body_path(_Responses(c).next()[1]) == "/c"
+                time.sleep(0.1)  # A's thread would wait up to worker.LINGER = 0.5 s
+                a.sendall(_request("/a2"))
+                c_path, c_number = _Responses(c).next()[1].decode().split()
+                a_path, a_number = a_responses.next()[1].decode().split()
+                assert (c_path, a_path) == ("/c", "/a2")
+                assert int(c_number) < int(a_number)  # C did not queue behind A's thread
             b.settimeout(0)
             with pytest.raises(BlockingIOError):
-                b.recv(1)  # B's slow response is not there yet: C was not queued behind it
-        a.sendall(_request("/a2"))  # A still works, served from the poll loop again
-        assert _body_path(_Responses(a).next()[1]) == "/a2"
+                b.recv(1)  # nor behind B's slow request
 
 
 def test_idle_connection_is_closed_after_the_keepalive_timeout(

@@ -22,13 +22,15 @@ starve other connections, a thread only waits when
   waiting: a waiting thread gives its connection back to the poll loop as soon as work queues,
 * the worker is not shutting down.
 
-A connection that stays idle for the whole keep-alive timeout is closed, as gthread would.
-With ``threads == 1`` the worker behaves exactly like gthread.
+A thread waits at most :data:`LINGER` seconds; a connection idle for longer goes back to the
+poll loop, which closes it after the keep-alive timeout as gthread would (so an idle connection
+is closed after between ``keepalive`` and ``keepalive + LINGER`` seconds). With
+``threads == 1`` the worker behaves exactly like gthread.
 """
 
 from __future__ import annotations
 
-import selectors
+import select
 import ssl
 import threading
 import time
@@ -38,6 +40,10 @@ from gunicorn.workers.gthread import ThreadWorker
 
 #: How often a waiting thread checks for queued work and shutdown (seconds).
 SLICE = 0.01
+#: How long a thread waits on an idle connection (seconds) before handing it to the poll loop,
+#: which keeps it for the keep-alive timeout: idle connections must not hold the waiting slots
+#: that busy ones would use.
+LINGER = 0.5
 
 
 class KeepAliveWorker(ThreadWorker):  # type: ignore[misc]
@@ -71,7 +77,8 @@ class KeepAliveWorker(ThreadWorker):  # type: ignore[misc]
 
     def _wait_for_next(self, conn: Any) -> bool | None:
         """Wait on ``conn`` for its next request: True when it arrived, False when the
-        keep-alive timeout passed, None when the connection must go back to the poll loop."""
+        keep-alive timeout passed (when it is shorter than :data:`LINGER`), None when the
+        connection must go back to the poll loop."""
         keepalive = float(self.cfg.keepalive)
         with self._lock:
             if (not self.alive or keepalive <= 0 or self._queued
@@ -79,17 +86,20 @@ class KeepAliveWorker(ThreadWorker):  # type: ignore[misc]
                 return None
             self._waiting += 1
         try:
-            deadline = time.monotonic() + keepalive
-            with selectors.DefaultSelector() as selector:
-                selector.register(conn.sock, selectors.EVENT_READ)
-                while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    if selector.select(min(SLICE, left)):
-                        return True
-                    if not self.alive or self._queued:
-                        return None
+            # At the deadline: past the keep-alive timeout, close (False); past LINGER, hand the
+            # connection to the poll loop (None), which keeps it for the keep-alive timeout.
+            at_deadline: bool | None = False if keepalive <= LINGER else None
+            deadline = time.monotonic() + min(keepalive, LINGER)
+            poller = select.poll()  # no file descriptor of its own, unlike epoll
+            poller.register(conn.sock, select.POLLIN)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return at_deadline
+                if poller.poll(min(SLICE, left) * 1000):
+                    return True  # readable: a request, or the peer closed (handled as such)
+                if not self.alive or self._queued:
+                    return None
         except (OSError, ValueError):  # the socket went away: let gthread close it
             return None
         finally:

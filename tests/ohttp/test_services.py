@@ -287,3 +287,58 @@ def test_streamed_response_arrives_piece_by_piece(live_server: Start, tmp_path: 
     with client.stream("GET", "http://127.0.0.1:1/") as refused:
         assert refused.status == 403
         assert json.loads(b"".join(refused.iter_content()))["status"] == 403
+
+
+def test_client_resends_once_when_a_kept_alive_connection_drops(live_server: Start,
+                                                                 tmp_path: Path) -> None:
+    """The relay closing an idle kept-alive connection as a request goes out surfaces as
+    'Connection aborted'. The client sends the same Encapsulated Request again on a new
+    connection (safe: the gateway's replay cache refuses a second copy), but does not retry
+    an unreachable relay, nor a second abort."""
+    import urllib3
+
+    echo, _gateway, relay = _stack(live_server, tmp_path)
+    client = ObliviousClient(relay.url)
+    real_post = client.session.post
+    bodies: list[bytes] = []
+
+    def flaky_post(url: str, **kwargs: Any) -> requests.Response:
+        bodies.append(kwargs["data"])
+        if len(bodies) in fails:
+            raise requests.ConnectionError(urllib3.exceptions.ProtocolError(
+                "Connection aborted.", ConnectionResetError(104, "reset")))
+        return real_post(url, **kwargs)
+
+    client.session.post = flaky_post  # type: ignore[method-assign]
+    fails = {1}
+    assert client.request("GET", echo.url + "/once").status == 200
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # the very same sealed request
+
+    bodies.clear()
+    fails = {1, 2}
+    with pytest.raises(RelayUnavailable):
+        client.request("GET", echo.url + "/twice")
+    assert len(bodies) == 2
+
+    # What a second copy gets if the first one did arrive: refused, not forwarded again.
+    sealed = bodies[0]
+    first = requests.post(relay.url + "/relay", data=sealed, timeout=5,
+                          headers={"Content-Type": consts.MEDIA_TYPE_REQUEST})
+    again = requests.post(relay.url + "/relay", data=sealed, timeout=5,
+                          headers={"Content-Type": consts.MEDIA_TYPE_REQUEST})
+    assert first.status_code == 200 and again.status_code == 400
+
+    bodies.clear()
+    fails = set()
+    down = ObliviousClient(f"http://127.0.0.1:{free_port()}", _keys(_gateway).to_bytes())
+    down_posts: list[int] = []
+    down_real = down.session.post
+
+    def counting(url: str, **kwargs: Any) -> requests.Response:
+        down_posts.append(1)
+        return down_real(url, **kwargs)
+
+    down.session.post = counting  # type: ignore[method-assign]
+    with pytest.raises(RelayUnavailable):
+        down.request("GET", echo.url + "/")
+    assert down_posts == [1]  # refused connection: no resend
