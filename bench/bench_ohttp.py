@@ -145,11 +145,13 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
         factory = "bench.bench_ohttp:profiled_app"
     env = dict(os.environ, E2EE_SERVICE_CONFIG=json.dumps(config), PYTHONPATH=str(REPO))
     log = (log_dir / f"{name}-{port}.log").open("wb")
-    # One worker, gthread with 4 threads (HTTP keep-alive), for the target and both services.
+    # One worker with 4 threads (HTTP keep-alive), for the target and both services. Keep-alive
+    # 30 s: the phases' idle gaps must not race the servers' idle timeout (a request sent as
+    # the server closes the connection fails; plain ``requests``, the baseline, never resends).
     code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
             f"host='127.0.0.1', port={port}, workers={workers}, threads={threads}, "
-            f"worker_class={os.environ.get(WORKER_ENV)!r})")
+            f"keepalive=30, worker_class={os.environ.get(WORKER_ENV)!r})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
