@@ -1,0 +1,111 @@
+"""The services' gunicorn worker: ``KeepAliveWorker`` vs gunicorn's own ``gthread``.
+
+Two servers of the same app (1 worker x 4 threads, keep-alive) run side by side, one per worker
+class; a raw-socket HTTP/1.1 client (cheap, so the servers dominate) sends sequential requests
+on one kept-alive connection, alternating between the two servers round by round. Printed:
+requests/s (the harness's alternating comparison) and the server's CPU milliseconds per request
+(from /proc, median and minimum over the rounds), for a bare WSGI app and for the Flask echo
+app the OHTTP benchmark uses as its target.
+
+    .venv/bin/python -m bench serving [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from bench.bench_ohttp import _cpu_seconds, _free_port
+from bench.harness import Case, compare, header
+
+REPO = Path(__file__).resolve().parent.parent
+WORKERS = (("gthread", "gthread"), ("KeepAliveWorker", None))
+APPS = (("bare WSGI app", "tests.apps:create_worker_probe_app"),
+        ("Flask echo app", "tests.apps:create_echo_app"))
+REQUEST = (b"POST /echo?q=cat HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream"
+           b"\r\nContent-Length: 64\r\n\r\n" + b"x" * 64)
+
+
+@contextmanager
+def _server(factory: str, worker_class: str | None) -> Iterator[tuple[int, int]]:
+    port = _free_port()
+    code = ("from e2ee_core.infra.serving import serve; "
+            f"serve({factory!r}, {{}}, host='127.0.0.1', port={port}, workers=1, threads=4, "
+            f"keepalive=30, worker_class={worker_class!r})")
+    env = dict(os.environ, PYTHONPATH=str(REPO), E2EE_SERVICE_CONFIG=json.dumps({}))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{factory} did not start") from None
+                time.sleep(0.05)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _client(port: int) -> Callable[[], None]:
+    """One request per call on one kept-alive connection (Content-Length framed answers)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray()
+
+    def one() -> None:
+        sock.sendall(REQUEST)
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            buf.extend(sock.recv(65536))
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        length = next(int(value) for name, _, value in (x.partition(":") for x in lines[1:])
+                      if name.strip().lower() == "content-length")
+        while len(buf) < end + 4 + length:
+            buf.extend(sock.recv(65536))
+        if not lines[0].startswith("HTTP/1.1 200"):
+            raise RuntimeError("unexpected answer")
+        del buf[:end + 4 + length]
+
+    return one
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    rounds, per_round = (7, 200) if quick else (15, 400)
+    header("serving: KeepAliveWorker vs gunicorn gthread (1 worker x 4 threads, keep-alive)")
+    for app_name, factory in APPS:
+        with ExitStack() as stack:
+            servers = [(name, *stack.enter_context(_server(factory, cls)))
+                       for name, cls in WORKERS]
+            clients = {name: _client(port) for name, port, _pid in servers}
+            for fn in clients.values():
+                for _ in range(200):
+                    fn()
+            result = compare(Case(f"{app_name}, KeepAliveWorker", clients["KeepAliveWorker"]),
+                             Case(f"{app_name}, gthread", clients["gthread"]),
+                             rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+            print(result.line())
+            cpu: dict[str, list[float]] = {name: [] for name, _port, _pid in servers}
+            for _ in range(rounds):
+                for name, _port, pid in servers:
+                    before = _cpu_seconds(pid)
+                    for _ in range(per_round):
+                        clients[name]()
+                    cpu[name].append((_cpu_seconds(pid) - before) / per_round * 1000)
+            mine, theirs = cpu["KeepAliveWorker"], cpu["gthread"]
+            print(f"   server CPU ms/request, {app_name}: KeepAliveWorker "
+                  f"{statistics.median(mine):.3f} (min {min(mine):.3f}), gthread "
+                  f"{statistics.median(theirs):.3f} (min {min(theirs):.3f}), ratio "
+                  f"{statistics.median(mine) / statistics.median(theirs):.2f}")
