@@ -151,7 +151,7 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
     code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
             f"host='127.0.0.1', port={port}, workers={workers}, threads={threads}, "
-            f"keepalive=30, worker_class={os.environ.get(WORKER_ENV)!r})")
+            f"keepalive=30, worker_class={os.environ.get(WORKER_ENV) or None!r})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                             env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"

@@ -5,7 +5,9 @@ class; a raw-socket HTTP/1.1 client (cheap, so the servers dominate) sends seque
 on one kept-alive connection, alternating between the two servers round by round. Printed:
 requests/s (the harness's alternating comparison) and the server's CPU milliseconds per request
 (from /proc, median and minimum over the rounds), for a bare WSGI app and for the Flask echo
-app the OHTTP benchmark uses as its target.
+app the OHTTP benchmark uses as its target. Then two whole OHTTP stacks (echo target, gateway,
+relay), one per worker class, with requests through relay + gateway and direct to the target
+interleaved one by one across both stacks: p50 latencies per worker class.
 
     .venv/bin/python -m bench serving [--quick]
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.bench_ohttp import _cpu_seconds, _free_port
+from bench.bench_ohttp import WORKER_ENV, _cpu_seconds, _free_port, _serve
 from bench.harness import Case, compare, header
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,3 +111,50 @@ def main(argv: list[str]) -> None:
                   f"{statistics.median(mine):.3f} (min {min(mine):.3f}), gthread "
                   f"{statistics.median(theirs):.3f} (min {min(theirs):.3f}), ratio "
                   f"{statistics.median(mine) / statistics.median(theirs):.2f}")
+    _ohttp_stacks(200 if quick else 600)
+
+
+def _ohttp_stacks(samples: int) -> None:
+    import tempfile
+
+    import requests
+
+    from ohttp_relay.client import ObliviousClient
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
+        paths: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {}
+        for name, cls in WORKERS:
+            saved = os.environ.get(WORKER_ENV)
+            os.environ[WORKER_ENV] = cls or ""
+            try:
+                echo = stack.enter_context(_serve("tests.apps:create_echo_app", {}, tmp))
+                gateway = stack.enter_context(_serve(
+                    "ohttp_relay.gateway_service:create_app",
+                    {"db": str(tmp / f"{name}.db"), "targets": [echo]}, tmp))
+                relay = stack.enter_context(_serve(
+                    "ohttp_relay.relay_service:create_app",
+                    {"gateway_url": gateway + "/gateway", "rate_limit": 0}, tmp))
+            finally:
+                if saved is None:
+                    os.environ.pop(WORKER_ENV, None)
+                else:
+                    os.environ[WORKER_ENV] = saved
+            client = ObliviousClient(relay)
+            direct = requests.Session()
+            direct.trust_env = False
+            target = echo + "/search?q=cat"
+            paths[name] = (lambda c=client, t=target: c.request("GET", t),
+                           lambda d=direct, t=target: d.get(t, timeout=10))
+        times: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in paths}
+        for i in range(samples + 50):
+            for name, pair in paths.items():
+                for which in (0, 1):
+                    start = time.perf_counter()
+                    pair[which]()
+                    if i >= 50:  # warm-up
+                        times[name][which].append((time.perf_counter() - start) * 1000)
+        for name, (via, direct_ms) in times.items():
+            v, d = statistics.median(via), statistics.median(direct_ms)
+            print(f"   OHTTP stack on {name}: via relay + gateway p50 {v:.3f} ms, direct p50 "
+                  f"{d:.3f} ms, added {v - d:.3f} ms, p50 ratio {v / d:.2f}x")
