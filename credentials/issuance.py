@@ -115,17 +115,42 @@ class IssuerKeys:
 
     def evaluate(self, request: TokenRequest, now: int) -> TokenResponse:
         """BlindSign a request with the key its truncated id names; IssuanceError if none."""
+        key = self._key_for(request, now)
+        try:
+            return TokenResponse(key.signer.blind_sign(request.blinded_msg))
+        except BlindRSAError as exc:
+            raise IssuanceError("invalid blinded message") from exc
+
+    def evaluate_many(self, requests: Sequence[TokenRequest], now: int
+                      ) -> list[TokenResponse | IssuanceError]:
+        """:meth:`evaluate` for each request, a failed one giving its error in its place; the
+        signatures of each key are checked together (``BlindSigner.blind_sign_many``)."""
+        results: list[TokenResponse | IssuanceError] = [
+            IssuanceError("not evaluated")] * len(requests)
+        groups: dict[int, tuple[IssuerKey, list[int]]] = {}
+        for index, request in enumerate(requests):
+            try:
+                key = self._key_for(request, now)
+            except IssuanceError as exc:
+                results[index] = exc
+                continue
+            groups.setdefault(id(key), (key, []))[1].append(index)
+        for key, indexes in groups.values():
+            signed = key.signer.blind_sign_many([requests[i].blinded_msg for i in indexes])
+            for index, out in zip(indexes, signed, strict=True):
+                results[index] = (TokenResponse(out) if isinstance(out, bytes)
+                                  else IssuanceError("invalid blinded message"))
+        return results
+
+    def _key_for(self, request: TokenRequest, now: int) -> IssuerKey:
         if request.token_type != consts.TOKEN_TYPE_BLIND_RSA:
             raise IssuanceError("unsupported token type")
         candidates = [k for k in self._by_truncated.get(request.truncated_token_key_id, ())
                       if k.not_before <= now]
         if not candidates:
             raise IssuanceError("unknown token key")
-        try:
-            # Truncated ids of live keys are kept distinct at generation; the first one is it.
-            return TokenResponse(candidates[0].signer.blind_sign(request.blinded_msg))
-        except BlindRSAError as exc:
-            raise IssuanceError("invalid blinded message") from exc
+        # Truncated ids of live keys are kept distinct at generation; the first one is it.
+        return candidates[0]
 
 
 # -- origin ----------------------------------------------------------------------------------

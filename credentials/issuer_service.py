@@ -12,20 +12,19 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, request
 
 from credentials import consts
 from credentials.batched import (
-    OtherTokenRequest,
     decode_batch_request,
     encode_batch_response,
 )
 from credentials.errors import DecodeError, IssuanceError, IssuanceRateLimited
 from credentials.issuance import DirectoryKey, IssuerDirectory, IssuerKey, IssuerKeys
 from credentials.issuer_store import IssuerStore
-from credentials.tokens import TokenRequest
+from credentials.tokens import TokenRequest, TokenResponse
 from e2ee_core.infra.problem import ProblemError, install_problem_handlers
 
 log = logging.getLogger("credentials.issuer")
@@ -164,19 +163,17 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         if not signable:
             raise ProblemError(400, "Bad Request", detail="no token request can be issued")
         granted = reserve(account, len(signable))
-        now = int(time.time())
+        # The first `granted` signable items are signed (their checks batched per key).
+        chosen = [i for i, item in enumerate(items) if isinstance(item, TokenRequest)
+                  and keys.has_truncated(item.truncated_token_key_id)][:granted]
+        evaluated = dict(zip(chosen, keys.evaluate_many(
+            [cast(TokenRequest, items[i]) for i in chosen], int(time.time())), strict=True))
         responses: list[tuple[int, bytes] | None] = []
-        issued = 0
-        for item in items:
-            if isinstance(item, OtherTokenRequest) or issued >= granted or \
-                    not keys.has_truncated(item.truncated_token_key_id):
-                responses.append(None)
-                continue
-            try:
-                responses.append((consts.TOKEN_TYPE_BLIND_RSA, keys.evaluate(item, now).encode()))
-                issued += 1
-            except IssuanceError:
-                responses.append(None)
+        for index in range(len(items)):
+            result = evaluated.get(index)
+            responses.append((consts.TOKEN_TYPE_BLIND_RSA, result.encode())
+                             if isinstance(result, TokenResponse) else None)
+        issued = sum(1 for r in responses if r is not None)
         store.refund(account, granted - issued, window=rate_window)
         log.info("issuance batch requested=%d issued=%d", len(items), issued)
         if issued == 0:

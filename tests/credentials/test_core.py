@@ -43,6 +43,39 @@ def test_faulty_signature_is_never_released(key: rsa.RSAPrivateKey) -> None:
 
 
 @pytest.mark.parametrize("engine", ["openssl", "gmpy2"])
+def test_batch_signing_checks_every_signature(key: rsa.RSAPrivateKey, engine: str) -> None:
+    """blind_sign_many: the same signatures as blind_sign, bad inputs failing in place, and a
+    faulty signature withheld while the others of the batch are released."""
+    signer = blind_rsa.BlindSigner(key, engine=engine)
+    pk = key.public_key()
+    blinded = [blind_rsa.blind(pk, b"m%d" % i, blind_rsa.Variants.PSS_RANDOMIZED)
+               for i in range(6)]
+    msgs = [b for b, _ in blinded]
+    n = pk.public_numbers().n
+    out = signer.blind_sign_many([*msgs[:3], n.to_bytes(256, "big"), b"\x01" * 255, *msgs[3:]])
+    assert [type(o) for o in out] == [bytes] * 3 + [BlindRSAError] * 2 + [bytes] * 3
+    assert [o for o in out if isinstance(o, bytes)] == [signer.blind_sign(m) for m in msgs]
+    assert signer.blind_sign_many([]) == []
+
+    faulty_at = {2, 4}
+    real_op = signer._op
+    calls = iter(range(100))
+
+    def glitchy(representative: bytes) -> bytes:
+        good = real_op(representative)
+        if next(calls) in faulty_at:
+            return _FaultyOp(key)(representative)
+        return good
+
+    signer._op = glitchy  # type: ignore[assignment]
+    out = signer.blind_sign_many(msgs)
+    assert [isinstance(o, InvalidSignatureError) for o in out] == [
+        i in faulty_at for i in range(6)]
+    good = [o for o in out if isinstance(o, bytes)]
+    assert good == [real_op(m) for i, m in enumerate(msgs) if i not in faulty_at]
+
+
+@pytest.mark.parametrize("engine", ["openssl", "gmpy2"])
 def test_blind_sign_refuses_out_of_range_and_wrong_length(key: rsa.RSAPrivateKey,
                                                            engine: str) -> None:
     signer = blind_rsa.BlindSigner(key, engine=engine)
