@@ -160,7 +160,7 @@ class BlindSigner:
         """BlindSign: ``s = m^d mod n``, released only after ``s^e mod n == m`` is checked."""
         m, s = self._sign_unchecked(blinded_msg)
         # Fault-attack guard: a faulty CRT signature would leak a factor of n.
-        if gmpy2.powmod(gmpy2.mpz(int.from_bytes(s, "big")), self._e, self._n) != m:
+        if not self._verifies(m, s):
             raise InvalidSignatureError("signing failure")
         return s
 
@@ -188,11 +188,14 @@ class BlindSigner:
             results.append(s)
         if gmpy2.powmod(product_s, self._e, self._n) == product_m:
             return results
-        return [InvalidSignatureError("signing failure")
-                if isinstance(result, bytes) and gmpy2.powmod(
-                    gmpy2.mpz(int.from_bytes(result, "big")), self._e, self._n
-                ) != int.from_bytes(blinded_msg, "big") else result
+        return [InvalidSignatureError("signing failure") if isinstance(result, bytes)
+                and not self._verifies(gmpy2.mpz(int.from_bytes(blinded_msg, "big")), result)
+                else result
                 for blinded_msg, result in zip(blinded_msgs, results, strict=True)]
+
+    def _verifies(self, m: Any, s: bytes) -> bool:
+        """RFC 9474 §4.3's check: ``s^e mod n == m``."""
+        return bool(gmpy2.powmod(gmpy2.mpz(int.from_bytes(s, "big")), self._e, self._n) == m)
 
     def _sign_unchecked(self, blinded_msg: bytes) -> tuple[Any, bytes]:
         """``(m, m^d mod n)``: the caller must check the signature before releasing it."""

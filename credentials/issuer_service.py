@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask, Response, request
 
@@ -158,16 +158,16 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         if len(items) > max_batch:
             raise ProblemError(422, "Unprocessable Content", detail="batch too large")
         keys = cache.refresh()
-        signable = [i for i in items if isinstance(i, TokenRequest)
-                    and keys.has_truncated(i.truncated_token_key_id)]
+        signable = [(index, item) for index, item in enumerate(items)
+                    if isinstance(item, TokenRequest)
+                    and keys.has_truncated(item.truncated_token_key_id)]
         if not signable:
             raise ProblemError(400, "Bad Request", detail="no token request can be issued")
         granted = reserve(account, len(signable))
         # The first `granted` signable items are signed (their checks batched per key).
-        chosen = [i for i, item in enumerate(items) if isinstance(item, TokenRequest)
-                  and keys.has_truncated(item.truncated_token_key_id)][:granted]
-        evaluated = dict(zip(chosen, keys.evaluate_many(
-            [cast(TokenRequest, items[i]) for i in chosen], int(time.time())), strict=True))
+        chosen = signable[:granted]
+        evaluated = dict(zip((index for index, _ in chosen), keys.evaluate_many(
+            [item for _, item in chosen], int(time.time())), strict=True))
         responses: list[tuple[int, bytes] | None] = []
         for index in range(len(items)):
             result = evaluated.get(index)
