@@ -1,13 +1,14 @@
-"""The services' gunicorn worker: ``KeepAliveWorker`` vs gunicorn's own ``gthread``.
+"""The services' gunicorn worker: ``LeanWorker`` and ``KeepAliveWorker`` vs gunicorn's ``gthread``.
 
-Two servers of the same app (1 worker x 4 threads, keep-alive) run side by side, one per worker
-class; a raw-socket HTTP/1.1 client (cheap, so the servers dominate) sends sequential requests
-on one kept-alive connection, alternating between the two servers round by round. Printed:
+Three servers of the same app (1 worker x 4 threads, keep-alive) run side by side, one per worker
+class (``LeanWorker``, the services' default; its base ``KeepAliveWorker``; gunicorn's own). A
+raw-socket HTTP/1.1 client (cheap, so the servers dominate) sends sequential requests on one
+kept-alive connection per server, alternating between the servers round by round. Printed:
 requests/s (the harness's alternating comparison) and the server's CPU milliseconds per request
 (from /proc, median and minimum over the rounds), for a bare WSGI app and for the Flask echo
-app the OHTTP benchmark uses as its target. Then two whole OHTTP stacks (echo target, gateway,
+app the OHTTP benchmark uses as its target. Then three whole OHTTP stacks (echo target, gateway,
 relay), one per worker class, with requests through relay + gateway and direct to the target
-interleaved one by one across both stacks: p50 latencies per worker class.
+interleaved one by one across the stacks: p50 latencies per worker class.
 
     .venv/bin/python -m bench serving [--quick]
 """
@@ -27,9 +28,11 @@ from pathlib import Path
 
 from bench.bench_ohttp import WORKER_ENV, _cpu_seconds, _free_port, _serve
 from bench.harness import Case, compare, header
+from e2ee_core.infra.serving import KEEPALIVE_WORKER, LEAN_WORKER
 
 REPO = Path(__file__).resolve().parent.parent
-WORKERS = (("gthread", "gthread"), ("KeepAliveWorker", None))
+WORKERS = (("gthread", "gthread"), ("KeepAliveWorker", KEEPALIVE_WORKER),
+           ("LeanWorker", LEAN_WORKER))
 APPS = (("bare WSGI app", "tests.apps:create_worker_probe_app"),
         ("Flask echo app", "tests.apps:create_echo_app"))
 REQUEST = (b"POST /echo?q=cat HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream"
@@ -86,7 +89,7 @@ def _client(port: int) -> Callable[[], None]:
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
     rounds, per_round = (7, 200) if quick else (15, 400)
-    header("serving: KeepAliveWorker vs gunicorn gthread (1 worker x 4 threads, keep-alive)")
+    header("serving: LeanWorker, KeepAliveWorker vs gunicorn gthread (1 worker x 4 threads)")
     for app_name, factory in APPS:
         with ExitStack() as stack:
             servers = [(name, *stack.enter_context(_server(factory, cls)))
@@ -95,10 +98,11 @@ def main(argv: list[str]) -> None:
             for fn in clients.values():
                 for _ in range(200):
                     fn()
-            result = compare(Case(f"{app_name}, KeepAliveWorker", clients["KeepAliveWorker"]),
-                             Case(f"{app_name}, gthread", clients["gthread"]),
-                             rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
-            print(result.line())
+            for mine_name in ("KeepAliveWorker", "LeanWorker"):
+                result = compare(Case(f"{app_name}, {mine_name}", clients[mine_name]),
+                                 Case(f"{app_name}, gthread", clients["gthread"]),
+                                 rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+                print(result.line())
             cpu: dict[str, list[float]] = {name: [] for name, _port, _pid in servers}
             for _ in range(rounds):
                 for name, _port, pid in servers:
@@ -106,11 +110,13 @@ def main(argv: list[str]) -> None:
                     for _ in range(per_round):
                         clients[name]()
                     cpu[name].append((_cpu_seconds(pid) - before) / per_round * 1000)
-            mine, theirs = cpu["KeepAliveWorker"], cpu["gthread"]
-            print(f"   server CPU ms/request, {app_name}: KeepAliveWorker "
-                  f"{statistics.median(mine):.3f} (min {min(mine):.3f}), gthread "
-                  f"{statistics.median(theirs):.3f} (min {min(theirs):.3f}), ratio "
-                  f"{statistics.median(mine) / statistics.median(theirs):.2f}")
+            theirs = cpu["gthread"]
+            for mine_name in ("KeepAliveWorker", "LeanWorker"):
+                mine = cpu[mine_name]
+                print(f"   server CPU ms/request, {app_name}: {mine_name} "
+                      f"{statistics.median(mine):.3f} (min {min(mine):.3f}), gthread "
+                      f"{statistics.median(theirs):.3f} (min {min(theirs):.3f}), ratio "
+                      f"{statistics.median(mine) / statistics.median(theirs):.2f}")
     _ohttp_stacks(200 if quick else 600)
 
 

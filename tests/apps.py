@@ -62,3 +62,47 @@ def create_worker_probe_app(config: Mapping[str, Any] | None = None) -> Any:
         return [body]
 
     return app
+
+
+#: Environ keys whose values the worker comparison tests check (the rest are objects or
+#: differ per connection: sockets, streams, REMOTE_PORT, gunicorn's early-hints callback).
+ENVIRON_COMPARED_SKIP = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper",
+                                   "gunicorn.socket", "wsgi.early_hints", "REMOTE_PORT"})
+
+
+def create_environ_app(config: Mapping[str, Any] | None = None) -> Any:
+    """A bare WSGI app for the worker tests. ``/stream`` answers three pieces with no length
+    (chunked), ``/empty`` 204, ``/crash`` raises, ``/short`` declares more than it sends,
+    ``/unread`` answers without reading the body; anything else answers, as JSON, the environ
+    (string values, minus :data:`ENVIRON_COMPARED_SKIP`) and the body it read."""
+    import json
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/stream":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return iter([b"one,", b"", b"two,", b"three"])
+        if path == "/empty":
+            start_response("204 No Content", [("Content-Length", "0")])
+            return []
+        if path == "/crash":
+            raise RuntimeError("secret-crash-detail")
+        if path == "/short":
+            start_response("200 OK", [("Content-Length", "10")])
+            return [b"abc"]
+        if path == "/unread":
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+        body = environ["wsgi.input"].read()
+        seen = {k: v for k, v in environ.items()
+                if k not in ENVIRON_COMPARED_SKIP and isinstance(v, (str, bool, int, tuple))}
+        # gunicorn's own request handling adds wsgi.early_hints; the lean path does not
+        handled_by = "gunicorn" if "wsgi.early_hints" in environ else "lean"
+        payload = json.dumps({"environ": seen, "body": body.decode("latin-1"),
+                              "handled_by": handled_by},
+                             sort_keys=True, default=list).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    return app

@@ -85,10 +85,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 
     def start(
         app_factory: Callable[..., Any] | str, _workers: int = 1, _threads: int = 1,
-        _keepalive: int = 2, **config: Any,
+        _keepalive: int = 2, _worker_class: str | None = None, **config: Any,
     ) -> LiveServer:
         server = start_live_server(app_factory, config, Path(log_dir), workers=_workers,
-                                   threads=_threads, keepalive=_keepalive)
+                                   threads=_threads, keepalive=_keepalive,
+                                   worker_class=_worker_class)
         servers.append(server)
         return server
 

@@ -63,6 +63,7 @@ def start_live_server(
     threads: int = 1,
     keepalive: int = 2,
     timeout: float = 90.0,
+    worker_class: str | None = None,
 ) -> LiveServer:
     path = app_factory if isinstance(app_factory, str) else factory_path(app_factory)
     port = free_port()
@@ -72,7 +73,7 @@ def start_live_server(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "e2ee_core.infra.serving", path, "127.0.0.1", str(port),
-         str(workers), str(threads), str(keepalive)],
+         str(workers), str(threads), str(keepalive), *([worker_class] if worker_class else [])],
         stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", port, log_path, proc, handle)

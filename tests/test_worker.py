@@ -58,7 +58,7 @@ def _body_path(body: bytes) -> str:
 
 def test_threaded_services_use_the_keepalive_worker(live_server: Callable[..., LiveServer]) -> None:
     server = live_server(create_worker_probe_app, _threads=4)
-    assert "Using worker: e2ee_core.infra.worker.KeepAliveWorker" in server.logs()
+    assert "Using worker: e2ee_core.infra.worker.LeanWorker" in server.logs()
     single = live_server(create_worker_probe_app)
     assert "Using worker: sync" in single.logs()
 

@@ -21,6 +21,8 @@ from e2ee_core.infra import logging_filter
 
 CONFIG_ENV = "E2EE_SERVICE_CONFIG"
 #: The worker class for threaded services (see :mod:`e2ee_core.infra.worker`).
+LEAN_WORKER = "e2ee_core.infra.worker.LeanWorker"
+#: Its base, without the lean request path (``worker_class`` may name it).
 KEEPALIVE_WORKER = "e2ee_core.infra.worker.KeepAliveWorker"
 
 
@@ -74,9 +76,11 @@ def serve(
 ) -> None:
     """Serve ``factory(config)`` with gunicorn until stopped (SIGTERM/SIGINT).
 
-    With more than one thread the worker is :class:`e2ee_core.infra.worker.KeepAliveWorker`
-    (gthread whose handling thread stays with a kept-alive connection; ``worker_class`` names
-    another, ``"gthread"`` for gunicorn's own); with one thread it is gunicorn's sync worker.
+    With more than one thread the worker is :class:`e2ee_core.infra.worker.LeanWorker`
+    (gthread whose handling thread stays with a kept-alive connection and answers requests of
+    the common simple shape without gunicorn's per-request machinery; ``worker_class`` names
+    another: :data:`KEEPALIVE_WORKER` without the lean path, ``"gthread"`` for gunicorn's
+    own); with one thread it is gunicorn's sync worker.
     The access log is off: its default format carries client addresses and query strings.
     Services log their own events instead, through the redaction filter.
     """
@@ -97,7 +101,7 @@ def serve(
         "control_socket_disable": True,
     }
     if worker_class is None and threads > 1:
-        worker_class = KEEPALIVE_WORKER
+        worker_class = LEAN_WORKER
     if worker_class is not None:
         options["worker_class"] = worker_class
     logging_filter.install()
@@ -105,21 +109,23 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS [KEEPALIVE]]]``.
+    """``python -m e2ee_core.infra.serving FACTORY HOST PORT [WORKERS [THREADS [KEEPALIVE
+    [WORKER_CLASS]]]]``.
 
     The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable.
     """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (3, 4, 5, 6):
+    if len(args) not in (3, 4, 5, 6, 7):
         raise SystemExit("usage: python -m e2ee_core.infra.serving FACTORY HOST PORT"
-                         " [WORKERS [THREADS [KEEPALIVE]]]")
+                         " [WORKERS [THREADS [KEEPALIVE [WORKER_CLASS]]]]")
     config = json.loads(os.environ.get(CONFIG_ENV, "{}"))
     workers = int(args[3]) if len(args) >= 4 else 1
     threads = int(args[4]) if len(args) >= 5 else 1
-    keepalive = int(args[5]) if len(args) == 6 else 2
+    keepalive = int(args[5]) if len(args) >= 6 else 2
+    worker_class = args[6] if len(args) == 7 else None
     sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
     serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads,
-          keepalive=keepalive)
+          keepalive=keepalive, worker_class=worker_class)
 
 
 if __name__ == "__main__":
