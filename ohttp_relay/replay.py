@@ -9,8 +9,10 @@ byte-identical replay inside the window is refused (the store does the rememberi
 from __future__ import annotations
 
 import email.utils
+import functools
 from dataclasses import dataclass
 
+from e2ee_core.infra.http1 import http_date
 from ohttp_relay import consts
 from ohttp_relay.errors import ReplayError
 
@@ -30,6 +32,7 @@ class ReplayPolicy:
         return 2 * self.window + 1 if self.window > 0 else self.ttl_without_window
 
 
+@functools.lru_cache(maxsize=256)  # the same Date arrives many times a second; bounded
 def parse_http_date(value: str) -> float | None:
     """Seconds since the epoch of an HTTP date (RFC 9110 §5.6.7), or ``None`` if unparseable."""
     try:
@@ -42,8 +45,8 @@ def parse_http_date(value: str) -> float | None:
 
 
 def format_http_date(now: float) -> str:
-    """An IMF-fixdate for ``now``."""
-    return email.utils.formatdate(now, usegmt=True)
+    """An IMF-fixdate for ``now`` (formatted once per second)."""
+    return http_date(now)
 
 
 def check_date(value: str | None, now: float, policy: ReplayPolicy) -> None:

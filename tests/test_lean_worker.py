@@ -403,3 +403,13 @@ def test_large_bodies_are_read_as_the_app_asks(servers: dict[str, LiveServer]) -
 def test_services_name_the_lean_worker(live_server: Callable[..., LiveServer]) -> None:
     server = live_server(create_environ_app, _threads=2)
     assert "Using worker: e2ee_core.infra.worker.LeanWorker" in server.logs()
+
+
+@given(st.floats(min_value=-1e9, max_value=4e9, allow_nan=False))
+def test_http_date_matches_email_utils(now: float) -> None:
+    import math
+    from email.utils import formatdate
+
+    # the second that holds ``now`` (formatdate itself rounds to microseconds first)
+    assert http1.http_date(now) == formatdate(math.floor(now), usegmt=True)
+    assert http1.http_date(now) == http1.http_date(now)  # cached or not, the same text

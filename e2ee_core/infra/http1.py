@@ -26,6 +26,7 @@ it, or refuses it, exactly as it would without this fast path.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -147,12 +148,13 @@ class _DateCache:
     """The formatted current second, shared by the threads of a worker (a tuple is swapped
     atomically, so a reader sees one consistent pair)."""
 
-    entry: tuple[int, str] = (0, "")
+    entry: tuple[int | None, str] = (None, "")
 
 
 def http_date(now: float | None = None) -> str:
-    """The IMF-fixdate of ``now`` (default: the current second), formatted once a second."""
-    second = int(time.time() if now is None else now)
+    """The IMF-fixdate of the second holding ``now`` (default: the current time), formatted
+    once a second."""
+    second = math.floor(time.time() if now is None else now)
     cached = _DateCache.entry
     if cached[0] == second:
         return cached[1]
