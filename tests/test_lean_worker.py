@@ -135,8 +135,9 @@ def test_response_fields_never_inject_lines(name: str, value: str) -> None:
     try:
         head = http1.response_head("200 OK", [(name, value)], method="GET", known_length=0,
                                    close=False)
-    except http1.ResponseHeadError as err:
-        assert value not in str(err) or not value
+    except http1.ResponseHeadError as err:  # a fixed message, never the field itself
+        assert str(err) in ("invalid response field name", "invalid response field value",
+                            "invalid Content-Length")
         return
     assert head.data.count(b"\r\n\r\n") == 1 and head.data.endswith(b"\r\n\r\n")
     assert b"\n" not in head.data.replace(b"\r\n", b"")
@@ -210,6 +211,12 @@ class _Conn:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> _Conn:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LiveServer]]:
@@ -228,12 +235,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Live
 
 def _exchange(server: LiveServer, raw: bytes, method: str = "GET"
               ) -> tuple[int, dict[str, str], bytes]:
-    conn = _Conn(server)
-    try:
+    with _Conn(server) as conn:
         conn.send(raw)
         return conn.response(method)
-    finally:
-        conn.close()
 
 
 def _seen(server: LiveServer, raw: bytes) -> tuple[int, dict[str, object]]:
@@ -301,8 +305,7 @@ def test_generated_requests_see_the_same_environ(servers: dict[str, LiveServer],
 
 def test_the_lean_path_serves_keepalive_pipelines_mixed_with_gunicorn_requests(
         servers: dict[str, LiveServer]) -> None:
-    conn = _Conn(servers["lean"])
-    try:
+    with _Conn(servers["lean"]) as conn:
         conn.send(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n"
                   b"POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
                   b"POST /three HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -315,13 +318,10 @@ def test_the_lean_path_serves_keepalive_pipelines_mixed_with_gunicorn_requests(
             seen = json.loads(body)
             paths.append((seen["environ"]["PATH_INFO"], seen["body"]))
         assert paths == [("/one", ""), ("/two", "abc"), ("/three", "x"), ("/four", "")]
-    finally:
-        conn.close()
 
 
 def test_streamed_head_and_bodiless_responses(servers: dict[str, LiveServer]) -> None:
-    conn = _Conn(servers["lean"])
-    try:
+    with _Conn(servers["lean"]) as conn:
         conn.send(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
         status, fields, body = conn.response()
         assert (status, fields["transfer-encoding"], body) == (200, "chunked", b"one,two,three")
@@ -333,26 +333,20 @@ def test_streamed_head_and_bodiless_responses(servers: dict[str, LiveServer]) ->
         assert status == 204 and "content-length" not in fields
         conn.send(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n")
         assert conn.response()[0] == 200  # still the same kept-alive connection
-    finally:
-        conn.close()
 
 
 def test_a_crashing_app_gets_a_500_without_details(servers: dict[str, LiveServer]) -> None:
-    conn = _Conn(servers["lean"])
-    try:
+    with _Conn(servers["lean"]) as conn:
         conn.send(b"GET /crash HTTP/1.1\r\nHost: h\r\n\r\n")
         status, fields, body = conn.response()
         assert status == 500 and fields["connection"] == "close"
         assert b"secret" not in body and conn.closed()
-    finally:
-        conn.close()
     assert "secret-crash-detail" not in servers["lean"].logs()
     assert "class=RuntimeError" in servers["lean"].logs()
 
 
 def test_a_short_body_closes_the_connection(servers: dict[str, LiveServer]) -> None:
-    conn = _Conn(servers["lean"])
-    try:
+    with _Conn(servers["lean"]) as conn:
         conn.send(b"GET /short HTTP/1.1\r\nHost: h\r\n\r\n")
         head = conn._line()
         assert head.startswith(b"HTTP/1.1 200")
@@ -361,27 +355,21 @@ def test_a_short_body_closes_the_connection(servers: dict[str, LiveServer]) -> N
         while conn._fill():
             pass
         assert conn.buf == b"abc"  # then the connection ends: the framing cannot be kept
-    finally:
-        conn.close()
 
 
 def test_unread_content_is_skipped_or_the_connection_closed(
         servers: dict[str, LiveServer]) -> None:
-    conn = _Conn(servers["lean"])
-    try:  # all of the content arrived with the head: skipped, the connection stays usable
+    # all of the content arrived with the head: skipped, the connection stays usable
+    with _Conn(servers["lean"]) as conn:
         conn.send(b"POST /unread HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nabcd"
                   b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
         assert conn.response()[2] == b"ok"
         assert json.loads(conn.response()[2])["environ"]["PATH_INFO"] == "/next"
-    finally:
-        conn.close()
-    conn = _Conn(servers["lean"])
-    try:  # content still to come: the server closes instead of waiting for it
+    # content still to come: the server closes instead of waiting for it
+    with _Conn(servers["lean"]) as conn:
         conn.send(b"POST /unread HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\nab")
         assert conn.response()[2] == b"ok"
         assert conn.closed()
-    finally:
-        conn.close()
 
 
 def test_malformed_requests_get_gunicorns_answer(servers: dict[str, LiveServer]) -> None:
