@@ -299,17 +299,19 @@ def test_client_resends_once_when_a_kept_alive_connection_drops(live_server: Sta
 
     echo, _gateway, relay = _stack(live_server, tmp_path)
     client = ObliviousClient(relay.url)
-    real_post = client.session.post
+    real_send = client.session.send
     bodies: list[bytes] = []
 
-    def flaky_post(url: str, **kwargs: Any) -> requests.Response:
-        bodies.append(kwargs["data"])
-        if len(bodies) in fails:
-            raise requests.ConnectionError(urllib3.exceptions.ProtocolError(
-                "Connection aborted.", ConnectionResetError(104, "reset")))
-        return real_post(url, **kwargs)
+    def flaky_send(prepared: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if prepared.method == "POST":
+            assert isinstance(prepared.body, bytes)
+            bodies.append(prepared.body)
+            if len(bodies) in fails:
+                raise requests.ConnectionError(urllib3.exceptions.ProtocolError(
+                    "Connection aborted.", ConnectionResetError(104, "reset")))
+        return real_send(prepared, **kwargs)
 
-    client.session.post = flaky_post  # type: ignore[method-assign]
+    client.session.send = flaky_send  # type: ignore[method-assign]
     fails = {1}
     assert client.request("GET", echo.url + "/once").status == 200
     assert len(bodies) == 2 and bodies[0] == bodies[1]  # the very same sealed request
@@ -332,13 +334,13 @@ def test_client_resends_once_when_a_kept_alive_connection_drops(live_server: Sta
     fails = set()
     down = ObliviousClient(f"http://127.0.0.1:{free_port()}", _keys(_gateway).to_bytes())
     down_posts: list[int] = []
-    down_real = down.session.post
+    down_real = down.session.send
 
-    def counting(url: str, **kwargs: Any) -> requests.Response:
+    def counting(prepared: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         down_posts.append(1)
-        return down_real(url, **kwargs)
+        return down_real(prepared, **kwargs)
 
-    down.session.post = counting  # type: ignore[method-assign]
+    down.session.send = counting  # type: ignore[method-assign]
     with pytest.raises(RelayUnavailable):
         down.request("GET", echo.url + "/")
     assert down_posts == [1]  # refused connection: no resend
