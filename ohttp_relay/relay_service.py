@@ -260,8 +260,8 @@ class _FastRelay:
         return [upstream.content]
 
 
+_REASONS = {int(s): s.phrase for s in HTTPStatus}
+
+
 def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    return _REASONS.get(status, "Unknown")
