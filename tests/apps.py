@@ -87,6 +87,9 @@ def create_environ_app(config: Mapping[str, Any] | None = None) -> Any:
             return []
         if path == "/crash":
             raise RuntimeError("secret-crash-detail")
+        if path == "/badheader":  # a field that would inject a line if sent as given
+            start_response("200 OK", [("X-Note", "a\r\nSet-Cookie: injected=1")])
+            return [b"never sent"]
         if path == "/short":
             start_response("200 OK", [("Content-Length", "10")])
             return [b"abc"]

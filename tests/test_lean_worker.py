@@ -143,7 +143,8 @@ def test_response_fields_never_inject_lines(name: str, value: str) -> None:
     assert b"\n" not in head.data.replace(b"\r\n", b"")
 
 
-@pytest.mark.parametrize("status", ["", "20", "2000 OK", "abc OK", "200 OK\r\nX: y", "099 x"])
+@pytest.mark.parametrize("status", ["", "20", "2000 OK", "abc OK", "200 OK\r\nX: y", "099 x",
+                                    "200 O\x00K", "200\tOK"])
 def test_bad_status_lines_are_refused(status: str) -> None:
     with pytest.raises(http1.ResponseHeadError):
         http1.response_head(status, [], method="GET", known_length=0, close=False)
@@ -343,6 +344,13 @@ def test_a_crashing_app_gets_a_500_without_details(servers: dict[str, LiveServer
         assert b"secret" not in body and conn.closed()
     assert "secret-crash-detail" not in servers["lean"].logs()
     assert "class=RuntimeError" in servers["lean"].logs()
+
+
+def test_a_field_with_a_line_break_is_never_sent(servers: dict[str, LiveServer]) -> None:
+    with _Conn(servers["lean"]) as conn:
+        conn.send(b"GET /badheader HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, fields, body = conn.response()
+        assert status == 500 and "set-cookie" not in fields and b"never sent" not in body
 
 
 def test_a_short_body_closes_the_connection(servers: dict[str, LiveServer]) -> None:

@@ -47,6 +47,8 @@ _SINGLETONS = frozenset({"CONTENT-LENGTH", "HOST", "CONTENT-TYPE"})
 #: A response field name (RFC 9110 token) and value as gunicorn accepts them from an app.
 _TOKEN = re.compile(r"[!#$%&'*+.^`|~0-9A-Za-z-]+")
 _VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
+#: A WSGI status: three digits (100-999), then a space and a reason phrase without controls.
+_STATUS = re.compile(r"[1-9][0-9]{2}(?: [ \t\x21-\x7e\x80-\xff]*)?")
 #: Hop-by-hop fields an application may not set (PEP 3333); the server frames the message.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                         "proxy-authorization", "te", "trailer", "trailers",
@@ -192,14 +194,9 @@ def response_head(status: str, headers: Iterable[tuple[str, str]], *, method: st
     ``Content-Length`` the content is sent with ``known_length`` when the server knows it, else
     chunked. ``close`` adds ``Connection: close``.
     """
-    code_text = status[:3]
-    if len(status) < 3 or not code_text.isdigit() or (len(status) > 3 and status[3] != " "):
+    if not isinstance(status, str) or not _STATUS.fullmatch(status):
         raise ResponseHeadError("malformed status line")
-    if "\r" in status or "\n" in status:
-        raise ResponseHeadError("malformed status line")
-    code = int(code_text)
-    if code < 100:
-        raise ResponseHeadError("malformed status line")
+    code = int(status[:3])
     lines = [f"HTTP/1.1 {status}", f"Server: {server}", f"Date: {http_date()}"]
     length: int | None = None
     for name, raw_value in headers:
