@@ -332,6 +332,9 @@ def test_streamed_head_and_bodiless_responses(servers: dict[str, LiveServer]) ->
         conn.send(b"GET /empty HTTP/1.1\r\nHost: h\r\n\r\n")
         status, fields, _ = conn.response()
         assert status == 204 and "content-length" not in fields
+        conn.send(b"HEAD /unread HTTP/1.1\r\nHost: h\r\n\r\n")  # a declared length, no body
+        status, fields, _ = conn.response("HEAD")
+        assert status == 200 and fields["content-length"] == "2"
         conn.send(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n")
         assert conn.response()[0] == 200  # still the same kept-alive connection
 

@@ -280,7 +280,7 @@ class LeanWorker(KeepAliveWorker):
                                                 method=method, known_length=known_length,
                                                 close=close))
                 head = sent[0]
-                state["left"] = head.length
+                state["left"] = None if head.bodiless else head.length
                 sock.sendall(head.data + self._frame(head, state, data))
             elif data:
                 sock.sendall(self._frame(sent[0], state, data))
