@@ -137,7 +137,7 @@ class ObliviousClient:
     def _fetch_keys(self) -> bytes:
         assert self._keys_url is not None
         try:
-            resp = self.session.get(self._keys_url, timeout=self.timeout)
+            resp = self._minimal("GET", self._keys_url, None, None, stream=False)
         except requests.RequestException:
             raise RelayUnavailable("key configuration unreachable") from None
         if resp.status_code >= 500:
@@ -176,7 +176,7 @@ class ObliviousClient:
         # error, so the target never sees the request twice.
         for attempt in (1, 2):
             try:
-                resp = self._send_outer(body, media, stream)
+                resp = self._minimal("POST", self._relay_endpoint, body, media, stream=stream)
                 break
             except requests.ConnectionError as exc:
                 if attempt == 1 and _aborted(exc):
@@ -191,21 +191,22 @@ class ObliviousClient:
                 resp.close()
         return resp
 
-    def _send_outer(self, body: bytes, media: str, stream: bool) -> requests.Response:
-        """POST one Encapsulated Request to the relay with nothing that could identify the
-        client beyond its address: ``Content-Type``, ``Content-Length`` and ``Host``, plus only
-        the headers and auth the caller set on the session itself. Never the session's cookies
-        (a relay could set one to link requests across addresses), nor requests' default
-        ``User-Agent``/``Accept*`` fields; redirects are not followed. (Also a quarter less
-        client CPU than ``Session.post``, which merges all of that per request; measured.)"""
+    def _minimal(self, method: str, url: str, body: bytes | None, media: str | None, *,
+                 stream: bool) -> requests.Response:
+        """One request to the relay (an Encapsulated Request, or the key configurations) with
+        nothing that could identify the client beyond its address: ``Host``, the framing and
+        ``Content-Type`` fields, plus only the headers and auth the caller set on the session
+        itself. Never the session's cookies (a relay could set one to link requests across
+        addresses), nor requests' default ``User-Agent``/``Accept*`` fields; redirects are not
+        followed. (Also a quarter less client CPU than ``Session.post``, which merges all of
+        that per request; measured.)"""
         session = self.session
-        headers: dict[str, str | bytes] = {"Content-Type": media}
+        headers: dict[str, str | bytes] = {"Content-Type": media} if media else {}
         for name, value in session.headers.items():
             if _DEFAULT_HEADERS.get(name.lower()) != value and name.lower() != "content-type":
                 headers[name] = value
         prepared = requests.PreparedRequest()
-        prepared.prepare(method="POST", url=self._relay_endpoint, headers=headers, data=body,
-                         auth=session.auth)
+        prepared.prepare(method=method, url=url, headers=headers, data=body, auth=session.auth)
         settings: Any = {"proxies": session.proxies, "verify": session.verify,
                          "cert": session.cert}
         if session.trust_env:  # a caller's session that reads proxies and CAs from the env

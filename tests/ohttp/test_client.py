@@ -52,3 +52,16 @@ def test_the_outer_request_carries_the_message_and_nothing_identifying(trust_env
     assert kwargs["timeout"] == client.timeout
     inner, _context = ohttp.decapsulate_request(prepared.body, {1: key}.get)
     assert b"inner" in inner  # the inner request's fields travel sealed, only there
+
+
+def test_the_key_fetch_through_the_relay_carries_nothing_identifying() -> None:
+    session = requests.Session()
+    session.cookies.set("track", "me")
+    capture = _Capture()
+    session.mount("http://", capture)
+    client = ObliviousClient("http://relay.example", session=session)
+    with pytest.raises(RelayUnavailable):
+        client.key_config()
+    (prepared, _kwargs), = capture.sent
+    assert prepared.method == "GET" and prepared.url == "http://relay.example/ohttp-keys"
+    assert dict(prepared.headers) == {}  # requests adds Host itself on the wire
