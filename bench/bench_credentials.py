@@ -39,7 +39,7 @@ from credentials.issuance import begin_issuance
 from credentials.issuer_store import IssuerStore
 from credentials.origin import TokenVerifier
 from credentials.tokens import Token, TokenChallenge, token_key_id
-from e2ee_core.infra.serving import CONFIG_ENV
+from service_kit.serving import CONFIG_ENV
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def issuer_server(db: str) -> Iterator[str]:
     env["PYTHONPATH"] = str(REPO)
     # One worker pinned to one core (the per-core figure the goal asks for), with two threads
     # so that it keeps connections alive as `token-issuer serve --threads 2` does.
-    proc = subprocess.Popen([sys.executable, "-m", "e2ee_core.infra.serving",
+    proc = subprocess.Popen([sys.executable, "-m", "service_kit.serving",
                              "credentials.issuer_service:create_app", "127.0.0.1", str(port),
                              "1", "2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

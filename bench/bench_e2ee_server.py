@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import Case, compare, header, temporary_pg_database
-from e2ee_core.infra.database import Database
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.store import SqlStore
 from e2ee_core.server.wire import DeviceKeys, OutgoingEnvelope, PreKey, SignedPreKey
+from service_kit.database import Database
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}

@@ -6,7 +6,7 @@ import io
 import logging
 
 from bench.harness import Case, compare, header
-from e2ee_core.infra.logging_filter import RedactionFilter
+from service_kit.logging_filter import RedactionFilter
 
 
 def _logger(name: str, redacting: bool) -> logging.Logger:

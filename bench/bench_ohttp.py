@@ -57,7 +57,7 @@ def profiled_app(config: dict[str, Any]) -> Any:
 
     from gunicorn.workers import gthread
 
-    from e2ee_core.infra.serving import load_factory
+    from service_kit.serving import load_factory
 
     app = load_factory(config["factory"])(config["config"])
     local = threading.local()
@@ -150,7 +150,7 @@ def _serve(factory: str, config: dict[str, Any], log_dir: Path,
     # One worker with 4 threads (HTTP keep-alive), for the target and both services. Keep-alive
     # 30 s: the phases' idle gaps must not race the servers' idle timeout (a request sent as
     # the server closes the connection fails; plain ``requests``, the baseline, never resends).
-    code = ("import json, os, sys; from e2ee_core.infra.serving import serve; "
+    code = ("import json, os, sys; from service_kit.serving import serve; "
             f"serve({factory!r}, json.loads(os.environ['E2EE_SERVICE_CONFIG']), "
             f"host='127.0.0.1', port={port}, workers={workers}, threads={threads}, "
             f"keepalive=30, worker_class={os.environ.get(WORKER_ENV) or None!r})")

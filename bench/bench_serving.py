@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench.bench_ohttp import WORKER_ENV, _cpu_seconds, _free_port, _serve
 from bench.harness import Case, compare, header
-from e2ee_core.infra.serving import KEEPALIVE_WORKER, LEAN_WORKER
+from service_kit.serving import KEEPALIVE_WORKER, LEAN_WORKER
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = (("gthread", "gthread"), ("KeepAliveWorker", KEEPALIVE_WORKER),
@@ -42,7 +42,7 @@ REQUEST = (b"POST /echo?q=cat HTTP/1.1\r\nHost: bench\r\nContent-Type: applicati
 @contextmanager
 def _server(factory: str, worker_class: str | None) -> Iterator[tuple[int, int]]:
     port = _free_port()
-    code = ("from e2ee_core.infra.serving import serve; "
+    code = ("from service_kit.serving import serve; "
             f"serve({factory!r}, {{}}, host='127.0.0.1', port={port}, workers=1, threads=4, "
             f"keepalive=30, worker_class={worker_class!r})")
     env = dict(os.environ, PYTHONPATH=str(REPO), E2EE_SERVICE_CONFIG=json.dumps({}))

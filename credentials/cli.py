@@ -16,7 +16,7 @@ from typing import Any
 from credentials import consts
 from credentials.errors import CredentialsError
 from credentials.issuer_store import IssuerStore
-from e2ee_core.infra.database import DatabaseError
+from service_kit.database import DatabaseError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,13 +31,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--key-dir", help="keep private keys as 0600 files here, not in the DB")
         return p
 
-    serve = with_db(sub.add_parser("serve", help="run the issuer under gunicorn"))
+    serve = with_db(sub.add_parser("serve", help="run the issuer server"))
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--issuer-name", required=True)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--threads", type=int, default=1,
-                       help="threads per worker (>1: gunicorn gthread worker, keep-alive)")
+                       help="application threads per worker")
     serve.add_argument("--public-url", help="base URL clients use (for issuer-request-uri)")
     serve.add_argument("--rate-limit", type=int, default=consts.DEFAULT_RATE_LIMIT,
                        help="tokens per account per window")
@@ -121,7 +121,7 @@ def _keys(args: argparse.Namespace, store: IssuerStore) -> int:
 
 
 def _serve(args: argparse.Namespace, store: IssuerStore) -> int:
-    from e2ee_core.infra import serving
+    from service_kit import serving
 
     store.ensure_key()  # before the fork, so workers never race to create the first key
     config: dict[str, Any] = {
@@ -133,7 +133,6 @@ def _serve(args: argparse.Namespace, store: IssuerStore) -> int:
         config["key_dir"] = args.key_dir
     if args.public_url:
         config["public_url"] = args.public_url
-    sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
     serving.serve("credentials.issuer_service:create_app", config, host=args.host,
                   port=args.port, workers=args.workers, threads=args.threads)
     return 0

@@ -11,7 +11,7 @@ from flask import request
 
 from credentials.errors import IssuerUnavailable, TokenRejected
 from credentials.origin import TokenVerifier
-from e2ee_core.infra.problem import problem
+from service_kit.problem import problem
 
 log = logging.getLogger("credentials.origin")
 

@@ -25,7 +25,7 @@ from credentials.errors import DecodeError, IssuanceError, IssuanceRateLimited
 from credentials.issuance import DirectoryKey, IssuerDirectory, IssuerKey, IssuerKeys
 from credentials.issuer_store import IssuerStore
 from credentials.tokens import TokenRequest, TokenResponse
-from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+from service_kit.problem import ProblemError, install_problem_handlers
 
 log = logging.getLogger("credentials.issuer")
 

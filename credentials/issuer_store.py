@@ -1,6 +1,6 @@
 """The issuer's storage: keys, accounts and per-account issuance counters.
 
-A thin adapter over :class:`e2ee_core.infra.database.Database` (SQLite by default, PostgreSQL
+A thin adapter over :class:`service_kit.database.Database` (SQLite by default, PostgreSQL
 for several issuer instances). Private keys live in the database (PKCS#8 PEM) or, with
 ``key_dir``, in 0600 files named by key id; they are never logged.
 """
@@ -21,8 +21,8 @@ from credentials import consts
 from credentials.errors import IssuanceRateLimited, KeyStoreError
 from credentials.spent_store import create_schema_retrying
 from credentials.tokens import encode_token_key, token_key_id
-from e2ee_core.infra.database import Database
-from e2ee_core.infra.keyfiles import read_secret_file, write_secret_file
+from service_kit.database import Database
+from service_kit.keyfiles import read_secret_file, write_secret_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuer_keys (

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from e2ee_core.infra.database import Database
+from service_kit.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spent_tokens (

@@ -55,6 +55,10 @@ class TargetError(OHTTPError):
     """The gateway could not obtain a response from the target (timeout or connection)."""
 
 
+class TargetTimeout(TargetError):
+    """The target did not answer in time (the gateway answers 504)."""
+
+
 class StoreError(OHTTPError):
     """The gateway key/replay store failed or holds inconsistent data."""
 
@@ -66,3 +70,20 @@ class RequestRejected(OHTTPError):
         super().__init__(f"request rejected with status {status}")
         self.status = status
         self.title = title
+
+
+class UpstreamError(OHTTPError):
+    """A hop (relay -> gateway, gateway -> target) could not be completed, or the upstream
+    answered something unusable (conflicting framing, a broken connection)."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The connection to the upstream could not be opened."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer in time."""
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's response content is larger than the hop allows."""

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohttp-gateway", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gateway under gunicorn")
+    serve = sub.add_parser("serve", help="run the gateway (uvicorn, see service_kit.serving)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--db", required=True, help="SQLite path or postgresql:// DSN")
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             config["relay_secret"] = secret
         DatabaseStore(args.db).ensure_key(int(time.time()))  # first key before workers fork
-        from e2ee_core.infra.serving import serve
-
-        sys.argv = sys.argv[:1]  # gunicorn parses sys.argv
+        from service_kit.serving import serve
         serve("ohttp_relay.gateway_service:create_app", config, host=args.host, port=args.port,
               workers=args.workers, threads=args.threads)
         return 0

@@ -1,13 +1,18 @@
 """The Oblivious Gateway Resource as a Flask app: ``GET /ohttp-keys``, ``POST /gateway``.
 
-Layers, each failure class with its own status (RFC 9458 §5.2, §6):
+Layers, each one unit of :class:`Gateway` with one implementation, each failure class with its
+own status (RFC 9458 §5.2, §6):
 
-1. outer HTTP: relay secret (403), media type (415), size (413);
-2. decapsulation: truncated (400), unknown key id or algorithm (400, ``ohttp-key`` problem),
-   authentication failure (400), byte-identical replay (400);
-3. inner request (sealed answers): malformed Binary HTTP (400), Date outside the window (400 with
-   the gateway's ``Date``), origin not allowed (403);
-4. target: unreachable (sealed 502), timeout (sealed 504), otherwise the target's response.
+1. :meth:`Gateway.check_outer`: relay secret (403), media type (415), size (413);
+2. :meth:`Gateway.decapsulate`: truncated (400), unknown key id or algorithm (400, ``ohttp-key``
+   problem), authentication failure (400);
+3. :meth:`Gateway.check_replay`: a byte-identical replay (400);
+4. :meth:`Gateway.inner_request` (sealed answers from here on): malformed Binary HTTP (400),
+   Date outside the window (400 with the gateway's ``Date``), origin not allowed (403);
+5. :meth:`Gateway.send`: the target client (:mod:`ohttp_relay.target`): unreachable (sealed
+   502), timeout (sealed 504), otherwise the target's response;
+6. sealing: :meth:`Gateway.answer` (one response) or :meth:`Gateway.answer_chunked` (RFC 9458
+   chunked, sealed as the target's content arrives).
 
 Logs carry event names only: never addresses, targets, query strings, headers or keys.
 """
@@ -18,14 +23,12 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from flask import Flask, Response, request
 
-from e2ee_core.infra.problem import ProblemError, install_problem_handlers, problem
-from e2ee_core.infra.serving import load_factory
 from ohttp_relay import bhttp, consts
 from ohttp_relay.chunked import ChunkedRequestOpener, ChunkedResponseSealer
 from ohttp_relay.errors import (
@@ -36,9 +39,9 @@ from ohttp_relay.errors import (
     ReplayError,
     StoreError,
     TargetError,
+    TargetTimeout,
     UnknownKeyId,
 )
-from ohttp_relay.fastpath import EventCounter
 from ohttp_relay.gateway import (
     Allowlist,
     OriginError,
@@ -62,9 +65,12 @@ from ohttp_relay.target import (
     HTTPTarget,
     RoutingTarget,
     TargetResponse,
-    TargetTimeout,
     WSGITarget,
 )
+from service_kit.events import EventCounter
+from service_kit.problem import ProblemError, install_problem_handlers
+from service_kit.serving import load_factory
+from service_kit.settings import load_settings
 
 log = logging.getLogger("ohttp_relay.gateway")
 
@@ -105,79 +111,82 @@ class KeyCache:
                                   if r.state == ACTIVE and r.key is not None)
 
 
-def _media_type() -> str:
-    return (request.mimetype or "").lower()
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The gateway's settings (the ``create_app`` config mapping; unknown keys are refused)."""
+
+    #: Key and replay store: a SQLite path or a ``postgresql://`` DSN.
+    db: str
+    #: Allowed target origins (``https://example.org``).
+    targets: Sequence[str] = ()
+    #: When set, only requests carrying it (from the relay) are served.
+    relay_secret: str | None = None
+    #: Seconds a request's ``Date`` may differ from the gateway's clock (0: no Date check).
+    date_window: int = consts.DEFAULT_DATE_WINDOW
+    require_date: bool = False
+    keys_max_age: int = consts.DEFAULT_KEYS_MAX_AGE
+    #: Seconds between rereads of the key store (rotations propagate).
+    key_refresh: float = 5.0
+    max_request_size: int = consts.MAX_ENCAPSULATED_REQUEST
+    target_connect_timeout: float = 5.0
+    target_timeout: float = 30.0
+    #: In-process targets: ``{origin: "module:factory"}``, built with ``target_app_config``.
+    target_apps: Mapping[str, str] = field(default_factory=dict)
+    target_app_config: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether chunked OHTTP (``message/ohttp-chunked-req``) is served.
+    chunked: bool = True
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the gateway. Config: ``db`` (required), ``targets`` (allowed origins), optional
-    ``relay_secret``, ``date_window`` (s, 0 = off), ``require_date``, ``keys_max_age``,
-    ``key_refresh`` (s), ``max_request_size``, ``target_connect_timeout``,
-    ``target_timeout``, ``target_apps`` ({origin: "module:factory"}), ``chunked``.
-    """
-    cfg = dict(config or {})
-    if not cfg.get("db"):
-        raise ValueError("gateway config needs 'db'")
-    store = DatabaseStore(str(cfg["db"]))
-    store.ensure_key(int(time.time()))
-    keys = KeyCache(store, float(cfg.get("key_refresh", 5.0)))
-    allowlist = Allowlist(cfg.get("targets") or [])
-    relay_secret = cfg.get("relay_secret")
-    policy = ReplayPolicy(window=int(cfg.get("date_window", consts.DEFAULT_DATE_WINDOW)),
-                          require_date=bool(cfg.get("require_date", False)))
-    max_age = int(cfg.get("keys_max_age", consts.DEFAULT_KEYS_MAX_AGE))
-    max_size = int(cfg.get("max_request_size", consts.MAX_ENCAPSULATED_REQUEST))
-    allow_chunked = bool(cfg.get("chunked", True))
-    apps = {parse_origin(origin): WSGITarget(load_factory(path)(cfg.get("target_app_config") or {}))
-            for origin, path in (cfg.get("target_apps") or {}).items()}
-    targets = RoutingTarget(
-        HTTPTarget(connect_timeout=float(cfg.get("target_connect_timeout", 5.0)),
-                   read_timeout=float(cfg.get("target_timeout", 30.0))),
-        apps,
-    )
-    allowlist = Allowlist([*allowlist.origins, *apps])
+class Gateway:
+    """The gateway's layers (see the module docstring); Flask only routes to them."""
 
-    events = EventCounter(log)
-    app = Flask("ohttp_gateway")
-    install_problem_handlers(app)
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.store = DatabaseStore(settings.db)
+        self.store.ensure_key(int(time.time()))
+        self.keys = KeyCache(self.store, settings.key_refresh)
+        self.policy = ReplayPolicy(window=settings.date_window,
+                                   require_date=settings.require_date)
+        apps = {parse_origin(origin): WSGITarget(load_factory(path)(settings.target_app_config))
+                for origin, path in settings.target_apps.items()}
+        self.targets = RoutingTarget(
+            HTTPTarget(connect_timeout=settings.target_connect_timeout,
+                       read_timeout=settings.target_timeout), apps)
+        self.allowlist = Allowlist([*settings.targets, *apps])
+        self.relay_secret = settings.relay_secret.encode() if settings.relay_secret else None
+        self.events = EventCounter(log)
 
-    @app.get("/ohttp-keys")
-    def ohttp_keys() -> Response:
-        body = keys.advertised()
-        resp = Response(body, mimetype=consts.MEDIA_TYPE_KEYS)
-        resp.headers["Cache-Control"] = f"max-age={max_age}"
-        log.info("gateway event=keys_served")
-        return resp
-
-    @app.post("/gateway")
-    def gateway() -> Response:
-        _check_relay(relay_secret)
-        media = _media_type()
-        chunked = media == consts.MEDIA_TYPE_CHUNKED_REQUEST and allow_chunked
+    # 1. outer HTTP
+    def check_outer(self, media_type: str, length: int | None, offered_secret: str) -> bool:
+        """Checks before the body is used; ``True`` for chunked OHTTP."""
+        if self.relay_secret is not None and not hmac.compare_digest(
+                offered_secret.encode(), self.relay_secret):
+            log.info("gateway event=relay_unauthenticated")
+            raise ProblemError(403, "Forbidden", detail="requests must come through the relay")
+        media = media_type.lower()
+        chunked = media == consts.MEDIA_TYPE_CHUNKED_REQUEST and self.settings.chunked
         if media != consts.MEDIA_TYPE_REQUEST and not chunked:
             log.info("gateway event=rejected_media_type")
             raise ProblemError(415, "Unsupported Media Type",
                                detail=f"expected {consts.MEDIA_TYPE_REQUEST}")
-        body = _read_body(max_size)
-        if chunked:
-            return _chunked(body)
-        return Response(_answer(body), mimetype=consts.MEDIA_TYPE_RESPONSE)
+        if length is not None and length > self.settings.max_request_size:
+            log.info("gateway event=too_large")
+            raise ProblemError(413, "Content Too Large")
+        return chunked
 
-    def _answer(body: bytes) -> bytes:
-        """The sealed answer to one Encapsulated Request; outer failures raise ProblemError."""
+    # 2. decapsulation
+    def decapsulate(self, body: bytes) -> tuple[bytes, Any]:
         try:
-            inner, context = decapsulate_request(body, keys.lookup)
+            return decapsulate_request(body, self.keys.lookup)
         except (DecodeError, KeyConfigError, DecryptError) as exc:
             raise _outer_problem(exc) from None
-        _check_replay(context.header, context.enc)
-        response = _handle_inner(inner)
-        events.hit(f"gateway event=answered status={response.status}")
-        return context.encapsulate(response.to_bytes())
 
-    def _check_replay(header: RequestHeader, enc: bytes) -> None:
+    # 3. replay
+    def check_replay(self, header: RequestHeader, enc: bytes) -> None:
         now = int(time.time())
         try:
-            fresh = store.remember_request(header.key_id, enc, now, now + policy.remember_for)
+            fresh = self.store.remember_request(header.key_id, enc, now,
+                                                now + self.policy.remember_for)
         except StoreError:
             log.error("gateway event=replay_store_failed")
             raise ProblemError(503, "Service Unavailable") from None
@@ -185,7 +194,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             log.info("gateway event=replay_rejected")
             raise ProblemError(400, "Replayed request")
 
-    def _preflight(inner: bytes) -> bhttp.Response | tuple[bhttp.Request, Target]:
+    # 4. inner request
+    def inner_request(self, inner: bytes) -> bhttp.Response | tuple[bhttp.Request, Target]:
         """Decode and check one inner request: a sealed error answer, or what to forward."""
         try:
             req = bhttp.decode_request(inner)
@@ -193,7 +203,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             log.info("gateway event=inner_malformed")
             return problem_response(400, "Malformed Binary HTTP request")
         try:
-            check_date(req.header("date"), time.time(), policy)
+            check_date(req.header("date"), time.time(), self.policy)
         except ReplayError:
             log.info("gateway event=date_rejected")
             return problem_response(400, "Date outside the accepted window",
@@ -204,17 +214,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         except OriginError:
             log.info("gateway event=target_invalid")
             return problem_response(400, "Invalid request target")
-        if target.origin not in allowlist:
+        if target.origin not in self.allowlist:
             log.info("gateway event=target_forbidden")
             return problem_response(403, "Target origin not allowed")
         return req, target
 
-    def _send(req: bhttp.Request, target: Target, *,
-              stream: bool = True) -> TargetResponse | bhttp.Response:
+    # 5. target client
+    def send(self, req: bhttp.Request, target: Target) -> TargetResponse | bhttp.Response:
         try:
-            return targets.for_origin(target.origin).send(
-                req.method, target.url, forward_headers(req.headers), req.content,
-                stream=stream)
+            return self.targets.for_origin(target.origin).send(
+                req.method, target.url, forward_headers(req.headers), req.content)
         except TargetTimeout:
             log.info("gateway event=target_timeout")
             return problem_response(504, "Target timed out")
@@ -222,12 +231,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             log.info("gateway event=target_unreachable")
             return problem_response(502, "Target unreachable")
 
-    def _handle_inner(inner: bytes) -> bhttp.Response:
-        """Decode, check and forward one inner request; every failure is a sealed answer."""
-        checked = _preflight(inner)
+    def respond(self, inner: bytes) -> bhttp.Response:
+        """Layers 4 and 5 for one whole response; every failure is a sealed answer."""
+        checked = self.inner_request(inner)
         if isinstance(checked, bhttp.Response):
             return checked
-        answer = _send(*checked, stream=False)
+        answer = self.send(*checked)
         if isinstance(answer, bhttp.Response):
             return answer
         try:
@@ -240,24 +249,31 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return problem_response(502, "Target response failed or too large")
         return bhttp.Response(answer.status, response_headers(answer.headers), content)
 
-    def _chunked(body: bytes) -> Response:
-        opener = ChunkedRequestOpener(keys.lookup)
+    # 6. sealing
+    def answer(self, body: bytes) -> bytes:
+        """The sealed answer to one Encapsulated Request; outer failures raise ProblemError."""
+        inner, context = self.decapsulate(body)
+        self.check_replay(context.header, context.enc)
+        response = self.respond(inner)
+        self.events.hit(f"gateway event=answered status={response.status}")
+        return context.encapsulate(response.to_bytes())  # type: ignore[no-any-return]
+
+    def answer_chunked(self, body: bytes) -> Iterator[bytes]:
+        """RFC 9458 chunked OHTTP: the sealed response, chunk by chunk as the target sends."""
+        opener = ChunkedRequestOpener(self.keys.lookup)
         try:
             inner = b"".join(opener.feed(body)) + opener.close()
         except (DecodeError, KeyConfigError, DecryptError) as exc:
             raise _outer_problem(exc) from None
         assert opener.header is not None
-        _check_replay(opener.header, opener.enc)
-        sealer = opener.response_sealer()
+        self.check_replay(opener.header, opener.enc)
         log.info("gateway event=chunked_request")
-        return Response(_stream_chunked(inner, sealer),
-                        mimetype=consts.MEDIA_TYPE_CHUNKED_RESPONSE)
+        return self._stream_chunked(inner, opener.response_sealer())
 
-    def _stream_chunked(inner: bytes, sealer: ChunkedResponseSealer) -> Iterator[bytes]:
-        """Seal the target's response chunk by chunk as it arrives (indeterminate-length)."""
+    def _stream_chunked(self, inner: bytes, sealer: ChunkedResponseSealer) -> Iterator[bytes]:
         yield sealer.prefix()
-        checked = _preflight(inner)
-        answer = checked if isinstance(checked, bhttp.Response) else _send(*checked)
+        checked = self.inner_request(inner)
+        answer = checked if isinstance(checked, bhttp.Response) else self.send(*checked)
         if isinstance(answer, bhttp.Response):
             yield sealer.seal(answer.to_bytes(bhttp.Mode.INDETERMINATE), final=True)
             return
@@ -274,76 +290,33 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             answer.close()
         yield sealer.seal(bhttp.encode_indeterminate_tail(), final=True)
 
-    app.wsgi_app = _FastGateway(  # type: ignore[method-assign]
-        app.wsgi_app, _answer, max_size=max_size,
-        relay_secret=str(relay_secret).encode() if relay_secret else None)
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the gateway from :class:`GatewaySettings` (``config``)."""
+    settings = load_settings(GatewaySettings, config)
+    gateway = Gateway(settings)
+    app = Flask("ohttp_gateway")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_size
+    install_problem_handlers(app)
+
+    @app.get("/ohttp-keys")
+    def ohttp_keys() -> Response:
+        resp = Response(gateway.keys.advertised(), mimetype=consts.MEDIA_TYPE_KEYS)
+        resp.headers["Cache-Control"] = f"max-age={settings.keys_max_age}"
+        log.info("gateway event=keys_served")
+        return resp
+
+    @app.post("/gateway")
+    def post() -> Response:
+        chunked = gateway.check_outer(request.mimetype or "", request.content_length,
+                                      request.headers.get(consts.RELAY_SECRET_HEADER, ""))
+        body = request.get_data()
+        if chunked:
+            return Response(gateway.answer_chunked(body),
+                            mimetype=consts.MEDIA_TYPE_CHUNKED_RESPONSE)
+        return Response(gateway.answer(body), mimetype=consts.MEDIA_TYPE_RESPONSE)
+
     return app
-
-
-class _FastGateway:
-    """The hot route without Flask's request and response objects: ``POST /gateway`` with
-    ``message/ohttp-req`` and a known length. The same ``_answer`` as the Flask view does the
-    work (same checks, errors and logs); everything else falls through to the Flask app.
-    Profiled: Flask's per-request machinery was about a quarter of the gateway's CPU.
-    """
-
-    def __init__(self, flask_app: WSGIApplication, answer: Callable[[bytes], bytes], *,
-                 max_size: int, relay_secret: bytes | None) -> None:
-        self.flask_app = flask_app
-        self.answer = answer
-        self.max_size = max_size
-        self.relay_secret = relay_secret
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        if environ.get("PATH_INFO") != "/gateway" or environ.get("REQUEST_METHOD") != "POST":
-            return self.flask_app(environ, start_response)
-        media = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            length = -1
-        offered = environ.get(_RELAY_SECRET_ENVIRON, "").encode()
-        if (media != consts.MEDIA_TYPE_REQUEST or length < 0 or length > self.max_size
-                or (self.relay_secret is not None
-                    and not hmac.compare_digest(offered, self.relay_secret))):
-            return self.flask_app(environ, start_response)  # refused or streamed there
-        try:
-            body = environ["wsgi.input"].read(length) if length else b""
-            if len(body) != length:
-                raise ProblemError(400, "Bad Request", detail="request body truncated")
-            sealed = self.answer(body)
-        except ProblemError as err:
-            return err.response()(environ, start_response)
-        except Exception as err:  # as the Flask app's problem handler: class name only
-            log.error("unhandled error class=%s", type(err).__name__)
-            return problem(500, "Internal Server Error")(environ, start_response)
-        start_response("200 OK", [("Content-Type", consts.MEDIA_TYPE_RESPONSE),
-                                  ("Content-Length", str(len(sealed)))])
-        return [sealed]
-
-
-_RELAY_SECRET_ENVIRON = "HTTP_" + consts.RELAY_SECRET_HEADER.upper().replace("-", "_")
-
-
-def _check_relay(secret: object) -> None:
-    if not secret:
-        return
-    offered = request.headers.get(consts.RELAY_SECRET_HEADER, "")
-    if not hmac.compare_digest(offered.encode(), str(secret).encode()):
-        log.info("gateway event=relay_unauthenticated")
-        raise ProblemError(403, "Forbidden", detail="requests must come through the relay")
-
-
-def _read_body(max_size: int) -> bytes:
-    length = request.content_length
-    if length is not None and length > max_size:
-        log.info("gateway event=too_large")
-        raise ProblemError(413, "Content Too Large")
-    body = request.stream.read(max_size + 1)
-    if len(body) > max_size:
-        log.info("gateway event=too_large")
-        raise ProblemError(413, "Content Too Large")
-    return body
 
 
 def _outer_problem(exc: Exception) -> ProblemError:

@@ -13,7 +13,7 @@ import sys
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohttp-relay", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the relay under gunicorn")
+    serve = sub.add_parser("serve", help="run the relay (uvicorn, see service_kit.serving)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8081)
     serve.add_argument("--gateway", required=True, metavar="URL",
@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print("ohttp-relay: relay secret variable is empty", file=sys.stderr)
             return 2
         config["relay_secret"] = secret
-    from e2ee_core.infra.serving import serve
-
-    sys.argv = sys.argv[:1]  # gunicorn parses sys.argv
+    from service_kit.serving import serve
     serve("ohttp_relay.relay_service:create_app", config, host=args.host, port=args.port,
           workers=args.workers, threads=args.threads)
     return 0

@@ -2,9 +2,15 @@
 
 The relay sees the client's address but only ciphertext. It forwards the body and exactly two
 fields, ``Content-Type`` and ``Content-Length`` (plus the relay's own shared secret when one is
-configured): no ``Forwarded``, ``X-Forwarded-For``, ``Via``, cookies or ``User-Agent``. Media
-type and size are checked before anything is forwarded, each client address is rate limited
-(429 with ``Retry-After``), and nothing about bodies or addresses is logged.
+configured): no ``Forwarded``, ``X-Forwarded-For``, ``Via``, cookies or ``User-Agent``. Nothing
+about bodies or addresses is logged.
+
+Layers of ``POST /relay``, each one unit of :class:`Relay` with one implementation:
+
+1. :meth:`Relay.admit`: the client address's rate limit (429 with ``Retry-After``);
+2. :meth:`Relay.check_outer`: media type (415) and size (413) before anything is forwarded;
+3. :meth:`Relay.forward`: the hop to the gateway (:mod:`ohttp_relay.upstream`; 502 unreachable,
+   504 timeout), the gateway's answer relayed as it comes.
 """
 
 from __future__ import annotations
@@ -14,23 +20,54 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from http import HTTPStatus
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-import urllib3
 from flask import Flask, Response, request
-from urllib3.util import SKIP_HEADER
 
-from e2ee_core.infra.problem import ProblemError, install_problem_handlers, problem
 from ohttp_relay import consts
-from ohttp_relay.fastpath import EventCounter
-from ohttp_relay.hop import HopClient, HopError, HopTimeout, HopUnreachable
+from ohttp_relay.errors import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from ohttp_relay.upstream import UpstreamClient, UpstreamResponse
+from service_kit.errors import ConfigError
+from service_kit.events import EventCounter
+from service_kit.problem import ProblemError, install_problem_handlers
+from service_kit.settings import load_settings
 
 log = logging.getLogger("ohttp_relay.relay")
 
 _ACCEPTED = (consts.MEDIA_TYPE_REQUEST, consts.MEDIA_TYPE_CHUNKED_REQUEST)
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """The relay's settings (the ``create_app`` config mapping; unknown keys are refused)."""
+
+    #: The gateway served at ``POST /relay`` (its keys at ``GET /ohttp-keys``).
+    gateway_url: str
+    #: More gateways: ``{"/relay/b": "https://b/gateway"}``, keys at ``<path>/ohttp-keys``.
+    routes: Mapping[str, str] = field(default_factory=dict)
+    #: Requests per window per client address (0 disables).
+    rate_limit: int = 120
+    rate_window: float = 60.0
+    #: Sent to the gateway so that it can refuse requests that bypass the relay.
+    relay_secret: str | None = None
+    max_request_size: int = consts.MAX_ENCAPSULATED_REQUEST
+    gateway_timeout: float = 60.0
+    #: Where the first gateway's keys are fetched (default: its origin's ``/ohttp-keys``).
+    keys_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    gateway_url: str
+    keys_url: str
+    keys_path: str
 
 
 class RateLimiter:
@@ -66,202 +103,131 @@ def keys_url_for(gateway_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/ohttp-keys", "", ""))
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the relay. Config: ``gateway_url`` (required; served at ``POST /relay`` and
-    ``GET /ohttp-keys``), ``routes`` (more gateways: ``{"/relay/b": "https://b/gateway"}``, each
-    with its keys at ``<path>/ohttp-keys``), ``rate_limit`` (requests per window per client
-    address, default 120; 0 disables), ``rate_window`` (s, default 60), ``relay_secret``,
-    ``max_request_size``, ``gateway_timeout`` (s), ``keys_url``.
-    """
-    cfg = dict(config or {})
-    gateway_url = str(cfg.get("gateway_url") or "")
-    if not gateway_url.startswith(("http://", "https://")):
-        raise ValueError("relay config needs 'gateway_url' (http or https URL)")
-    routes = [("/relay", gateway_url, str(cfg.get("keys_url") or keys_url_for(gateway_url)),
-               "/ohttp-keys")]
-    for raw_path, url in (cfg.get("routes") or {}).items():
-        path = "/" + str(raw_path).strip("/")
-        if not str(url).startswith(("http://", "https://")) or path in ("/", "/relay"):
-            raise ValueError("relay routes map a path to an http(s) gateway URL")
-        routes.append((path, str(url), keys_url_for(str(url)), path + "/ohttp-keys"))
-    limiter = RateLimiter(int(cfg.get("rate_limit", 120)), float(cfg.get("rate_window", 60)))
-    relay_secret = cfg.get("relay_secret")
-    max_size = int(cfg.get("max_request_size", consts.MAX_ENCAPSULATED_REQUEST))
-    # urllib3 rather than requests: a third less CPU per forwarded request (profiled); no
-    # environment proxies, no retries (a retried POST could be a replay), no redirects.
-    pool = urllib3.PoolManager(
-        num_pools=4, maxsize=16, retries=False,
-        timeout=urllib3.Timeout(connect=5.0, read=float(cfg.get("gateway_timeout", 60.0))))
+def _routes(settings: RelaySettings) -> list[Route]:
+    if not settings.gateway_url.startswith(("http://", "https://")):
+        raise ConfigError("relay setting 'gateway_url' must be an http or https URL")
+    routes = [Route("/relay", settings.gateway_url,
+                    settings.keys_url or keys_url_for(settings.gateway_url), "/ohttp-keys")]
+    for raw_path, url in settings.routes.items():
+        path = "/" + raw_path.strip("/")
+        if not url.startswith(("http://", "https://")) or path in ("/", "/relay"):
+            raise ConfigError("relay routes map a path to an http(s) gateway URL")
+        routes.append(Route(path, url, keys_url_for(url), path + "/ohttp-keys"))
+    return routes
 
-    app = Flask("ohttp_relay")
-    install_problem_handlers(app)
 
-    def _rate_limit() -> None:
-        retry = limiter.hit(request.remote_addr or "")
+class Relay:
+    """The relay's layers (see the module docstring); Flask only routes to them."""
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_window)
+        # Replay-safe: a request whose kept-alive connection the gateway closed before
+        # answering is sent once more; the gateway's replay cache refuses a second copy.
+        self.client = UpstreamClient(connect_timeout=5.0, read_timeout=settings.gateway_timeout,
+                                     replay_safe=True)
+
+    def admit(self, client_address: str) -> None:
+        retry = self.limiter.hit(client_address)
         if retry is not None:
             log.info("relay event=rate_limited")
             raise ProblemError(429, "Too Many Requests",
                                headers={"Retry-After": str(max(1, math.ceil(retry)))})
 
-    def relay(gateway_url: str) -> Response:
-        _rate_limit()
-        media = (request.mimetype or "").lower()
+    def check_outer(self, media_type: str, length: int | None) -> str:
+        media = media_type.lower()
         if media not in _ACCEPTED:
             log.info("relay event=rejected_media_type")
             raise ProblemError(415, "Unsupported Media Type")
-        length = request.content_length
-        if length is not None and length > max_size:
+        if length is not None and length > self.settings.max_request_size:
             log.info("relay event=too_large")
             raise ProblemError(413, "Content Too Large")
-        body = request.stream.read(max_size + 1)
-        if len(body) > max_size:
+        return media
+
+    def forward(self, route: Route, media: str, body: bytes) -> UpstreamResponse:
+        if len(body) > self.settings.max_request_size:
             log.info("relay event=too_large")
             raise ProblemError(413, "Content Too Large")
-        # Exactly these fields; urllib3 would add User-Agent and Accept-Encoding: skip them.
-        headers = {"Content-Type": media, "Content-Length": str(len(body)),
-                   "User-Agent": SKIP_HEADER, "Accept-Encoding": SKIP_HEADER}
-        if relay_secret:
-            headers[consts.RELAY_SECRET_HEADER] = str(relay_secret)
+        headers = [("Content-Type", media)]
+        if self.settings.relay_secret:
+            headers.append((consts.RELAY_SECRET_HEADER, self.settings.relay_secret))
         try:
-            upstream = pool.request("POST", gateway_url, body=body, headers=headers,
-                                    redirect=False, preload_content=False,
-                                    decode_content=False)
-        except urllib3.exceptions.NewConnectionError:  # (a TimeoutError subclass in urllib3)
+            upstream = self.client.request("POST", route.gateway_url, headers=headers,
+                                           body=body, limit=consts.MAX_ENCAPSULATED_REQUEST)
+        except UpstreamUnreachable:
             log.info("relay event=gateway_unreachable")
             raise ProblemError(502, "Bad Gateway") from None
-        except urllib3.exceptions.TimeoutError:
+        except UpstreamTimeout:
             log.info("relay event=gateway_timeout")
             raise ProblemError(504, "Gateway Timeout") from None
-        except urllib3.exceptions.HTTPError:
-            log.info("relay event=gateway_unreachable")
+        except UpstreamError:
+            log.info("relay event=gateway_failed")
             raise ProblemError(502, "Bad Gateway") from None
-        log.info("relay event=forwarded status=%d", upstream.status)
-        out_type = upstream.headers.get("Content-Type", "application/octet-stream")
+        return upstream
 
-        def stream() -> Iterator[bytes]:
-            try:
-                yield from upstream.stream(16 * 1024, decode_content=False)
-            except Exception:
-                log.info("relay event=gateway_stream_failed")
-            finally:
-                upstream.release_conn()
-
-        if out_type.startswith(consts.MEDIA_TYPE_CHUNKED_RESPONSE):
-            return Response(stream(), status=upstream.status, content_type=out_type)
-        content = b"".join(stream())
-        return Response(content, status=upstream.status, content_type=out_type)
-
-    def ohttp_keys(keys_url: str) -> Response:
-        # Not cached here: after a key rotation a client's refetch must see the new keys.
-        _rate_limit()
+    def keys(self, route: Route) -> tuple[bytes, str]:
+        """The gateway's key configurations and their ``Cache-Control``; not cached here:
+        after a key rotation a client's refetch must see the new keys."""
         try:
-            upstream = pool.request("GET", keys_url, headers={"User-Agent": SKIP_HEADER,
-                                                               "Accept-Encoding": SKIP_HEADER},
-                                    redirect=False)
-        except urllib3.exceptions.HTTPError:
+            upstream = self.client.request("GET", route.keys_url, headers=[], body=b"",
+                                           limit=consts.MAX_CONTENT_BYTES)
+            if upstream.status != 200:
+                upstream.close()
+                log.info("relay event=keys_failed status=%d", upstream.status)
+                raise ProblemError(502, "Bad Gateway")
+            body = upstream.read_all()
+        except UpstreamError:
             log.info("relay event=keys_unreachable")
             raise ProblemError(502, "Bad Gateway") from None
-        if upstream.status != 200:
-            log.info("relay event=keys_failed status=%d", upstream.status)
-            raise ProblemError(502, "Bad Gateway")
+        return body, upstream.header("Cache-Control") or "max-age=60"
+
+
+def _relayed(upstream: UpstreamResponse) -> Response:
+    out_type = upstream.header("Content-Type") or "application/octet-stream"
+    if out_type.startswith(consts.MEDIA_TYPE_CHUNKED_RESPONSE):
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from upstream.chunks()
+            except UpstreamError:
+                log.info("relay event=gateway_stream_failed")  # the client sees a truncation
+        return Response(stream(), status=upstream.status, content_type=out_type)
+    try:
+        content = upstream.read_all()
+    except UpstreamError:
+        log.info("relay event=gateway_stream_failed")
+        raise ProblemError(502, "Bad Gateway") from None
+    return Response(content, status=upstream.status, content_type=out_type)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the relay from :class:`RelaySettings` (``config``)."""
+    settings = load_settings(RelaySettings, config)
+    routes = _routes(settings)
+    relay = Relay(settings)
+    events = EventCounter(log)
+
+    app = Flask("ohttp_relay")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_size
+    install_problem_handlers(app)
+
+    def post(route: Route) -> Response:
+        relay.admit(request.remote_addr or "")
+        media = relay.check_outer(request.mimetype or "", request.content_length)
+        upstream = relay.forward(route, media, request.get_data())
+        events.hit(f"relay event=forwarded status={upstream.status}")
+        return _relayed(upstream)
+
+    def keys(route: Route) -> Response:
+        relay.admit(request.remote_addr or "")
+        body, cache_control = relay.keys(route)
         log.info("relay event=keys_served")
-        resp = Response(upstream.data, mimetype=consts.MEDIA_TYPE_KEYS)
-        resp.headers["Cache-Control"] = upstream.headers.get("Cache-Control", "max-age=60")
+        resp = Response(body, mimetype=consts.MEDIA_TYPE_KEYS)
+        resp.headers["Cache-Control"] = cache_control
         return resp
 
-    for index, (path, target, keys, keys_path) in enumerate(routes):
-        app.add_url_rule(path, f"relay_{index}", relay, methods=["POST"],
-                         defaults={"gateway_url": target})
-        app.add_url_rule(keys_path, f"keys_{index}", ohttp_keys, methods=["GET"],
-                         defaults={"keys_url": keys})
-
-    fast = {path: urlsplit(url) for path, url, _keys, _kp in routes if url.startswith("http://")}
-    app.wsgi_app = _FastRelay(  # type: ignore[method-assign]
-        app.wsgi_app, fast, limiter=limiter, max_size=max_size,
-        relay_secret=str(relay_secret) if relay_secret else None,
-        hops=HopClient(connect_timeout=5.0, replay_safe=True,
-                       read_timeout=float(cfg.get("gateway_timeout", 60.0))))
+    for index, route in enumerate(routes):
+        app.add_url_rule(route.path, f"relay_{index}", post, methods=["POST"],
+                         defaults={"route": route})
+        app.add_url_rule(route.keys_path, f"keys_{index}", keys, methods=["GET"],
+                         defaults={"route": route})
     return app
-
-
-class _FastRelay:
-    """The hot route without Flask: ``POST`` of a ``message/ohttp-req`` to a relay path whose
-    gateway is plain ``http``, forwarded over a kept-alive connection (:mod:`ohttp_relay.hop`).
-
-    Profiled: Flask's request/response objects, routing and the ``urllib3`` pool were most of
-    the relay's CPU per request. Every check of the Flask view happens here first, in the same
-    order; anything else (other routes, chunked OHTTP, which streams, ``https`` gateways, and
-    requests the checks refuse before the body is read) falls through to the Flask app.
-    """
-
-    def __init__(self, flask_app: WSGIApplication, routes: dict[str, Any], *,
-                 limiter: RateLimiter, max_size: int, relay_secret: str | None,
-                 hops: HopClient) -> None:
-        self.flask_app = flask_app
-        self.routes = {path: (url.hostname or "", url.port or 80,
-                              (url.path or "/") + (f"?{url.query}" if url.query else ""))
-                       for path, url in routes.items()}
-        self.limiter = limiter
-        self.max_size = max_size
-        self.relay_secret = relay_secret
-        self.hops = hops
-        self.events = EventCounter(log)
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        route = self.routes.get(environ.get("PATH_INFO", ""))
-        if route is None or environ.get("REQUEST_METHOD") != "POST":
-            return self.flask_app(environ, start_response)
-        media = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            length = -1
-        if media != consts.MEDIA_TYPE_REQUEST or length < 0 or length > self.max_size:
-            return self.flask_app(environ, start_response)  # refused or streamed there
-        try:
-            return self._forward(route, length, environ, start_response)
-        except ProblemError as err:
-            return err.response()(environ, start_response)
-        except Exception as err:  # as the Flask app's problem handler: class name only
-            log.error("unhandled error class=%s", type(err).__name__)
-            return problem(500, "Internal Server Error")(environ, start_response)
-
-    def _forward(self, route: tuple[str, int, str], length: int, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> list[bytes]:
-        retry = self.limiter.hit(environ.get("REMOTE_ADDR") or "")
-        if retry is not None:
-            log.info("relay event=rate_limited")
-            raise ProblemError(429, "Too Many Requests",
-                               headers={"Retry-After": str(max(1, math.ceil(retry)))})
-        body = environ["wsgi.input"].read(length) if length else b""
-        if len(body) != length:
-            raise ProblemError(400, "Bad Request", detail="request body truncated")
-        headers = [("Content-Type", consts.MEDIA_TYPE_REQUEST)]
-        if self.relay_secret:
-            headers.append((consts.RELAY_SECRET_HEADER, self.relay_secret))
-        host, port, target = route
-        try:
-            upstream = self.hops.request("POST", (host, port), target, headers=headers,
-                                         body=body, limit=consts.MAX_ENCAPSULATED_REQUEST)
-        except HopUnreachable:
-            log.info("relay event=gateway_unreachable")
-            raise ProblemError(502, "Bad Gateway") from None
-        except HopTimeout:
-            log.info("relay event=gateway_timeout")
-            raise ProblemError(504, "Gateway Timeout") from None
-        except HopError:
-            log.info("relay event=gateway_unreachable")
-            raise ProblemError(502, "Bad Gateway") from None
-        self.events.hit(f"relay event=forwarded status={upstream.status}")
-        out_type = upstream.header("Content-Type") or "application/octet-stream"
-        start_response(f"{upstream.status} {_reason(upstream.status)}",
-                       [("Content-Type", out_type),
-                        ("Content-Length", str(len(upstream.content)))])
-        return [upstream.content]
-
-
-_REASONS = {int(s): s.phrase for s in HTTPStatus}
-
-
-def _reason(status: int) -> str:
-    return _REASONS.get(status, "Unknown")

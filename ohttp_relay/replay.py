@@ -12,9 +12,9 @@ import email.utils
 import functools
 from dataclasses import dataclass
 
-from e2ee_core.infra.http1 import http_date
 from ohttp_relay import consts
 from ohttp_relay.errors import ReplayError
+from service_kit.httpdate import http_date
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from e2ee_core.infra.database import Database
 from ohttp_relay.errors import StoreError
 from ohttp_relay.keys import (
     ACTIVE,
@@ -26,6 +25,7 @@ from ohttp_relay.keys import (
     encode_symmetric,
 )
 from ohttp_relay.ohttp import DEFAULT_SYMMETRIC, KEM_X25519, GatewayKey, SymmetricSuite
+from service_kit.database import Database
 
 
 class GatewayStore(Protocol):
@@ -158,7 +158,7 @@ def _secure_sqlite_file(path: str) -> None:
 
 
 class DatabaseStore:
-    """:class:`GatewayStore` over :class:`e2ee_core.infra.database.Database`."""
+    """:class:`GatewayStore` over :class:`service_kit.database.Database`."""
 
     def __init__(self, url: str) -> None:
         self.db = Database(url)

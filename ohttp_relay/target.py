@@ -1,4 +1,5 @@
-"""Forwarding an inner request to its target: over HTTP (``urllib3``) or to an in-process WSGI app.
+"""Forwarding an inner request to its target: over HTTP (:mod:`ohttp_relay.upstream`) or to an
+in-process WSGI app.
 
 Both clients send exactly the inner request's fields (minus hop-by-hop ones) and add nothing
 that identifies the client: no default User-Agent, no environment proxies, no redirects.
@@ -13,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import urllib3
-from urllib3 import HTTPHeaderDict
-from urllib3.util import SKIP_HEADER
-
 from ohttp_relay import consts
-from ohttp_relay.errors import TargetError
-from ohttp_relay.hop import HopClient, HopError, HopTimeout, HopTooLarge
+from ohttp_relay.errors import (
+    TargetError,
+    TargetTimeout,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
+from ohttp_relay.upstream import UpstreamClient
 
 
 @dataclass
@@ -46,86 +49,42 @@ class TargetResponse:
             self.close()
 
 
-class TargetTimeout(TargetError):
-    """The target did not answer in time (the gateway answers 504)."""
-
-
 class TargetClient(Protocol):
     def send(self, method: str, url: str, headers: list[tuple[str, str]],
              body: bytes, *, stream: bool = True) -> TargetResponse: ...
 
 
 class HTTPTarget:
-    """Forwards with a ``urllib3`` pool (connection reuse, timeouts, no redirects or retries).
-
-    ``urllib3`` directly rather than ``requests``: it is the same transport with a third less
-    CPU per request (profiled), and the gateway makes one such request per OHTTP request.
-    """
+    """Forwards over HTTP with the hop client (:mod:`ohttp_relay.upstream`): a pool of kept-alive
+    connections, timeouts, no redirects or retries of non-idempotent requests, no added fields."""
 
     def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  chunk_size: int = 16 * 1024) -> None:
-        self.pool = urllib3.PoolManager(
-            num_pools=32, maxsize=8, retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout))
-        self.chunk_size = chunk_size
-        self.hops = HopClient(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self.client = UpstreamClient(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                     chunk_size=chunk_size)
 
     def send(self, method: str, url: str, headers: list[tuple[str, str]],
              body: bytes, *, stream: bool = True) -> TargetResponse:
-        """Forward one request. ``stream=False`` (the whole content is wanted at once) on a
-        plain ``http`` URL goes over :mod:`ohttp_relay.hop`: a third of the CPU of ``urllib3``
-        per request (profiled); streaming and ``https`` use the ``urllib3`` pool."""
-        if not stream and url.startswith("http://"):
-            return self._fetch(method, url, headers, body)
-        merged = HTTPHeaderDict()
-        for name, value in headers:
-            merged.add(name, value)
-        for name in ("user-agent", "accept-encoding"):  # urllib3 would add its own
-            if name not in merged:
-                merged[name] = SKIP_HEADER
+        """Forward one request; the content streams as the target sends it."""
         try:
-            resp = self.pool.request(method, url, headers=merged, body=body or None,
-                                     redirect=False, preload_content=False,
-                                     decode_content=False)
-        except urllib3.exceptions.NewConnectionError:  # (a TimeoutError subclass in urllib3)
-            raise TargetError("target unreachable") from None
-        except urllib3.exceptions.TimeoutError:
+            resp = self.client.request(method, url, headers=headers, body=body,
+                                       limit=consts.MAX_CONTENT_BYTES)
+        except UpstreamTimeout:
             raise TargetTimeout("target timed out") from None
-        except urllib3.exceptions.HTTPError:
+        except UpstreamTooLarge:
+            return TargetResponse(502, [], _FailingBody())
+        except UpstreamError:
             raise TargetError("target unreachable") from None
 
         def chunks() -> Iterator[bytes]:
             try:
-                yield from resp.stream(self.chunk_size, decode_content=False)
-            except urllib3.exceptions.TimeoutError:
+                yield from resp.chunks()
+            except UpstreamTimeout:
                 raise TargetTimeout("target timed out") from None
-            except Exception:
+            except UpstreamError:
                 raise TargetError("target stream failed") from None
 
-        def close() -> None:
-            resp.release_conn()
-
-        return TargetResponse(resp.status, list(resp.headers.iteritems()), chunks(), close)
-
-
-    def _fetch(self, method: str, url: str, headers: list[tuple[str, str]],
-               body: bytes) -> TargetResponse:
-        try:
-            parts = urlsplit(url)
-            address = (parts.hostname or "", parts.port or 80)
-        except ValueError:
-            raise TargetError("target unreachable") from None
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            resp = self.hops.request(method, address, target, headers=headers, body=body,
-                                     limit=consts.MAX_CONTENT_BYTES)
-        except HopTimeout:
-            raise TargetTimeout("target timed out") from None
-        except HopTooLarge:
-            return TargetResponse(502, [], _FailingBody())
-        except HopError:
-            raise TargetError("target unreachable") from None
-        return TargetResponse(resp.status, resp.headers, iter((resp.content,)))
+        return TargetResponse(resp.status, resp.headers, chunks(), resp.close)
 
 
 class _FailingBody:

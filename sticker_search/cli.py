@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Private sticker search (Privacy Pass + OHTTP).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the sticker service under gunicorn")
+    serve = sub.add_parser("serve", help="run the sticker service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=9000)
     serve.add_argument("--issuer", required=True, metavar="URL",
@@ -120,7 +120,7 @@ def format_table(rows: list[tuple[str, str, str, str]],
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from e2ee_core.infra import serving
+    from service_kit import serving
 
     config: dict[str, Any] = {
         "issuer_url": args.issuer, "spent_db": args.spent_db,
@@ -136,7 +136,6 @@ def _serve(args: argparse.Namespace) -> int:
         from sticker_search.service import QueryStats
 
         QueryStats(args.query_stats)
-    sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
     serving.serve("sticker_search.service:create_app", config, host=args.host, port=args.port,
                   workers=args.workers, threads=args.threads)
     return EXIT_OK

@@ -1,6 +1,6 @@
 """``make demo``: the product's main job, on loopback.
 
-Starts the token issuer, sticker service, OHTTP gateway and OHTTP relay as separate gunicorn
+Starts the token issuer, sticker service, OHTTP gateway and OHTTP relay as separate server
 processes (their console scripts) with SQLite stores in a temporary folder, creates a demo
 account, performs a few private searches (tokens fetched directly from the issuer, queries sent
 through relay and gateway), prints the results, then the privacy ledger (what each party

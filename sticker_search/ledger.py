@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2ee_core.infra.logging_filter import secret_forms
+from service_kit.logging_filter import secret_forms
 from sticker_search.stack import Stack
 from sticker_search.text import tokenize
 

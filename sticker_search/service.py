@@ -29,8 +29,8 @@ from flask import Flask, Response, jsonify, request
 
 from credentials.flask_origin import require_private_token
 from credentials.origin import TokenVerifier
-from e2ee_core.infra.database import Database
-from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+from service_kit.database import Database
+from service_kit.problem import ProblemError, install_problem_handlers
 from sticker_search.catalog import load_catalog
 from sticker_search.consts import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS
 from sticker_search.errors import QueryError, UnknownSticker

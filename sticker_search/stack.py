@@ -1,5 +1,5 @@
 """Run the whole private sticker search stack on loopback: issuer, sticker service, gateway,
-relay, each as its own gunicorn process started through its console script.
+relay, each as its own server process started through its console script.
 
 Used by ``make demo`` (:mod:`sticker_search.demo`), ``sticker-search stack up`` and the
 end-to-end tests. Every process writes its log to ``<base_dir>/<name>.log``; every store is an
@@ -77,7 +77,7 @@ class Service:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop), SIGKILL after a timeout."""
+        """SIGTERM (a graceful stop), SIGKILL after a timeout."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from e2ee_core.infra.problem import ProblemError, install_problem_handlers
+from service_kit.problem import ProblemError, install_problem_handlers
 
 log = logging.getLogger("tests.echo")
 

@@ -1,4 +1,4 @@
-"""Fixtures every test module shares: PostgreSQL, RFC vectors, Node peers, gunicorn servers."""
+"""Fixtures every test module shares: PostgreSQL, RFC vectors, Node peers, live servers."""
 
 from __future__ import annotations
 
@@ -79,17 +79,17 @@ def node_peer() -> Iterator[Callable[..., NodePeer]]:
 
 @pytest.fixture
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
-    """``live_server(create_app, **config)`` runs the factory under gunicorn on a free port."""
+    """``live_server(create_app, **config)`` runs the factory on the services' server stack on a
+    free port."""
     servers: list[LiveServer] = []
     log_dir = tmp_path_factory.mktemp("service-logs")
 
     def start(
-        app_factory: Callable[..., Any] | str, _workers: int = 1, _threads: int = 1,
-        _keepalive: int = 2, _worker_class: str | None = None, **config: Any,
+        app_factory: Callable[..., Any] | str, _workers: int = 1, _threads: int = 4,
+        _keepalive: int = 2, **config: Any,
     ) -> LiveServer:
         server = start_live_server(app_factory, config, Path(log_dir), workers=_workers,
-                                   threads=_threads, keepalive=_keepalive,
-                                   worker_class=_worker_class)
+                                   threads=_threads, keepalive=_keepalive)
         servers.append(server)
         return server
 

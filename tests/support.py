@@ -1,4 +1,5 @@
-"""Helpers behind the shared fixtures: live gunicorn servers and Node.js interop peers."""
+"""Helpers behind the shared fixtures: live servers (the services' real stack) and Node.js interop
+peers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import requests
 
-from e2ee_core.infra.serving import CONFIG_ENV, factory_path
+from service_kit.serving import CONFIG_ENV, factory_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INTEROP_DIR = REPO_ROOT / "tests" / "interop"
@@ -30,7 +31,7 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
-    """A service running under gunicorn on a loopback port."""
+    """A service running on its real server stack (service_kit.serving) on a loopback port."""
 
     url: str
     port: int
@@ -60,10 +61,9 @@ def start_live_server(
     log_dir: Path,
     *,
     workers: int = 1,
-    threads: int = 1,
+    threads: int = 4,
     keepalive: int = 2,
     timeout: float = 90.0,
-    worker_class: str | None = None,
 ) -> LiveServer:
     path = app_factory if isinstance(app_factory, str) else factory_path(app_factory)
     port = free_port()
@@ -72,8 +72,8 @@ def start_live_server(
     env = dict(os.environ, **{CONFIG_ENV: json.dumps(dict(config))})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "e2ee_core.infra.serving", path, "127.0.0.1", str(port),
-         str(workers), str(threads), str(keepalive), *([worker_class] if worker_class else [])],
+        [sys.executable, "-m", "service_kit.serving", path, "127.0.0.1", str(port),
+         str(workers), str(threads), str(keepalive)],
         stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", port, log_path, proc, handle)

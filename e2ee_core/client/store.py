@@ -17,7 +17,7 @@ It holds, beside the Signal session tables of :class:`~e2ee_core.state.sqlite.SQ
   (ids of envelopes processed but not yet acknowledged: a redelivery is skipped).
 
 All statements go through the one per-thread connection of the shared
-:class:`~e2ee_core.infra.database.Database`; :meth:`ClientStore.atomic` is the protocol store's
+:class:`~service_kit.database.Database`; :meth:`ClientStore.atomic` is the protocol store's
 transaction, so a decrypt and the storing of its message commit together or not at all.
 """
 
@@ -33,8 +33,8 @@ from e2ee_core.content import Content, ContentError
 from e2ee_core.disappearing import StoredMessage, TimerState
 from e2ee_core.groups.sender_keys import SenderKeyRecord
 from e2ee_core.groups.store import SenderAddress
-from e2ee_core.infra.database import Cursor, Database
 from e2ee_core.state.sqlite import SQLiteProtocolStore
+from service_kit.database import Cursor, Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS client_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

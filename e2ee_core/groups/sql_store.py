@@ -1,6 +1,6 @@
 """The persistent :class:`~e2ee_core.groups.store.SenderKeyStore`: SQLite (default) or PostgreSQL.
 
-A thin adapter over :class:`e2ee_core.infra.database.Database`; the protocol stays in
+A thin adapter over :class:`service_kit.database.Database`; the protocol stays in
 :mod:`.group_cipher`. Rows hold :meth:`SenderKeyRecord.encode` bytes (chain keys and our own
 signing key: protect the database as a key file). :meth:`SqlSenderKeyStore.atomic` opens one
 transaction (SQLite: ``BEGIN IMMEDIATE``, so the write lock is held from the first read), and the
@@ -19,8 +19,8 @@ from typing import Any
 
 from e2ee_core.groups.sender_keys import SenderKeyRecord
 from e2ee_core.groups.store import SenderAddress
-from e2ee_core.infra.database import Cursor, Database, Transaction
-from e2ee_core.infra.keyfiles import write_secret_file
+from service_kit.database import Cursor, Database, Transaction
+from service_kit.keyfiles import write_secret_file
 
 __all__ = ["SqlSenderKeyStore"]
 

@@ -1,4 +1,4 @@
-"""The delivery server's HTTP adapter: ``create_app(config)`` for gunicorn.
+"""The delivery server's HTTP adapter: ``create_app(config)`` for service_kit.serving.
 
 Only HTTP lives here (routes, media types, body limits, auth header, problem responses); the
 behaviour is :class:`~e2ee_core.server.service.DeliveryService` and the rows are in
@@ -20,8 +20,6 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from e2ee_core.infra.database import Database
-from e2ee_core.infra.problem import install_problem_handlers, problem
 from e2ee_core.server import consts
 from e2ee_core.server.errors import (
     AuthenticationFailed,
@@ -44,6 +42,8 @@ from e2ee_core.server.wire import (
     decode_device_id,
     decode_username,
 )
+from service_kit.database import Database
+from service_kit.problem import install_problem_handlers, problem
 
 # ``db`` value selecting the in-memory store: one process only, nothing survives a restart.
 MEMORY_DB = "memory:"

@@ -1,4 +1,4 @@
-"""``e2ee-server``: run the delivery server under gunicorn, or purge expired rows.
+"""``e2ee-server``: run the delivery server, or purge expired rows.
 
     e2ee-server serve --host 127.0.0.1 --port 8080 --db ./e2ee-server.db [--workers 2]
     e2ee-server serve --db postgresql://user@host/db --workers 4 --config limits.json
@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from e2ee_core.infra.database import DatabaseError
-from e2ee_core.infra.serving import serve
 from e2ee_core.server.errors import ConfigurationError
+from service_kit.database import DatabaseError
+from service_kit.serving import serve
 
 FACTORY = "e2ee_core.server.app:create_app"
 DEFAULT_DB = "e2ee-server.db"
@@ -29,13 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2ee-server", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     default_db = os.environ.get("E2EE_SERVER_DB", DEFAULT_DB)
-    run = sub.add_parser("serve", help="serve the HTTP API under gunicorn")
+    run = sub.add_parser("serve", help="serve the HTTP API (uvicorn, see service_kit.serving)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8080)
     run.add_argument("--db", default=default_db, help="SQLite path or postgresql:// DSN")
-    run.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    run.add_argument("--workers", type=int, default=1, help="worker processes")
     run.add_argument("--threads", type=int, default=8,
-                     help="threads per worker (each long-poll holds one)")
+                     help="application threads per worker (each waiting long-poll holds one)")
     run.add_argument("--config", type=Path, help="JSON file with limits and timings")
     purge = sub.add_parser("purge", help="delete expired envelopes and attachments now")
     purge.add_argument("--db", default=default_db)
@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.db == MEMORY_DB and args.workers != 1:
             raise ConfigurationError("the in-memory store needs exactly one worker")
         create_app(config)  # fail fast on a bad config or database, before forking workers
-        sys.argv = sys.argv[:1]  # gunicorn parses sys.argv; it must not see ours
         serve(FACTORY, config, host=args.host, port=args.port, workers=args.workers,
               threads=args.threads)
         return 0

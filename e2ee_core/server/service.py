@@ -100,7 +100,7 @@ _DUMMY_CREDENTIAL_HASH = hash_credential_secret("x" * 43)
 class _QueueSignal:
     """Wakes long-polling receivers in this process when any queue may have changed.
 
-    Receivers in other gunicorn workers are not signalled; they re-check the store every
+    Receivers in other worker processes are not signalled; they re-check the store every
     ``poll_interval_seconds``.
     """
 

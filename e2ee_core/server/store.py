@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from e2ee_core.infra.database import Database, Transaction
 from e2ee_core.server import consts
 from e2ee_core.server.errors import (
     AccountExists,
@@ -41,6 +40,7 @@ from e2ee_core.server.wire import (
     PreKeyUpload,
     SignedPreKey,
 )
+from service_kit.database import Database, Transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -203,7 +203,7 @@ class Store(Protocol):
 
 
 class SqlStore:
-    """:class:`Store` over :class:`~e2ee_core.infra.database.Database` (SQLite or PostgreSQL)."""
+    """:class:`Store` over :class:`~service_kit.database.Database` (SQLite or PostgreSQL)."""
 
     def __init__(self, db: Database, *, max_devices: int = consts.MAX_DEVICES_PER_ACCOUNT,
                  max_stored_prekeys: int = consts.MAX_STORED_PREKEYS) -> None:

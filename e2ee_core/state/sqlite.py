@@ -1,6 +1,6 @@
 """The SQLite :class:`~e2ee_core.state.stores.ProtocolStore`: the default persistent store.
 
-Every access goes through :class:`e2ee_core.infra.database.Database` (WAL journal,
+Every access goes through :class:`service_kit.database.Database` (WAL journal,
 ``synchronous=NORMAL``: a committed transaction survives ``kill -9``). ``atomic()`` opens one
 ``BEGIN IMMEDIATE`` transaction, so an encrypt or decrypt holds the write lock from its first
 read to its commit: two processes sharing the file can never both use one message key, and a
@@ -32,12 +32,12 @@ from types import TracebackType
 from typing import Any
 
 from e2ee_core.errors import StoreError
-from e2ee_core.infra.database import Cursor, Database, Transaction
-from e2ee_core.infra.keyfiles import write_secret_file
 from e2ee_core.protocol.keys import KemKeyPair, KeyPair
 from e2ee_core.protocol.prekeys import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord
 from e2ee_core.protocol.session import SessionRecord
 from e2ee_core.state.stores import Address, LocalIdentity
+from service_kit.database import Cursor, Database, Transaction
+from service_kit.keyfiles import write_secret_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS e2ee_local (name TEXT PRIMARY KEY, value {bigint} NOT NULL);

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from credentials.flask_origin import require_private_token
 from credentials.origin import TokenVerifier
-from e2ee_core.infra.problem import install_problem_handlers
+from service_kit.problem import install_problem_handlers
 
 
 def create_origin_app(config: Mapping[str, Any]) -> Flask:

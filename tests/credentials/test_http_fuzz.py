@@ -94,7 +94,7 @@ def test_issuer_logs_carry_no_blinded_messages_signatures_or_keys(tmp_path: Path
     from credentials.batched import decode_batch_response, encode_batch_request
     from credentials.issuance import begin_issuance
     from credentials.tokens import TokenChallenge
-    from e2ee_core.infra.logging_filter import capture_logs
+    from service_kit.logging_filter import capture_logs
 
     db = str(tmp_path / "issuer.db")
     store = IssuerStore(db)

@@ -20,7 +20,7 @@ from credentials.issuance import IssuerDirectory, begin_issuance
 from credentials.issuer_service import create_app
 from credentials.issuer_store import IssuerStore
 from credentials.origin import TokenVerifier
-from e2ee_core.infra.logging_filter import capture_logs
+from service_kit.logging_filter import capture_logs
 from tests.credentials.apps import create_origin_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,7 +228,7 @@ def test_logs_never_carry_tokens_or_credentials(issuer: Any, tmp_path: Path) -> 
     assert logs.leaks(secrets_used) == []
     server_logs = issuer.logs().splitlines()
     assert any("issuance batch" in line for line in server_logs)
-    from e2ee_core.infra.logging_filter import find_leaks
+    from service_kit.logging_filter import find_leaks
     assert find_leaks(server_logs, secrets_used) == []
 
 

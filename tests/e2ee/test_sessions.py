@@ -22,12 +22,12 @@ from e2ee_core.errors import (
     StoreError,
     UntrustedIdentity,
 )
-from e2ee_core.infra.logging_filter import capture_logs
 from e2ee_core.protocol import consts
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
 from e2ee_core.protocol.session import SessionRecord
 from e2ee_core.state.memory import InMemoryProtocolStore
 from e2ee_core.state.sqlite import SQLiteProtocolStore
+from service_kit.logging_filter import capture_logs
 from tests.e2ee.helpers import ALICE, BOB, pair, roundtrip, snapshot
 
 
@@ -368,7 +368,7 @@ def test_secrets_never_in_logs_or_errors() -> None:
     assert logs.lines, "the device logs events"
     assert logs.leaks(secrets_used) == []
     assert len(errors) == 4
-    from e2ee_core.infra.logging_filter import find_leaks
+    from service_kit.logging_filter import find_leaks
 
     assert find_leaks(errors, secrets_used) == []
     assert all(s.hex() not in repr(alice) + repr(alice.store) for s in secrets_used)

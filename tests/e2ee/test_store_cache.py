@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from e2ee_core.device import Ciphertext, Device, MessageType
 from e2ee_core.errors import DuplicateMessage, E2EEError, InvalidMac, ReusedBaseKey
-from e2ee_core.infra.database import Database
 from e2ee_core.protocol import consts
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
 from e2ee_core.state.memory import InMemoryProtocolStore
 from e2ee_core.state.sqlite import SQLiteProtocolStore
 from e2ee_core.state.stores import ProtocolStore
+from service_kit.database import Database
 from tests.e2ee.helpers import ALICE, BOB, snapshot
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from e2ee_core.infra.logging_filter import find_leaks
+from service_kit.logging_filter import find_leaks
 from tests.messenger.support import unique_name
 from tests.support import REPO_ROOT, LiveServer
 

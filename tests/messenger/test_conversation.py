@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from e2ee_core.client import DeviceRemoved, Messenger
-from e2ee_core.infra.logging_filter import find_leaks
+from service_kit.logging_filter import find_leaks
 from tests.messenger.conftest import InProcess
 from tests.messenger.support import Account, drain, seen_once
 from tests.support import LiveServer

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import requests
 
-from e2ee_core.infra.logging_filter import find_leaks
 from ohttp_relay import bhttp, consts, ohttp
 from ohttp_relay.chunked import encapsulate_chunked_request
 from ohttp_relay.client import ObliviousClient, build_request
@@ -20,6 +19,7 @@ from ohttp_relay.errors import KeyMismatch, RelayUnavailable, RequestRejected
 from ohttp_relay.gateway_cli import main as gateway_cli
 from ohttp_relay.gateway_service import create_app as create_gateway
 from ohttp_relay.relay_service import create_app as create_relay
+from service_kit.logging_filter import find_leaks
 from tests.apps import create_echo_app
 from tests.support import LiveServer, free_port
 

@@ -1,5 +1,5 @@
 """Fixtures of the delivery-server tests: a database URL per engine, and `e2ee-server serve`
-processes (gunicorn, gthread workers) that are always stopped, even when start-up fails."""
+processes (the real server stack) that are always stopped, even when start-up fails."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from e2ee_core.infra import logging_filter
 from e2ee_core.server.app import create_app, service_of
 from e2ee_core.server.client import ServerClient, credential_from_token
 from e2ee_core.server.errors import (
@@ -29,6 +28,7 @@ from e2ee_core.server.errors import (
 )
 from e2ee_core.server.store import SqlStore
 from e2ee_core.server.wire import DeviceCredential, OutgoingEnvelope, PreKey, PreKeyUpload
+from service_kit import logging_filter
 from tests.server.support import (
     FAST_ARGON2,
     PASSWORD,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from e2ee_core.attachments import blob_size
-from e2ee_core.infra.database import Database
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.errors import AuthenticationFailed, MismatchedDevices, PayloadTooLarge
 from e2ee_core.server.wire import DeviceAddress, Envelope, OutgoingEnvelope
+from service_kit.database import Database
 from tests.server.support import (
     FAST_ARGON2,
     PASSWORD,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from e2ee_core.infra.database import Database
 from e2ee_core.server.errors import (
     AccountExists,
     MismatchedDevices,
@@ -21,6 +20,7 @@ from e2ee_core.server.errors import (
 from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.store import PurgeCounts, SqlStore, Store
 from e2ee_core.server.wire import OutgoingEnvelope, PreKey, PreKeyUpload
+from service_kit.database import Database
 from tests.server.support import device_keys, unique_name
 
 T0 = 1_800_000_000_000

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from e2ee_core.client.messenger import session_bundle
 from e2ee_core.device import Ciphertext, Device
-from e2ee_core.infra import logging_filter
-from e2ee_core.infra.database import Database
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.wire import DeviceKeys, OutgoingEnvelope, PreKey, SignedPreKey
+from service_kit import logging_filter
+from service_kit.database import Database
 from tests.server.support import FAST_ARGON2, PASSWORD, in_process_session, unique_name
 
 

@@ -22,9 +22,9 @@ import requests
 from credentials.headers import parse_authorization
 from credentials.issuer_store import IssuerStore
 from credentials.tokens import Token
-from e2ee_core.infra.logging_filter import find_leaks
 from ohttp_relay.client import build_request
 from ohttp_relay.ohttp import encapsulate_request
+from service_kit.logging_filter import find_leaks
 from sticker_search.client import StickerClient
 from sticker_search.demo import client_session
 from sticker_search.ledger import PartyRecords, sqlite_rows

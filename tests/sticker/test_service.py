@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from credentials.client import IssuerClient
 from credentials.issuer_store import IssuerStore
-from e2ee_core.infra.logging_filter import find_leaks
+from service_kit.logging_filter import find_leaks
 from sticker_search.service import create_app
 from tests.support import LiveServer
 from tests.support import start_live_server as start_service

@@ -67,7 +67,7 @@ class RedactionFilter(logging.Filter):
         return True
 
 
-_SERVICE_LOGGERS = ("", "gunicorn.error", "gunicorn.access", "werkzeug", "flask.app")
+_SERVICE_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "werkzeug", "flask.app")
 
 
 def install(level: int = logging.INFO) -> RedactionFilter:

@@ -1,5 +1,4 @@
-"""Helpers for the services' hot routes, served below Flask (see ``_FastRelay``,
-``_FastGateway``): sampled event logging."""
+"""Sampled event logging for the services' hot routes."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 A store is written once against :class:`Database`: ``?`` placeholders (translated to ``%s`` for
 psycopg), ``{blob}``/``{serial}``/``{bigint}`` type tokens in DDL, and ``INSERT ... ON CONFLICT
 DO NOTHING`` for exactly-once inserts (both engines support it). Connections are per thread and
-per process, so a store built before gunicorn forks never shares a socket or file handle.
+per process, so a store built before the server starts its workers never shares a socket or
+file handle.
 """
 
 from __future__ import annotations

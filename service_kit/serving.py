@@ -1,0 +1,148 @@
+"""Run a Flask application factory on uvicorn (never the Flask development server).
+
+The stack, from the socket up (chosen by measurement: docs/BENCHMARKS.md, "Serving stack"):
+
+1. **uvicorn** on **uvloop**: an event loop owns every connection, so idle, slow or half-sent
+   requests cost memory (a few KiB each), never a thread;
+2. **llhttp** (``httptools``) parses HTTP/1.1, strict by default, with our limits and timeouts
+   added through its callbacks (:mod:`service_kit.http_protocol`);
+3. :class:`service_kit.asgi_guard.BufferedBody` reads the body on the event loop within the
+   service's body limit (Flask's ``MAX_CONTENT_LENGTH``, else
+   :data:`~service_kit.consts.DEFAULT_MAX_BODY`);
+4. **a2wsgi** runs the Flask (WSGI) application on a pool of ``threads`` threads, which only
+   ever see complete requests.
+
+Every console script's ``serve`` command, ``stack up``, the demo, the benchmarks and the test
+suite's ``live_server`` fixture go through :func:`serve`. The factory is named by import path
+(``package.module:create_app``) and receives one JSON-serialisable config mapping, so each worker
+process builds its own app (and its own database connections). With ``workers > 1`` uvicorn's
+supervisor starts them, restarts any that dies and stops them all on SIGTERM.
+
+What the stack does not do: TLS termination and HTTP/2 (put the services behind a front proxy
+for those, see the README's deployment note), and per-client connection limits (an operator's
+front proxy or firewall sets them).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import uvicorn
+from a2wsgi import WSGIMiddleware
+from uvicorn.supervisors import Multiprocess
+
+from service_kit import consts, logging_filter
+from service_kit.asgi_guard import ASGIApp, BufferedBody
+from service_kit.errors import ConfigError
+from service_kit.http_protocol import GuardedHttpToolsProtocol, HeadLimits
+
+CONFIG_ENV = "E2EE_SERVICE_CONFIG"
+
+
+def factory_path(factory: Callable[..., Any]) -> str:
+    """The ``module:qualname`` import path of an app factory."""
+    return f"{factory.__module__}:{factory.__qualname__}"
+
+
+def load_factory(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    module_name, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{path} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def body_limit(wsgi_app: Any) -> int:
+    """The service's own request-body limit: Flask's ``MAX_CONTENT_LENGTH`` when it sets one."""
+    config = getattr(wsgi_app, "config", None)
+    limit = config.get("MAX_CONTENT_LENGTH") if isinstance(config, Mapping) else None
+    return int(limit) if limit else consts.DEFAULT_MAX_BODY
+
+
+def build_asgi(factory: str, config: Mapping[str, Any], threads: int) -> ASGIApp:
+    """One worker's application: ``factory(config)`` behind the body guard and a2wsgi."""
+    logging_filter.install()
+    wsgi_app = load_factory(factory)(config)
+    adapter = WSGIMiddleware(wsgi_app, workers=threads)
+    return BufferedBody(adapter, max_body=body_limit(wsgi_app))  # type: ignore[arg-type]
+
+
+def uvicorn_config(factory: str, config: Mapping[str, Any], *, host: str, port: int,
+                   workers: int, threads: int, keepalive: int,
+                   limits: HeadLimits) -> uvicorn.Config:
+    """The uvicorn settings every service runs with (see the module docstring)."""
+    if workers < 1 or threads < 1:
+        raise ConfigError("workers and threads must be at least 1")
+    return uvicorn.Config(
+        app=functools.partial(build_asgi, factory, dict(config), threads),
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        # uvicorn builds each connection's protocol by calling this (a class or a factory).
+        http=functools.partial(GuardedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
+        ws="none",
+        lifespan="off",
+        interface="asgi3",
+        log_config=None,  # our handlers and the redaction filter (logging_filter.install)
+        access_log=False,  # access lines would carry addresses and query strings
+        server_header=False,
+        timeout_keep_alive=keepalive,
+        timeout_graceful_shutdown=consts.GRACEFUL_TIMEOUT,
+        backlog=2048,
+    )
+
+
+def serve(
+    factory: str,
+    config: Mapping[str, Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    threads: int = consts.DEFAULT_THREADS,
+    keepalive: int = consts.KEEPALIVE_TIMEOUT,
+    limits: HeadLimits | None = None,
+) -> None:
+    """Serve ``factory(config)`` until SIGTERM/SIGINT (graceful for
+    :data:`~service_kit.consts.GRACEFUL_TIMEOUT` seconds)."""
+    logging_filter.install()
+    cfg = uvicorn_config(factory, config, host=host, port=port, workers=workers,
+                         threads=threads, keepalive=keepalive, limits=limits or HeadLimits())
+    server = uvicorn.Server(cfg)
+    if workers == 1:
+        server.run()
+        return
+    sock = cfg.bind_socket()
+    Multiprocess(cfg, sockets=[sock]).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m service_kit.serving FACTORY HOST PORT [WORKERS [THREADS [KEEPALIVE]]]``.
+
+    The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable (the
+    test suite's and the benchmarks' way to start a service).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (3, 4, 5, 6):
+        raise SystemExit("usage: python -m service_kit.serving FACTORY HOST PORT"
+                         " [WORKERS [THREADS [KEEPALIVE]]]")
+    config = json.loads(os.environ.pop(CONFIG_ENV, "{}"))
+    workers = int(args[3]) if len(args) >= 4 else 1
+    threads = int(args[4]) if len(args) >= 5 else consts.DEFAULT_THREADS
+    keepalive = int(args[5]) if len(args) >= 6 else consts.KEEPALIVE_TIMEOUT
+    serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads,
+          keepalive=keepalive)
+
+
+if __name__ == "__main__":
+    main()
