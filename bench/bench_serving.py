@@ -1,53 +1,75 @@
-"""The services' gunicorn worker: ``LeanWorker`` and ``KeepAliveWorker`` vs gunicorn's ``gthread``.
+"""The serving stack: the services' own (uvicorn + llhttp + a2wsgi, ``service_kit.serving``)
+against maintained alternatives on the same apps, and its resilience to idle connections.
 
-Three servers of the same app (1 worker x 4 threads, keep-alive) run side by side, one per worker
-class (``LeanWorker``, the services' default; its base ``KeepAliveWorker``; gunicorn's own). A
-raw-socket HTTP/1.1 client (cheap, so the servers dominate) sends sequential requests on one
-kept-alive connection per server, alternating between the servers round by round. Printed:
-requests/s (the harness's alternating comparison) and the server's CPU milliseconds per request
-(from /proc, median and minimum over the rounds), for a bare WSGI app and for the Flask echo
-app the OHTTP benchmark uses as its target. Then three whole OHTTP stacks (echo target, gateway,
-relay), one per worker class, with requests through relay + gateway and direct to the target
-interleaved one by one across the stacks: p50 latencies per worker class.
+1. **Stacks side by side** (1 worker, 4 application threads each, keep-alive): the services'
+   stack, granian (``--interface wsgi``) and gunicorn ``gthread``, when installed
+   (``pip install -e '.[bench]'``). A raw-socket HTTP/1.1 client (cheap, so the servers
+   dominate) alternates between them round by round: requests/s one at a time on one kept-alive
+   connection and with 4 concurrent connections, and server CPU ms per request, for a bare WSGI
+   app and for the Flask echo app.
+2. **Idle-connection resilience** of every service on its stack: p50/p99 of a normal request
+   alone and with 1,000 connections open that send nothing, half a head, or a head and part of
+   a body (alternating samples), and the server's memory per such connection.
 
-    .venv/bin/python -m bench serving [--quick]
+    .venv/bin/python -m bench serving [--quick] [--idle-only] [--stacks-only]
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.bench_ohttp import WORKER_ENV, _cpu_seconds, _free_port, _serve
+from bench.bench_ohttp import _cpu_seconds, _free_port
 from bench.harness import Case, compare, header
-from service_kit.serving import KEEPALIVE_WORKER, LEAN_WORKER
 
 REPO = Path(__file__).resolve().parent.parent
-WORKERS = (("gthread", "gthread"), ("KeepAliveWorker", KEEPALIVE_WORKER),
-           ("LeanWorker", LEAN_WORKER))
 APPS = (("bare WSGI app", "tests.apps:create_worker_probe_app"),
         ("Flask echo app", "tests.apps:create_echo_app"))
 REQUEST = (b"POST /echo?q=cat HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream"
            b"\r\nContent-Length: 64\r\n\r\n" + b"x" * 64)
 
 
+def _command(stack: str, factory: str, port: int) -> list[str] | None:
+    py = sys.executable
+    if stack == "service stack":
+        return [py, "-m", "service_kit.serving", factory, "127.0.0.1", str(port), "1", "4",
+                "30"]
+    if stack == "granian":
+        if importlib.util.find_spec("granian") is None:
+            return None
+        return [py, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "1", "--blocking-threads", "4", "--no-log",
+                "--factory", "bench._wsgi_entry:app"]
+    if stack == "gunicorn gthread":
+        if importlib.util.find_spec("gunicorn") is None:
+            return None
+        return [py, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30",
+                "bench._wsgi_entry:app()"]
+    raise ValueError(stack)
+
+
 @contextmanager
-def _server(factory: str, worker_class: str | None) -> Iterator[tuple[int, int]]:
+def _server(stack: str, factory: str) -> Iterator[tuple[int, int] | None]:
     port = _free_port()
-    code = ("from service_kit.serving import serve; "
-            f"serve({factory!r}, {{}}, host='127.0.0.1', port={port}, workers=1, threads=4, "
-            f"keepalive=30, worker_class={worker_class!r})")
-    env = dict(os.environ, PYTHONPATH=str(REPO), E2EE_SERVICE_CONFIG=json.dumps({}))
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = _command(stack, factory, port)
+    if cmd is None:
+        yield None
+        return
+    env = dict(os.environ, PYTHONPATH=str(REPO), E2EE_SERVICE_CONFIG="{}",
+               BENCH_WSGI_FACTORY=factory)
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -56,22 +78,27 @@ def _server(factory: str, worker_class: str | None) -> Iterator[tuple[int, int]]
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{factory} did not start") from None
+                    raise RuntimeError(f"{stack} did not start") from None
                 time.sleep(0.05)
         yield port, proc.pid
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def _client(port: int) -> Callable[[], None]:
-    """One request per call on one kept-alive connection (Content-Length framed answers)."""
+def _client(port: int, request: bytes = REQUEST) -> Callable[[], float]:
+    """One request per call on one kept-alive connection; returns its latency (ms)."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = bytearray()
 
-    def one() -> None:
-        sock.sendall(REQUEST)
+    def one() -> float:
+        start = time.perf_counter()
+        sock.sendall(request)
         while (end := buf.find(b"\r\n\r\n")) < 0:
             buf.extend(sock.recv(65536))
         lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
@@ -80,87 +107,177 @@ def _client(port: int) -> Callable[[], None]:
         while len(buf) < end + 4 + length:
             buf.extend(sock.recv(65536))
         if not lines[0].startswith("HTTP/1.1 200"):
-            raise RuntimeError("unexpected answer")
+            raise RuntimeError("unexpected answer: " + lines[0])
         del buf[:end + 4 + length]
+        return (time.perf_counter() - start) * 1000
 
     return one
 
 
-def main(argv: list[str]) -> None:
-    quick = "--quick" in argv
-    rounds, per_round = (7, 200) if quick else (15, 400)
-    header("serving: LeanWorker, KeepAliveWorker vs gunicorn gthread (1 worker x 4 threads)")
+def _concurrent(port: int, n: int = 4, per: int = 25) -> Callable[[], None]:
+    clients = [_client(port) for _ in range(n)]
+
+    def batch() -> None:
+        threads = [threading.Thread(target=lambda c=c: [c() for _ in range(per)])
+                   for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    return batch
+
+
+def bench_stacks(quick: bool) -> None:
+    header("serving: the services' stack vs granian and gunicorn gthread (1 worker, 4 threads)")
+    stacks = ("service stack", "granian", "gunicorn gthread")
     for app_name, factory in APPS:
         with ExitStack() as stack:
-            servers = [(name, *stack.enter_context(_server(factory, cls)))
-                       for name, cls in WORKERS]
-            clients = {name: _client(port) for name, port, _pid in servers}
-            for fn in clients.values():
-                for _ in range(200):
-                    fn()
-            for mine_name in ("KeepAliveWorker", "LeanWorker"):
-                result = compare(Case(f"{app_name}, {mine_name}", clients[mine_name]),
-                                 Case(f"{app_name}, gthread", clients["gthread"]),
+            servers = {name: stack.enter_context(_server(name, factory)) for name in stacks}
+            present = {name: s for name, s in servers.items() if s is not None}
+            missing = sorted(set(stacks) - set(present))
+            if missing:
+                print(f"   (not installed, skipped: {', '.join(missing)}; "
+                      "pip install -e '.[bench]')")
+            ours = present["service stack"]
+            for other, server in present.items():
+                if other == "service stack":
+                    continue
+                mine, theirs = _client(ours[0]), _client(server[0])
+                for fn in (mine, theirs):
+                    for _ in range(200):
+                        fn()
+                result = compare(Case(f"{app_name}, service stack, 1 at a time", mine),
+                                 Case(f"{app_name}, {other}", theirs),
                                  rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
                 print(result.line())
-            cpu: dict[str, list[float]] = {name: [] for name, _port, _pid in servers}
-            for _ in range(rounds):
-                for name, _port, pid in servers:
+                result = compare(Case(f"{app_name}, service stack, 4 connections",
+                                      _concurrent(ours[0]), ops=100),
+                                 Case(f"{app_name}, {other}", _concurrent(server[0]), ops=100),
+                                 rounds=3 if quick else 5, min_time=0.5 if quick else 1.0)
+                print(result.line())
+            cpu: dict[str, list[float]] = {name: [] for name in present}
+            clients = {name: _client(port) for name, (port, _pid) in present.items()}
+            for _ in range(5 if quick else 11):
+                for name, (_port, pid) in present.items():
                     before = _cpu_seconds(pid)
-                    for _ in range(per_round):
+                    for _ in range(300):
                         clients[name]()
-                    cpu[name].append((_cpu_seconds(pid) - before) / per_round * 1000)
-            theirs = cpu["gthread"]
-            for mine_name in ("KeepAliveWorker", "LeanWorker"):
-                mine = cpu[mine_name]
-                print(f"   server CPU ms/request, {app_name}: {mine_name} "
-                      f"{statistics.median(mine):.3f} (min {min(mine):.3f}), gthread "
-                      f"{statistics.median(theirs):.3f} (min {min(theirs):.3f}), ratio "
-                      f"{statistics.median(mine) / statistics.median(theirs):.2f}")
-    _ohttp_stacks(200 if quick else 600)
+                    cpu[name].append((_cpu_seconds(pid) - before) / 300 * 1000)
+            print(f"   server CPU ms/request, {app_name}: " + ", ".join(
+                f"{name} {statistics.median(v):.3f}" for name, v in cpu.items()))
 
 
-def _ohttp_stacks(samples: int) -> None:
-    import tempfile
+# -- idle-connection resilience -----------------------------------------------------------
 
-    import requests
+PARTIAL_HEAD = b"POST /x HTTP/1.1\r\nHost: idle\r\nContent-Type: text/pl"
+SLOW_BODY = b"POST /x HTTP/1.1\r\nHost: idle\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
 
-    from ohttp_relay.client import ObliviousClient
 
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_idle(quick: bool) -> None:
+    from tests.support import start_live_server
+
+    header("serving: a normal request with 1,000 idle/partial/slow connections open")
+    count = 1000
+    samples = 200 if quick else 600
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
-        paths: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {}
-        for name, cls in WORKERS:
-            saved = os.environ.get(WORKER_ENV)
-            os.environ[WORKER_ENV] = cls or ""
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-idle-")))
+        # Long timeouts: the held connections must stay open for the whole measurement.
+        limits = {"header_timeout": 300.0, "body_timeout": 300.0}
+
+        def start(factory: str, config: dict[str, object]) -> tuple[int, int, str]:
+            server = start_live_server(factory, config, tmp, threads=4, keepalive=30,
+                                       limits=limits)
+            stack.callback(server.stop)
+            return server.port, server.proc.pid, server.url
+
+        issuer_port, _, issuer_url = start("credentials.issuer_service:create_app",
+                                           {"db": str(tmp / "i.db"), "issuer_name": "i.test"})
+        _, _, gateway_url = start("ohttp_relay.gateway_service:create_app",
+                                  {"db": str(tmp / "g0.db"), "targets": []})
+        services = {
+            "issuer": (issuer_port, "/.well-known/private-token-issuer-directory"),
+            "sticker": (start("sticker_search.service:create_app",
+                              {"issuer_url": issuer_url, "spent_db": str(tmp / "s.db")})[0],
+                        "/v1/stickers/1f600"),
+            "gateway": (start("ohttp_relay.gateway_service:create_app",
+                              {"db": str(tmp / "g.db"), "targets": []})[0], "/ohttp-keys"),
+            "relay": (start("ohttp_relay.relay_service:create_app",
+                            {"gateway_url": gateway_url + "/gateway", "rate_limit": 0})[0],
+                      "/ohttp-keys"),
+            "delivery": (start("e2ee_core.server.app:create_app",
+                               {"db": str(tmp / "d.db")})[0], "/v1/health"),
+        }
+        pids = {name: _pid_on(port) for name, (port, _) in services.items()}
+        for name, (port, path) in services.items():
+            request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+            client = _client(port, request)
+            for _ in range(100):
+                client()
+            alone = [client() for _ in range(samples)]
+            rss_before = _rss_kib(pids[name])
+            held: list[socket.socket] = []
             try:
-                echo = stack.enter_context(_serve("tests.apps:create_echo_app", {}, tmp))
-                gateway = stack.enter_context(_serve(
-                    "ohttp_relay.gateway_service:create_app",
-                    {"db": str(tmp / f"{name}.db"), "targets": [echo]}, tmp))
-                relay = stack.enter_context(_serve(
-                    "ohttp_relay.relay_service:create_app",
-                    {"gateway_url": gateway + "/gateway", "rate_limit": 0}, tmp))
+                for i in range(count):
+                    sock = socket.create_connection(("127.0.0.1", port))
+                    data = (b"", PARTIAL_HEAD, SLOW_BODY)[i % 3]
+                    if data:
+                        sock.sendall(data)
+                    held.append(sock)
+                time.sleep(0.5)
+                rss_after = _rss_kib(pids[name])
+                loaded = [client() for _ in range(samples)]
             finally:
-                if saved is None:
-                    os.environ.pop(WORKER_ENV, None)
-                else:
-                    os.environ[WORKER_ENV] = saved
-            client = ObliviousClient(relay)
-            direct = requests.Session()
-            direct.trust_env = False
-            target = echo + "/search?q=cat"
-            paths[name] = (lambda c=client, t=target: c.request("GET", t),
-                           lambda d=direct, t=target: d.get(t, timeout=10))
-        times: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in paths}
-        for i in range(samples + 50):
-            for name, pair in paths.items():
-                for which in (0, 1):
-                    start = time.perf_counter()
-                    pair[which]()
-                    if i >= 50:  # warm-up
-                        times[name][which].append((time.perf_counter() - start) * 1000)
-        for name, (via, direct_ms) in times.items():
-            v, d = statistics.median(via), statistics.median(direct_ms)
-            print(f"   OHTTP stack on {name}: via relay + gateway p50 {v:.3f} ms, direct p50 "
-                  f"{d:.3f} ms, added {v - d:.3f} ms, p50 ratio {v / d:.2f}x")
+                for sock in held:
+                    sock.close()
+            time.sleep(0.5)
+            alone2 = [client() for _ in range(samples)]
+            base = alone + alone2
+            print(f"   {name:<9} p50 {statistics.median(base):6.3f} ms, p99 "
+                  f"{_percentile(base, 0.99):6.3f} ms alone;  with {count} held: p50 "
+                  f"{statistics.median(loaded):6.3f} ms, p99 {_percentile(loaded, 0.99):6.3f} ms"
+                  f" (p99 +{_percentile(loaded, 0.99) - _percentile(base, 0.99):.3f} ms; "
+                  f"goal <= +10 ms);  memory per held connection "
+                  f"{(rss_after - rss_before) / count:.1f} KiB")
+
+
+def _pid_on(port: int) -> int:
+    """The pid of the process listening on ``port`` (from /proc/net/tcp and fd links)."""
+    hex_port = f"{port:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[1].endswith(":" + hex_port) and parts[3] == "0A":
+            inodes.add(parts[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    if "--idle-only" not in argv:
+        bench_stacks(quick)
+    if "--stacks-only" not in argv:
+        bench_idle(quick)
+

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
@@ -25,7 +26,9 @@ from credentials.errors import DecodeError, IssuanceError, IssuanceRateLimited
 from credentials.issuance import DirectoryKey, IssuerDirectory, IssuerKey, IssuerKeys
 from credentials.issuer_store import IssuerStore
 from credentials.tokens import TokenRequest, TokenResponse
+from service_kit.errors import ConfigError
 from service_kit.problem import ProblemError, install_problem_handlers
+from service_kit.settings import load_settings
 
 log = logging.getLogger("credentials.issuer")
 
@@ -58,22 +61,39 @@ class _KeyCache:
             return self.keys
 
 
+@dataclass(frozen=True)
+class IssuerSettings:
+    """The issuer's settings (the ``create_app`` config mapping; unknown keys are refused)."""
+
+    #: Issuer store: a SQLite path or a ``postgresql://`` DSN.
+    db: str
+    issuer_name: str
+    #: Tokens per account per window.
+    rate_limit: int = consts.DEFAULT_RATE_LIMIT
+    rate_window: int = consts.DEFAULT_RATE_WINDOW
+    max_batch: int = consts.MAX_BATCH_SIZE
+    #: Where private keys are kept as 0600 files (default: in the store).
+    key_dir: str | None = None
+    directory_max_age: int = consts.DEFAULT_DIRECTORY_MAX_AGE
+    #: The base URL clients reach, used in ``issuer-request-uri`` (default: the request's own).
+    public_url: str = ""
+
+
 def create_app(config: Mapping[str, Any]) -> Flask:
-    """Issuer app. Config: ``db`` (required), ``issuer_name`` (required), ``rate_limit``,
-    ``rate_window``, ``max_batch``, ``key_dir``, ``directory_max_age``, ``public_url`` (the
-    base URL clients reach, used in ``issuer-request-uri``; default: the request's own)."""
-    if not config.get("db") or not config.get("issuer_name"):
-        raise ValueError("issuer config needs 'db' and 'issuer_name'")
-    rate_limit = int(config.get("rate_limit", consts.DEFAULT_RATE_LIMIT))
-    rate_window = int(config.get("rate_window", consts.DEFAULT_RATE_WINDOW))
-    max_batch = min(int(config.get("max_batch", consts.MAX_BATCH_SIZE)), consts.MAX_BATCH_SIZE)
-    max_age = int(config.get("directory_max_age", consts.DEFAULT_DIRECTORY_MAX_AGE))
-    public_url = str(config.get("public_url", "")).rstrip("/")
-    store = IssuerStore(str(config["db"]), key_dir=config.get("key_dir"))
+    """Issuer app from :class:`IssuerSettings` (``config``)."""
+    settings = load_settings(IssuerSettings, config)
+    if not settings.db or not settings.issuer_name:
+        raise ConfigError("issuer settings 'db' and 'issuer_name' must not be empty")
+    rate_limit = settings.rate_limit
+    rate_window = settings.rate_window
+    max_batch = min(settings.max_batch, consts.MAX_BATCH_SIZE)
+    max_age = settings.directory_max_age
+    public_url = settings.public_url.rstrip("/")
+    store = IssuerStore(settings.db, key_dir=settings.key_dir)
     store.ensure_key()
     cache = _KeyCache(store)
     cache.refresh()
-    log.info("issuer started name=%s rate_limit=%d rate_window=%d", config["issuer_name"],
+    log.info("issuer started name=%s rate_limit=%d rate_window=%d", settings.issuer_name,
              rate_limit, rate_window)
 
     app = Flask("credentials.issuer")

@@ -43,6 +43,8 @@ from service_kit.errors import ConfigError
 from service_kit.http_protocol import GuardedHttpToolsProtocol, HeadLimits
 
 CONFIG_ENV = "E2EE_SERVICE_CONFIG"
+#: Optional JSON of :class:`HeadLimits` fields for :func:`main` (tests shorten the timeouts).
+LIMITS_ENV = "E2EE_SERVICE_LIMITS"
 
 
 def factory_path(factory: Callable[..., Any]) -> str:
@@ -129,19 +131,21 @@ def serve(
 def main(argv: list[str] | None = None) -> None:
     """``python -m service_kit.serving FACTORY HOST PORT [WORKERS [THREADS [KEEPALIVE]]]``.
 
-    The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable (the
-    test suite's and the benchmarks' way to start a service).
+    The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable, and
+    optionally the limits in ``E2EE_SERVICE_LIMITS`` (the test suite's and the benchmarks' way to
+    start a service); both are removed from the environment before the service starts.
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (3, 4, 5, 6):
         raise SystemExit("usage: python -m service_kit.serving FACTORY HOST PORT"
                          " [WORKERS [THREADS [KEEPALIVE]]]")
     config = json.loads(os.environ.pop(CONFIG_ENV, "{}"))
+    limits = HeadLimits(**json.loads(os.environ.pop(LIMITS_ENV, "{}")))
     workers = int(args[3]) if len(args) >= 4 else 1
     threads = int(args[4]) if len(args) >= 5 else consts.DEFAULT_THREADS
     keepalive = int(args[5]) if len(args) >= 6 else consts.KEEPALIVE_TIMEOUT
     serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads,
-          keepalive=keepalive)
+          keepalive=keepalive, limits=limits)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -30,7 +31,9 @@ from flask import Flask, Response, jsonify, request
 from credentials.flask_origin import require_private_token
 from credentials.origin import TokenVerifier
 from service_kit.database import Database
+from service_kit.errors import ConfigError
 from service_kit.problem import ProblemError, install_problem_handlers
+from service_kit.settings import load_settings
 from sticker_search.catalog import load_catalog
 from sticker_search.consts import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS
 from sticker_search.errors import QueryError, UnknownSticker
@@ -88,24 +91,34 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the sticker service.
+@dataclass(frozen=True)
+class StickerSettings:
+    """The sticker service's settings (the ``create_app`` config mapping; unknown keys are
+    refused)."""
 
-    Config: ``issuer_url`` (required: the issuer's base URL, whose directory is fetched),
-    ``spent_db`` (required: SQLite path or ``postgresql://`` DSN of the spent-token store),
-    ``origin_info`` (list of origin names bound into challenges, default
-    ``["sticker-search"]``), ``query_stats_db`` (optional, see module docstring), ``catalog``
-    (optional path of another catalog file).
-    """
-    cfg = dict(config or {})
-    issuer_url = str(cfg.get("issuer_url") or "")
-    spent_db = str(cfg.get("spent_db") or "")
+    #: The issuer's base URL, whose directory is fetched.
+    issuer_url: str
+    #: The spent-token store: a SQLite path or a ``postgresql://`` DSN.
+    spent_db: str
+    #: Origin names bound into challenges (default ``["sticker-search"]``).
+    origin_info: Sequence[str] | None = None
+    #: Optional aggregate query statistics store (see the module docstring).
+    query_stats_db: str | None = None
+    #: Another catalog file.
+    catalog: str | None = None
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the sticker service from :class:`StickerSettings` (``config``)."""
+    settings = load_settings(StickerSettings, config)
+    issuer_url = settings.issuer_url
+    spent_db = settings.spent_db
     if not issuer_url.startswith(("http://", "https://")) or not spent_db:
-        raise ValueError("sticker service config needs 'issuer_url' (http URL) and 'spent_db'")
-    origin_info = [str(o) for o in cfg.get("origin_info") or [DEFAULT_ORIGIN_INFO]]
-    index = shared_index(cfg.get("catalog"))
+        raise ConfigError("sticker service needs 'issuer_url' (http URL) and 'spent_db'")
+    origin_info = list(settings.origin_info or [DEFAULT_ORIGIN_INFO])
+    index = shared_index(settings.catalog)
     verifier = TokenVerifier(issuer_url=issuer_url, origin_info=origin_info, spent_db=spent_db)
-    stats = QueryStats(str(cfg["query_stats_db"])) if cfg.get("query_stats_db") else None
+    stats = QueryStats(settings.query_stats_db) if settings.query_stats_db else None
 
     app = Flask("sticker_search")
     install_problem_handlers(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 
     def start(
         app_factory: Callable[..., Any] | str, _workers: int = 1, _threads: int = 4,
-        _keepalive: int = 2, **config: Any,
+        _keepalive: int = 2, _limits: Mapping[str, Any] | None = None, **config: Any,
     ) -> LiveServer:
         server = start_live_server(app_factory, config, Path(log_dir), workers=_workers,
-                                   threads=_threads, keepalive=_keepalive)
+                                   threads=_threads, keepalive=_keepalive, limits=_limits)
         servers.append(server)
         return server
 

@@ -18,6 +18,7 @@ from e2ee_core.server.errors import (
     AuthenticationFailed,
     InvalidRequest,
     MismatchedDevices,
+    PayloadTooLarge,
     ServerError,
     ServerUnreachable,
     UnexpectedResponse,
@@ -145,6 +146,8 @@ class ServerClient:
                 if cls is not None:
                     detail = body.get("detail")
                     return cls(detail if isinstance(detail, str) else None)
+        if resp.status_code == 413:  # the server stack refuses an oversized body before the app
+            return PayloadTooLarge()
         return UnexpectedResponse(f"HTTP status {resp.status_code}")
 
     @staticmethod

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+
 from ohttp_relay.errors import (
     UpstreamError,
     UpstreamTimeout,
