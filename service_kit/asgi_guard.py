@@ -4,12 +4,17 @@ It reads the whole request body on the event loop, within the service's body lim
 application is called: a slow or oversized body never holds an application thread, and an
 oversized one is answered ``413`` (problem+json, connection closed) before any of it is kept.
 It also makes sure an application failure is a bare ``500`` problem, logged by class name only.
+
+The body it read travels to the WSGI side in the ASGI scope (:data:`BODY_KEY`), where
+:class:`PrereadInput` hands it to the application as ``wsgi.input``: a2wsgi would otherwise
+fetch it from the event loop thread in another cross-thread round trip.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from service_kit.http_protocol import PROBLEM_MEDIA_TYPE, problem_bytes
@@ -21,6 +26,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: Scope key under which :class:`BufferedBody` leaves the whole body.
+BODY_KEY = "service_kit.body"
 
 
 async def send_problem(send: Send, status: int, title: str, *, close: bool = False) -> None:
@@ -71,6 +80,7 @@ class BufferedBody:
             if not message.get("more_body", False):
                 break
         body = b"".join(parts)
+        scope[BODY_KEY] = body
         delivered = False
 
         async def replay() -> Message:
@@ -94,3 +104,20 @@ class BufferedBody:
             log.error("unhandled error class=%s", type(err).__name__)
             if not started:
                 await send_problem(send, 500, "Internal Server Error", close=True)
+
+
+class PrereadInput:
+    """WSGI middleware inside a2wsgi: ``wsgi.input`` is the body :class:`BufferedBody` read
+    (a2wsgi puts the ASGI scope in the environ as ``asgi.scope``)."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        scope = environ.get("asgi.scope")
+        if isinstance(scope, MutableMapping) and BODY_KEY in scope:
+            body = scope[BODY_KEY]
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)

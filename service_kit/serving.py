@@ -38,7 +38,7 @@ from a2wsgi import WSGIMiddleware
 from uvicorn.supervisors import Multiprocess
 
 from service_kit import consts, logging_filter
-from service_kit.asgi_guard import ASGIApp, BufferedBody
+from service_kit.asgi_guard import ASGIApp, BufferedBody, PrereadInput
 from service_kit.errors import ConfigError
 from service_kit.http_protocol import GuardedHttpToolsProtocol, HeadLimits
 
@@ -73,7 +73,7 @@ def build_asgi(factory: str, config: Mapping[str, Any], threads: int) -> ASGIApp
     """One worker's application: ``factory(config)`` behind the body guard and a2wsgi."""
     logging_filter.install()
     wsgi_app = load_factory(factory)(config)
-    adapter = WSGIMiddleware(wsgi_app, workers=threads)
+    adapter = WSGIMiddleware(PrereadInput(wsgi_app), workers=threads)  # type: ignore[arg-type]
     return BufferedBody(adapter, max_body=body_limit(wsgi_app))  # type: ignore[arg-type]
 
 
@@ -98,6 +98,7 @@ def uvicorn_config(factory: str, config: Mapping[str, Any], *, host: str, port: 
         log_config=None,  # our handlers and the redaction filter (logging_filter.install)
         access_log=False,  # access lines would carry addresses and query strings
         server_header=False,
+        proxy_headers=False,  # never trust X-Forwarded-* (the relay rate-limits by address)
         timeout_keep_alive=keepalive,
         timeout_graceful_shutdown=consts.GRACEFUL_TIMEOUT,
         backlog=2048,
