@@ -4,8 +4,8 @@
 
 1. BlindSign (RFC 9474, with the verify-before-release check) per core vs ``cryptography``'s
    RSA-PSS sign on the same 2048-bit key (OpenSSL's private-operation rate): goal >= 0.9x.
-2. Tokens issued per second over HTTP (gunicorn, one worker) with batches of 1 and 32, vs the
-   same PSS-sign baseline: goal >= 0.8x with batches of 32.
+2. Tokens issued per second over HTTP (the service stack, one worker) with batches of 1 and
+   32, vs the same PSS-sign baseline: goal >= 0.8x with batches of 32.
 3. Redemptions per second (parse + verify + atomic spent-store insert) with SQLite and with
    PostgreSQL, vs ``cryptography``'s PSS verify.
 """

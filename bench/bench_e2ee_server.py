@@ -8,7 +8,7 @@ Three comparisons per store, subject and baseline alternating in the same run (b
 2. store, fanout -- one send to a recipient with 8 devices plus the sender's 3 other devices
    (11 envelopes, device-set check included), each device fetching and acknowledging its copy,
    against 11 raw ``INSERT``+``DELETE`` pairs.
-3. HTTP under gunicorn -- send + receive + ack of one envelope through ``ServerClient`` (three
+3. HTTP on the service stack -- send + receive + ack of one envelope through ``ServerClient`` (three
    authenticated requests), against three ``GET /v1/health`` round trips on the same server.
 
     .venv/bin/python -m bench e2ee_server [--pg DSN | --no-pg] [--rounds N] [--size BYTES]

@@ -9,7 +9,7 @@
    sticker, no ranking), measured alternately in the same run. Goal: >= 20,000 queries/s per
    core.
 2. End-to-end private search latency (token already cached) through relay, gateway and sticker
-   service, each a gunicorn process on loopback, against the same search sent directly to the
+   service, each a server process on loopback, against the same search sent directly to the
    sticker service over plain HTTP (also spending a token), interleaved call by call.
    Goal: p50 <= 3x direct.
 """

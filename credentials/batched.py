@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from credentials import consts
 from credentials.errors import DecodeError
 from credentials.tokens import TokenRequest
+from service_kit import wire
 
 # Serialized TokenRequest / TokenResponse sizes per registered token type (RFC 9578, draft §5).
 _REQUEST_SIZES = {0x0001: 2 + 1 + 49, 0x0002: consts.TOKEN_REQUEST_LENGTH, 0x0005: 2 + 1 + 32}
@@ -30,32 +31,17 @@ _RESPONSE_SIZES = {0x0001: 49 + 48 + 48, 0x0002: consts.NK, 0x0005: 32 + 32 + 32
 
 def encode_varint(value: int) -> bytes:
     """RFC 9000 §16 variable-length integer, minimal size."""
-    if value < 0:
-        raise DecodeError("negative length")
-    if value < 1 << 6:
-        return bytes([value])
-    if value < 1 << 14:
-        return struct.pack(">H", value | 0x4000)
-    if value < 1 << 30:
-        return struct.pack(">I", value | 0x80000000)
-    if value < 1 << 62:
-        return struct.pack(">Q", value | 0xC000000000000000)
-    raise DecodeError("length too large")
+    try:
+        return wire.encode_varint(value)
+    except ValueError:
+        raise DecodeError("length out of range") from None
 
 
 def decode_varint(data: bytes, pos: int = 0) -> tuple[int, int]:
     """Return ``(value, new_pos)``; non-minimal encodings are refused (draft §3.2)."""
-    if pos >= len(data):
-        raise DecodeError("truncated varint")
-    size = 1 << (data[pos] >> 6)
-    if pos + size > len(data):
-        raise DecodeError("truncated varint")
-    value = data[pos] & 0x3F
-    for byte in data[pos + 1:pos + size]:
-        value = (value << 8) | byte
-    if size > 1 and value < 1 << (8 * (size // 2) - 2):
-        raise DecodeError("varint not minimally encoded")
-    return value, pos + size
+    reader = wire.Reader(data, pos, error=DecodeError)
+    value = reader.varint("varint", minimal=True)
+    return value, reader.pos
 
 
 def _vector(data: bytes) -> bytes:

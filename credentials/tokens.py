@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from credentials import consts
 from credentials.errors import DecodeError
+from service_kit import wire
 
 # RFC 9578 §6.5: AlgorithmIdentifier id-RSASSA-PSS with RSASSA-PSS-params {SHA-384,
 # MGF1-SHA-384, saltLength 48}, DER-encoded exactly as the RFC's test vectors carry it.
@@ -59,30 +60,8 @@ def token_key_id(token_key: bytes) -> bytes:
     return hashlib.sha256(token_key).digest()
 
 
-class _Reader:
-    """A cursor over bytes whose every short read is a DecodeError."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = bytes(data)
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise DecodeError("truncated input")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        value: int = struct.unpack(">H", self.take(2))[0]
-        return value
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise DecodeError("trailing bytes")
+def _Reader(data: bytes) -> wire.Reader:
+    return wire.Reader(bytes(data), error=DecodeError)
 
 
 def _ascii(raw: bytes, what: str) -> str:

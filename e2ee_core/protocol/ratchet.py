@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from e2ee_core.errors import DuplicateMessage, InvalidKey, InvalidMessage, MessageTooFarInFuture
 from e2ee_core.protocol import padding
@@ -22,6 +21,7 @@ from e2ee_core.protocol.consts import (
 from e2ee_core.protocol.kdf import MessageKeys, chain_step, hkdf
 from e2ee_core.protocol.keys import KeyPair, PrivateKey, PublicKey
 from e2ee_core.protocol.messages import PreKeySignalMessage, SignalMessage
+from service_kit import wire
 
 _STATE_HEAD = struct.Struct(">BIIIIB?")
 _CHAIN_HEAD = struct.Struct(">II")
@@ -29,27 +29,8 @@ _PENDING = struct.Struct(">?II?II")
 _U32 = struct.Struct(">I")
 
 
-class _Reader:
-    """Bounds-checked sequential reads over a byte string."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.offset = 0
-
-    def take(self, n: int) -> bytes:
-        end = self.offset + n
-        if end > len(self.data):
-            raise ValueError("truncated")
-        chunk = self.data[self.offset:end]
-        self.offset = end
-        return chunk
-
-    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
-        return layout.unpack(self.take(layout.size))
-
-    def finish(self) -> None:
-        if self.offset != len(self.data):
-            raise ValueError("trailing bytes")
+def _Reader(data: bytes) -> wire.Reader:
+    return wire.Reader(data, error=ValueError)
 
 
 def kdf_root(root_key: bytes, dh_output: bytes) -> tuple[bytes, bytes]:
@@ -158,7 +139,7 @@ class SessionState:
             pending = PendingPreKey(pre_id if has_pre else None, signed_id, base,
                                     kyber_id if has_kyber else None,
                                     ct if has_kyber else None)
-        reader.finish()
+        reader.end()
         return cls(version, fixed[0], fixed[1], local_reg, remote_reg, fixed[2], fixed[3],
                    fixed[4], fixed[5], sender_index, previous_counter, fixed[6], chains,
                    pending)
