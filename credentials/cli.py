@@ -16,7 +16,7 @@ from typing import Any
 from credentials import consts
 from credentials.errors import CredentialsError
 from credentials.issuer_store import IssuerStore
-from service_kit.database import DatabaseError
+from service_kit.errors import DatabaseError
 
 
 def _parser() -> argparse.ArgumentParser:

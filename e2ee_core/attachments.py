@@ -48,7 +48,14 @@ from e2ee_core.content import (
     MAX_ATTACHMENT_BYTES,
     AttachmentPointer,
 )
-from e2ee_core.errors import E2EEError
+from e2ee_core.errors import (  # noqa: F401 - part of this module's API
+    AttachmentCorrupted,
+    AttachmentDecryptionFailed,
+    AttachmentError,
+    AttachmentSizeMismatch,
+    AttachmentTooLarge,
+    E2EEError,
+)
 
 __all__ = [
     "BLOB_OVERHEAD",
@@ -79,26 +86,6 @@ MIN_PADDED_SIZE = 541
 PADDING_GROWTH = 1.05
 """Signal's bucket ratio: at most ~5 % padding, ~14 buckets per doubling of size."""
 _PAD_CHUNK = 1 << 16
-
-
-class AttachmentError(E2EEError):
-    """Base class of attachment errors. Messages never hold keys or file contents."""
-
-
-class AttachmentTooLarge(AttachmentError):
-    """The plaintext is over :data:`e2ee_core.content.MAX_ATTACHMENT_BYTES`."""
-
-
-class AttachmentSizeMismatch(AttachmentError):
-    """The blob's length is not the one the pointer's size implies (truncated or extended)."""
-
-
-class AttachmentCorrupted(AttachmentError):
-    """The blob's SHA-256 digest differs from the pointer's, or its padding is not zero."""
-
-
-class AttachmentDecryptionFailed(AttachmentError):
-    """The AEAD tag did not verify: wrong key, or a blob not made with this pointer."""
 
 
 def padded_size(size: int) -> int:

@@ -39,10 +39,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, TypeAlias
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError, Message
-
-from e2ee_core.errors import E2EEError
+from e2ee_core import protobuf
+from e2ee_core.errors import (  # noqa: F401 - part of this module's API
+    ContentDecodeError,
+    ContentError,
+    E2EEError,
+    InvalidContent,
+    UnsupportedContentVersion,
+)
 
 __all__ = [
     "CONTENT_VERSION",
@@ -129,33 +133,15 @@ _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z
 # ---------------------------------------------------------------------------------------------
 # Errors. Messages name the field and the rule, never the value.
 # ---------------------------------------------------------------------------------------------
-class ContentError(E2EEError):
-    """Base class of message-content errors."""
-
-
-class InvalidContent(ContentError, ValueError):
-    """A content value breaks a rule (length, range, format). Raised on construction and decode."""
-
-
-class ContentDecodeError(ContentError):
-    """Bytes that are not a well-formed content envelope or body."""
-
-
-class UnsupportedContentVersion(ContentDecodeError):
-    """The envelope was written by a newer client with a version this one cannot read."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Schemas (proto2) built at run time in a private pool.
 # ---------------------------------------------------------------------------------------------
-_OPT = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-_REP = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-_BYTES = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-_U32 = descriptor_pb2.FieldDescriptorProto.TYPE_UINT32
-_U64 = descriptor_pb2.FieldDescriptorProto.TYPE_UINT64
-_BOOL = descriptor_pb2.FieldDescriptorProto.TYPE_BOOL
+_OPT, _REP = protobuf.OPT, protobuf.REP
+_BYTES, _U32, _U64, _BOOL = protobuf.BYTES, protobuf.U32, protobuf.U64, protobuf.BOOL
 
-_SCHEMA: dict[str, list[tuple[str, int, int, int]]] = {
+_SCHEMA: dict[str, list[protobuf.Field]] = {
     "Content": [("version", 1, _U32, _OPT), ("message_id", 2, _BYTES, _OPT),
                 ("sent_at_ms", 3, _U64, _OPT), ("expire_timer", 4, _U32, _OPT),
                 ("group_id", 5, _BYTES, _OPT), ("type", 6, _U32, _OPT),
@@ -177,29 +163,11 @@ _SCHEMA: dict[str, list[tuple[str, int, int, int]]] = {
 }
 
 
-def _build_classes() -> dict[str, type[Message]]:
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name="e2ee_core/content.proto", package="e2ee.content", syntax="proto2")
-    for name, fields in _SCHEMA.items():
-        msg = file_proto.message_type.add(name=name)
-        for field_name, number, type_, label in fields:
-            msg.field.add(name=field_name, number=number, type=type_, label=label)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file_proto)
-    return {name: message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"e2ee.content.{name}")) for name in _SCHEMA}
-
-
-_PB = _build_classes()
+_PB = protobuf.build_messages("e2ee_core/content.proto", "e2ee.content", _SCHEMA)
 
 
 def _parse(kind: str, data: bytes) -> Any:
-    msg = _PB[kind]()
-    try:
-        msg.ParseFromString(data)
-    except DecodeError:
-        raise ContentDecodeError(f"malformed {kind}") from None
-    return msg
+    return protobuf.parse(_PB, kind, data, ContentDecodeError)
 
 
 def _serialize(kind: str, **fields: Any) -> bytes:
@@ -211,8 +179,7 @@ def _serialize(kind: str, **fields: Any) -> bytes:
             getattr(msg, name).extend(value)
         else:
             setattr(msg, name, value)
-    out: bytes = msg.SerializeToString(deterministic=True)
-    return out
+    return protobuf.serialize(msg)
 
 
 def _opt(msg: Any, name: str) -> Any:
@@ -220,9 +187,7 @@ def _opt(msg: Any, name: str) -> Any:
 
 
 def _req(msg: Any, kind: str, name: str) -> Any:
-    if not msg.HasField(name):
-        raise ContentDecodeError(f"{kind}.{name} is missing")
-    return getattr(msg, name)
+    return protobuf.require(msg, name, ContentDecodeError, kind)
 
 
 def _utf8(raw: bytes, what: str) -> str:

@@ -43,7 +43,9 @@ from e2ee_core.content import (
     Content,
     TimerChange,
 )
-from e2ee_core.errors import E2EEError
+from e2ee_core.errors import (
+    DisappearingError,
+    )
 
 __all__ = [
     "DEFAULT_TIMER_SECONDS",
@@ -66,10 +68,6 @@ Clock = Callable[[], int]
 
 SERVER_HINT_GRANULARITY_MS = 3600 * 1000
 """Envelope expiry hints are rounded up to the hour, so they reveal only a coarse deadline."""
-
-
-class DisappearingError(E2EEError):
-    """Misuse of the disappearing-messages API (unknown message, bad conversation id)."""
 
 
 class ExpiryStart(Enum):

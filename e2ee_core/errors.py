@@ -72,3 +72,43 @@ class UntrustedIdentity(E2EEError):
 
 class StoreError(E2EEError):
     """The protocol store is corrupt or could not be read."""
+
+
+class ContentError(E2EEError):
+    """Base class of message-content errors."""
+
+
+class InvalidContent(ContentError, ValueError):
+    """A content value breaks a rule (length, range, format). Raised on construction and decode."""
+
+
+class ContentDecodeError(ContentError):
+    """Bytes that are not a well-formed content envelope or body."""
+
+
+class UnsupportedContentVersion(ContentDecodeError):
+    """The envelope was written by a newer client with a version this one cannot read."""
+
+
+class AttachmentError(E2EEError):
+    """Base class of attachment errors. Messages never hold keys or file contents."""
+
+
+class AttachmentTooLarge(AttachmentError):
+    """The plaintext is over :data:`e2ee_core.content.MAX_ATTACHMENT_BYTES`."""
+
+
+class AttachmentSizeMismatch(AttachmentError):
+    """The blob's length is not the one the pointer's size implies (truncated or extended)."""
+
+
+class AttachmentCorrupted(AttachmentError):
+    """The blob's SHA-256 digest differs from the pointer's, or its padding is not zero."""
+
+
+class AttachmentDecryptionFailed(AttachmentError):
+    """The AEAD tag did not verify: wrong key, or a blob not made with this pointer."""
+
+
+class DisappearingError(E2EEError):
+    """Misuse of the disappearing-messages API (unknown message, bad conversation id)."""

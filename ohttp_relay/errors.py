@@ -87,3 +87,7 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamTooLarge(UpstreamError):
     """The upstream's response content is larger than the hop allows."""
+
+
+class OriginError(OHTTPError):
+    """An origin string or request target cannot be understood."""

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ohttp_relay import bhttp
-from ohttp_relay.errors import OHTTPError
+from ohttp_relay.errors import (
+    OriginError,
+)
 
 #: Connection-specific fields never forwarded in either direction (RFC 9110 §7.6.1), plus the
 #: framing fields the forwarding client recomputes.
@@ -24,10 +26,6 @@ HOP_BY_HOP = frozenset({
 })
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class OriginError(OHTTPError):
-    """An origin string or request target cannot be understood."""
 
 
 def normalize_origin(scheme: str, authority: str) -> str:

@@ -12,8 +12,8 @@ import sys
 import time
 
 from ohttp_relay import consts
-from ohttp_relay.errors import OHTTPError
-from ohttp_relay.gateway import OriginError, parse_origin
+from ohttp_relay.errors import OHTTPError, OriginError
+from ohttp_relay.gateway import parse_origin
 from ohttp_relay.ohttp import KEM_P256, KEM_X25519, encode_key_configs
 from ohttp_relay.store import DatabaseStore
 

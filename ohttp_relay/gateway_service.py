@@ -36,6 +36,7 @@ from ohttp_relay.errors import (
     DecryptError,
     KeyConfigError,
     LimitExceeded,
+    OriginError,
     ReplayError,
     StoreError,
     TargetError,
@@ -44,7 +45,6 @@ from ohttp_relay.errors import (
 )
 from ohttp_relay.gateway import (
     Allowlist,
-    OriginError,
     Target,
     forward_headers,
     parse_origin,

@@ -85,7 +85,7 @@ class RateLimiter:
             return None
         now = time.monotonic() if now is None else now
         with self._lock:
-            if len(self._counts) > 50_000:  # forget idle clients
+            if len(self._counts) > consts.RATE_LIMIT_MAX_CLIENTS:  # forget idle clients
                 self._counts = {k: v for k, v in self._counts.items()
                                 if now - v[0] < self.window}
             start, count = self._counts.get(client, (now, 0))

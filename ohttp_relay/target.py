@@ -59,7 +59,7 @@ class HTTPTarget:
     connections, timeouts, no redirects or retries of non-idempotent requests, no added fields."""
 
     def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 chunk_size: int = 16 * 1024) -> None:
+                 chunk_size: int = consts.HOP_CHUNK_BYTES) -> None:
         self.client = UpstreamClient(connect_timeout=connect_timeout, read_timeout=read_timeout,
                                      chunk_size=chunk_size)
 

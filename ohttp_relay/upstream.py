@@ -49,6 +49,7 @@ class UpstreamResponse:
     _raw: urllib3.BaseHTTPResponse
     _limit: int
     _chunk_size: int
+    _done: bool = False
 
     def header(self, name: str) -> str | None:
         """The first field called ``name`` (case-insensitive)."""
@@ -84,8 +85,11 @@ class UpstreamResponse:
         self._finish(False)
 
     def _finish(self, clean: bool) -> None:
+        if self._done:
+            return
+        self._done = True
         if not clean:
-            self._raw.close()
+            self._raw.close()  # never pooled half-read
         self._raw.release_conn()
 
 
@@ -93,10 +97,10 @@ class UpstreamClient:
     """A pool of kept-alive connections to the hop's upstreams (thread-safe)."""
 
     def __init__(self, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 replay_safe: bool = False, maxsize: int = 16,
-                 chunk_size: int = 16 * 1024) -> None:
+                 replay_safe: bool = False, maxsize: int = consts.HOP_POOL_CONNECTIONS,
+                 chunk_size: int = consts.HOP_CHUNK_BYTES) -> None:
         self.pool = urllib3.PoolManager(
-            num_pools=32, maxsize=maxsize, retries=False,
+            num_pools=consts.HOP_POOLS, maxsize=maxsize, retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout))
         self.replay_safe = replay_safe
         self.chunk_size = chunk_size

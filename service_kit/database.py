@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from service_kit.errors import DatabaseError
+
 Dialect = Literal["sqlite", "postgres"]
 Params = Sequence[Any]
 
@@ -28,10 +30,6 @@ _DDL_TOKENS: dict[Dialect, dict[str, str]] = {
 
 # An arbitrary, fixed advisory-lock key for schema creation across every store of the project.
 _SCHEMA_LOCK_ID = 0x6532_6565_7363_6831
-
-
-class DatabaseError(Exception):
-    """The store could not be opened or its URL is not understood."""
 
 
 class Cursor(Protocol):

@@ -19,3 +19,7 @@ class RefusedRequest(ServiceKitError):
         super().__init__(title)
         self.status = status
         self.title = title
+
+
+class DatabaseError(ServiceKitError):
+    """The store could not be opened or its URL is not understood."""

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError, Message
-
+from e2ee_core import protobuf
 from e2ee_core.groups.errors import GroupError
+from e2ee_core.protobuf import BOOL, BYTES, MSG, OPT, REP, U32, U64
 
-_F = descriptor_pb2.FieldDescriptorProto
-OPT, REP = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
-BYTES, U32, U64, BOOL, MSG = _F.TYPE_BYTES, _F.TYPE_UINT32, _F.TYPE_UINT64, _F.TYPE_BOOL, \
-    _F.TYPE_MESSAGE
 PACKAGE = "e2ee.groups"
 
 # (name, number, type, label, message type name or "")
-SCHEMA: dict[str, list[tuple[str, int, int, int, str]]] = {
+SCHEMA: dict[str, list[protobuf.Field]] = {
     # libsignal wire.proto field numbers
     "SenderKeyMessage": [("distribution_uuid", 1, BYTES, OPT, ""), ("chain_id", 2, U32, OPT, ""),
                          ("iteration", 3, U32, OPT, ""), ("ciphertext", 4, BYTES, OPT, "")],
@@ -44,22 +39,7 @@ SCHEMA: dict[str, list[tuple[str, int, int, int, str]]] = {
 }
 
 
-def _build() -> dict[str, type[Message]]:
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name="e2ee_core/groups.proto", package=PACKAGE, syntax="proto2")
-    for name, fields in SCHEMA.items():
-        msg = file_proto.message_type.add(name=name)
-        for field_name, number, type_, label, type_name in fields:
-            field = msg.field.add(name=field_name, number=number, type=type_, label=label)
-            if type_name:
-                field.type_name = f".{PACKAGE}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file_proto)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
-            for name in SCHEMA}
-
-
-CLASSES = _build()
+CLASSES = protobuf.build_messages("e2ee_core/groups.proto", PACKAGE, SCHEMA)
 
 
 def new(kind: str) -> Any:
@@ -69,21 +49,12 @@ def new(kind: str) -> Any:
 
 def parse(kind: str, data: bytes, error: type[GroupError]) -> Any:
     """Parse ``data`` as ``kind``; any parse failure raises ``error``."""
-    msg = CLASSES[kind]()
-    try:
-        msg.ParseFromString(data)
-    except DecodeError:
-        raise error(f"malformed {kind}") from None
-    return msg
+    return protobuf.parse(CLASSES, kind, data, error)
 
 
 def require(msg: Any, name: str, error: type[GroupError]) -> Any:
     """A present field's value, else ``error``."""
-    if not msg.HasField(name):
-        raise error(f"{type(msg).__name__}.{name} is missing")
-    return getattr(msg, name)
+    return protobuf.require(msg, name, error)
 
 
-def serialize(msg: Any) -> bytes:
-    out: bytes = msg.SerializeToString(deterministic=True)
-    return out
+serialize = protobuf.serialize

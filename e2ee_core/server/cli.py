@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from e2ee_core.server.errors import ConfigurationError
-from service_kit.database import DatabaseError
+from service_kit.errors import DatabaseError
 from service_kit.serving import serve
 
 FACTORY = "e2ee_core.server.app:create_app"

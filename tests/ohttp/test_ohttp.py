@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +27,16 @@ from ohttp_relay.errors import (
 H = bytes.fromhex
 
 
-@pytest.fixture(scope="module")
-def a1(vectors: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    vector: dict[str, Any] = vectors("rfc9458")["vectors"][0]
+_VECTORS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "rfc9458.json")
+    .read_text())["vectors"]
+
+
+@pytest.fixture(scope="module", params=range(len(_VECTORS)))
+def a1(request: pytest.FixtureRequest, vectors: Callable[[str], dict[str, Any]]
+       ) -> dict[str, Any]:
+    """Each RFC 9458 vector in turn (every test below runs once per entry)."""
+    vector: dict[str, Any] = vectors("rfc9458")["vectors"][request.param]
     return vector
 
 
