@@ -4,6 +4,8 @@ half-sent ones with a 408 problem."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -92,3 +94,58 @@ def test_a_stalled_next_request_on_a_kept_alive_connection_times_out(
         sock.sendall(b"GET /one HTTP/1.1\r\nHost: idle\r\n\r\nGET /two HTTP/1.1\r\nHost")
         answer = _drain(sock, 5.0)
     assert answer.statuses == [200, 408] and answer.closed
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes of the server ``pid`` (not multiprocessing's resource tracker)."""
+    try:
+        found = [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+    workers = []
+    for child in found:
+        try:
+            cmdline = open(f"/proc/{child}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            workers.append(child)
+    return workers
+
+
+def test_a_killed_worker_is_replaced(live_server: Callable[..., LiveServer]) -> None:
+    server = live_server(create_echo_app, _workers=2)
+    deadline = time.monotonic() + 30
+    while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first = _children(server.proc.pid)
+    assert len(first) == 2
+    os.kill(first[0], signal.SIGKILL)
+    while time.monotonic() < deadline:
+        now = _children(server.proc.pid)
+        if len(now) == 2 and first[0] not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and first[0] not in now
+    for _ in range(10):
+        assert requests.get(server.url + "/after", timeout=5).status_code == 200
+
+
+def test_shutdown_is_bounded_with_a_request_in_flight(
+        live_server: Callable[..., LiveServer]) -> None:
+    """SIGTERM while a request takes longer than the graceful timeout: the server still exits
+    (after about GRACEFUL_TIMEOUT seconds), it is not killed."""
+    from tests.apps import create_worker_probe_app
+
+    server = live_server(create_worker_probe_app)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(b"GET /sleep?s=60 HTTP/1.1\r\nHost: idle\r\n\r\n")
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=30)
+    elapsed = time.monotonic() - started
+    # uvicorn waits GRACEFUL_TIMEOUT (5 s) for the request, then ends by re-raising SIGTERM.
+    assert code in (0, -signal.SIGTERM)
+    assert elapsed < 30
+    sock.close()
