@@ -99,13 +99,14 @@ def test_a_stalled_next_request_on_a_kept_alive_connection_times_out(
 def _children(pid: int) -> list[int]:
     """The worker processes of the server ``pid`` (not multiprocessing's resource tracker)."""
     try:
-        found = [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+        found = [int(p) for p in
+                 Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
     workers = []
     for child in found:
         try:
-            cmdline = open(f"/proc/{child}/cmdline", "rb").read()
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
         if b"spawn_main" in cmdline:
