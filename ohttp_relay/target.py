@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ohttp_relay import consts
 from ohttp_relay.errors import (
@@ -132,14 +132,17 @@ class WSGITarget:
 def wsgi_environ(method: str, url: str, headers: list[tuple[str, str]],
                  body: bytes) -> dict[str, Any]:
     """The PEP 3333 environ of one request to an in-process app: ``PATH_INFO`` percent-decoded
-    as WSGI strings (bytes as Latin-1), fields as ``HTTP_*`` (repeats joined with ``,``), an
+    as the server stack does it (UTF-8, then Latin-1 for WSGI), fields as ``HTTP_*`` (repeats joined with ``,``), an
     empty ``REMOTE_ADDR`` (the gateway knows no client address to give)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(parts.path or "/").decode("latin-1"),
+        # As the services' stack decodes it (uvicorn percent-decodes as UTF-8, invalid bytes
+        # replaced; a2wsgi gives the result to WSGI as Latin-1), so an in-process target sees
+        # what the same app served over HTTP would.
+        "PATH_INFO": unquote(parts.path or "/").encode("utf-8").decode("latin-1"),
         "QUERY_STRING": parts.query,
         "SERVER_NAME": parts.hostname or "",
         "SERVER_PORT": str(port),

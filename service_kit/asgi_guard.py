@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -39,6 +40,23 @@ async def send_problem(send: Send, status: int, title: str, *, close: bool = Fal
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _sendable(message: Message) -> bool:
+    """Whether a response head is one HTTP/1.1 can carry as given: a status, and field names
+    and values without CR, LF, NUL or other controls (uvicorn would refuse it mid-response)."""
+    status = message.get("status")
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        return False
+    for name, value in message.get("headers", ()):
+        if not (isinstance(name, bytes) and isinstance(value, bytes)
+                and _TOKEN.fullmatch(name) and _FIELD_VALUE.fullmatch(value)):
+            return False
+    return True
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -91,11 +109,18 @@ class BufferedBody:
             return await receive()
 
         started = False
+        replaced = False
 
         async def tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+            nonlocal started, replaced
+            if replaced:
+                return  # the app's answer was replaced by a 500 problem
+            if message["type"] == "http.response.start" and not _sendable(message):
+                log.error("unsendable response head from the application")
+                replaced = started = True
+                await send_problem(send, 500, "Internal Server Error", close=True)
+                return
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:

@@ -1,4 +1,4 @@
-"""Small real WSGI apps the black-box tests serve under gunicorn."""
+"""Small real WSGI apps the black-box tests serve on the services' stack."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def create_echo_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def create_worker_probe_app(config: Mapping[str, Any] | None = None) -> Any:
-    """A bare WSGI app for the gunicorn worker tests: ``/sleep?s=SECONDS`` answers after that
+    """A bare WSGI app for the serving tests: ``/sleep?s=SECONDS`` answers after that
     long, anything else answers ``<path> <request number in this process>``."""
     import itertools
     import time
@@ -64,14 +64,13 @@ def create_worker_probe_app(config: Mapping[str, Any] | None = None) -> Any:
     return app
 
 
-#: Environ keys whose values the worker comparison tests check (the rest are objects or
-#: differ per connection: sockets, streams, REMOTE_PORT, gunicorn's early-hints callback).
+#: Environ keys left out of the JSON answer (objects, or values that differ per connection).
 ENVIRON_COMPARED_SKIP = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper",
-                                   "gunicorn.socket", "wsgi.early_hints", "REMOTE_PORT"})
+                                   "asgi.scope", "REMOTE_PORT"})
 
 
 def create_environ_app(config: Mapping[str, Any] | None = None) -> Any:
-    """A bare WSGI app for the worker tests. ``/stream`` answers three pieces with no length
+    """A bare WSGI app for the serving tests. ``/stream`` answers three pieces with no length
     (chunked), ``/empty`` 204, ``/crash`` raises, ``/short`` declares more than it sends,
     ``/unread`` answers without reading the body; anything else answers, as JSON, the environ
     (string values, minus :data:`ENVIRON_COMPARED_SKIP`) and the body it read."""
@@ -99,10 +98,7 @@ def create_environ_app(config: Mapping[str, Any] | None = None) -> Any:
         body = environ["wsgi.input"].read()
         seen = {k: v for k, v in environ.items()
                 if k not in ENVIRON_COMPARED_SKIP and isinstance(v, (str, bool, int, tuple))}
-        # gunicorn's own request handling adds wsgi.early_hints; the lean path does not
-        handled_by = "gunicorn" if "wsgi.early_hints" in environ else "lean"
-        payload = json.dumps({"environ": seen, "body": body.decode("latin-1"),
-                              "handled_by": handled_by},
+        payload = json.dumps({"environ": seen, "body": body.decode("latin-1")},
                              sort_keys=True, default=list).encode()
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(payload)))])

@@ -5,6 +5,7 @@ it answers normally afterwards. The server's own refusals are documented in docs
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,3 +55,28 @@ def test_probes_get_the_documented_statuses(live_server: Callable[..., LiveServe
     ok = (b"GET /ohttp-keys HTTP/1.1\r\nHost: probe\r\n\r\n"
           + PROBES["pipelined_partial_body"])
     assert send_raw(service.server.port, ok).statuses == [200]
+
+
+def test_application_mistakes_never_become_tracebacks_or_injected_fields(
+        live_server: Callable[..., LiveServer]) -> None:
+    from tests.apps import create_environ_app
+    from tests.service_kit.probes import send_raw as raw
+
+    server = live_server(create_environ_app)
+    port = server.port
+    get = b"GET %s HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+    crashed = raw(port, get % b"/crash")
+    assert crashed.statuses == [500] and b"application/problem+json" in crashed.data
+    injected = raw(port, get % b"/badheader")
+    assert injected.statuses == [500] and b"Set-Cookie" not in injected.data
+    assert b"never sent" not in injected.data
+    short = raw(port, get % b"/short")  # declares 10 bytes, sends 3: the connection is cut
+    assert short.closed and short.data.endswith(b"abc")
+    streamed = raw(port, get % b"/stream")
+    assert streamed.statuses == [200] and b"transfer-encoding: chunked" in streamed.data.lower()
+    seen = json.loads(requests.post(server.url + "/env", data=b"xyz", timeout=5).content)
+    assert seen["body"] == "xyz"
+    # No process environment variable reaches a request (granian copies them all).
+    assert not {k for k in seen["environ"] if k in os.environ and not k.startswith("HTTP_")}
+    logs = server.logs()
+    assert "secret-crash-detail" not in logs and "Traceback" not in logs
