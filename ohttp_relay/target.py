@@ -132,8 +132,9 @@ class WSGITarget:
 def wsgi_environ(method: str, url: str, headers: list[tuple[str, str]],
                  body: bytes) -> dict[str, Any]:
     """The PEP 3333 environ of one request to an in-process app: ``PATH_INFO`` percent-decoded
-    as the server stack does it (UTF-8, then Latin-1 for WSGI), fields as ``HTTP_*`` (repeats joined with ``,``), an
-    empty ``REMOTE_ADDR`` (the gateway knows no client address to give)."""
+    as the server stack does it (UTF-8, then Latin-1 for WSGI), fields as ``HTTP_*`` (repeats
+    joined with ``,``), an empty ``REMOTE_ADDR`` (the gateway knows no client address to give).
+    """
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     environ: dict[str, Any] = {
