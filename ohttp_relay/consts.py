@@ -55,9 +55,6 @@ DEFAULT_KEYS_MAX_AGE: Final = 3600
 #: A rotated-out key keeps decrypting this long (clients may hold cached configs).
 DEFAULT_KEY_GRACE: Final = 7 * 24 * 3600
 
-#: Client addresses the relay's in-memory rate limiter tracks before it forgets idle ones
-#: (bounds its memory under address churn: about 100 bytes each).
-RATE_LIMIT_MAX_CLIENTS: Final = 50_000
 #: Bytes read from an upstream per chunk when streaming a response through a hop.
 HOP_CHUNK_BYTES: Final = 16 * 1024
 #: Kept-alive connections per upstream origin in a hop's pool (a service runs at most this many

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +34,7 @@ from ohttp_relay.upstream import UpstreamClient, UpstreamResponse
 from service_kit.errors import ConfigError
 from service_kit.events import EventCounter
 from service_kit.problem import ProblemError, install_problem_handlers
+from service_kit.ratelimit import RateLimiter
 from service_kit.settings import load_settings
 
 log = logging.getLogger("ohttp_relay.relay")
@@ -68,33 +67,6 @@ class Route:
     gateway_url: str
     keys_url: str
     keys_path: str
-
-
-class RateLimiter:
-    """Fixed-window request counter per client address, in this process's memory only."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self._lock = threading.Lock()
-        self._counts: dict[str, tuple[float, int]] = {}
-
-    def hit(self, client: str, now: float | None = None) -> float | None:
-        """Count one request; ``None`` if allowed, else seconds until the window resets."""
-        if self.limit <= 0:
-            return None
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            if len(self._counts) > consts.RATE_LIMIT_MAX_CLIENTS:  # forget idle clients
-                self._counts = {k: v for k, v in self._counts.items()
-                                if now - v[0] < self.window}
-            start, count = self._counts.get(client, (now, 0))
-            if now - start >= self.window:
-                start, count = now, 0
-            if count >= self.limit:
-                return max(0.0, start + self.window - now)
-            self._counts[client] = (start, count + 1)
-            return None
 
 
 def keys_url_for(gateway_url: str) -> str:

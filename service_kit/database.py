@@ -68,6 +68,17 @@ class Transaction:
         return self.execute(sql, params).fetchall()
 
 
+def _create_private(path: Path) -> None:
+    """Create an SQLite file 0600 before SQLite writes a byte (stores hold keys, credentials'
+    hashes and queues); SQLite gives its -wal and -shm files the database file's mode. An
+    existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class Database:
     """A SQLite file (``path`` or ``sqlite:///path``) or a PostgreSQL DSN."""
 
@@ -81,6 +92,7 @@ class Database:
             self.path: str | None = path
             if path != ":memory:":
                 Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(path).expanduser())
         else:
             self.path = None
         self._local = threading.local()

@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -159,3 +160,26 @@ def test_postgres_schema_creation_races_cleanly(pg_dsn: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_every_sqlite_store_is_created_0600(tmp_path: Path) -> None:
+    """Issuer, gateway, delivery server, spent tokens, client state: every store goes through
+    Database, which creates the file 0600 before SQLite writes (and SQLite gives its -wal and
+    -shm files the same mode)."""
+    import stat
+
+    from e2ee_core.server.app import create_app as create_server
+
+    old = os.umask(0o022)
+    try:
+        db = Database(str(tmp_path / "a" / "store.db"))
+        with db.transaction() as tx:
+            tx.execute("CREATE TABLE t (x INTEGER)")
+            tx.execute("INSERT INTO t VALUES (1)")
+        create_server({"db": str(tmp_path / "server.db")})
+    finally:
+        os.umask(old)
+    made = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in made} >= {"store.db", "store.db-wal", "server.db"}
+    for path in made:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

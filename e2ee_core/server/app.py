@@ -28,6 +28,7 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     PayloadTooLarge,
     ServerError,
+    TooManyAttempts,
     UnsupportedMediaType,
 )
 from e2ee_core.server.memstore import MemoryStore
@@ -79,6 +80,8 @@ def _error_response(err: ServerError) -> Response:
         extra["extra"] = [{"username": u, "device_id": d} for u, d in err.extra]
     if isinstance(err, AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="e2ee"'
+    if isinstance(err, TooManyAttempts):
+        headers["Retry-After"] = str(err.retry_after)
     return problem(err.status, err.title, type_=err.problem_type(), detail=err.detail,
                    headers=headers, **extra)
 
@@ -136,7 +139,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     @app.post("/v1/devices")
     def add_device() -> Response:
         req = AccountRequest.from_json(_read_json())
-        return _json(service.add_device(req).to_json(), 201)
+        return _json(service.add_device(req, request.remote_addr or "").to_json(), 201)
 
     @app.get("/v1/devices/<username>")
     def list_devices(username: str) -> Response:

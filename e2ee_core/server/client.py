@@ -21,6 +21,7 @@ from e2ee_core.server.errors import (
     PayloadTooLarge,
     ServerError,
     ServerUnreachable,
+    TooManyAttempts,
     UnexpectedResponse,
     error_for_problem_type,
 )
@@ -143,6 +144,9 @@ class ServerClient:
                 if cls is MismatchedDevices:
                     return MismatchedDevices(_addresses(body.get("missing")),
                                              _addresses(body.get("extra")))
+                if cls is TooManyAttempts:
+                    raw = resp.headers.get("Retry-After", "1")
+                    return TooManyAttempts(retry_after=int(raw) if raw.isdigit() else 1)
                 if cls is not None:
                     detail = body.get("detail")
                     return cls(detail if isinstance(detail, str) else None)

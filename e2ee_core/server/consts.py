@@ -50,6 +50,18 @@ DEFAULT_ATTACHMENT_TTL_SECONDS = 30 * 24 * 3600
 
 # Long-poll: a receive waits at most this long (below common proxy idle timeouts of 30-60 s).
 DEFAULT_LONG_POLL_MAX_SECONDS = 25.0
+
+#: Wrong passwords per account per window before linking a device is refused with 429 until
+#: the window ends. Shared by every server process (kept in the store). Ten guesses per 15
+#: minutes make an online guess of even a weak password impractical; the cost of the lock-out
+#: (an attacker can delay a victim's linking by 15 minutes) is bounded by the window.
+DEFAULT_PASSWORD_MAX_FAILURES = 10
+DEFAULT_PASSWORD_WINDOW_SECONDS = 900.0
+#: Password attempts per client address per window, per server process (spreading guesses
+#: over many accounts from one address).
+DEFAULT_PASSWORD_ATTEMPTS_PER_ADDRESS = 30
+#: argon2 verifications at once per process: each uses argon2_memory_kib (64 MiB by default).
+DEFAULT_PASSWORD_CONCURRENCY = 2
 # Waiting receivers re-check the store at this interval (other workers' sends are not signalled).
 DEFAULT_POLL_INTERVAL_SECONDS = 0.1
 # Envelopes returned per receive; the client acknowledges and asks again for more.

@@ -118,6 +118,19 @@ class PayloadTooLarge(ServerError):
     title = "Payload too large"
 
 
+class TooManyAttempts(ServerError):
+    """Too many wrong passwords for this account, or attempts from this address: wait
+    ``retry_after`` seconds (answered 429 with ``Retry-After`` before any password is hashed)."""
+
+    status = 429
+    slug = "too-many-attempts"
+    title = "Too many attempts"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
 class UnsupportedMediaType(ServerError):
     """The body has the wrong Content-Type for this endpoint."""
 
@@ -144,6 +157,7 @@ ALL_ERRORS: tuple[type[ServerError], ...] = (
     MismatchedDevices,
     TooManyPreKeys,
     PayloadTooLarge,
+    TooManyAttempts,
     UnsupportedMediaType,
 )
 

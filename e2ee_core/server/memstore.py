@@ -73,6 +73,7 @@ class MemoryStore:
         self.max_stored_prekeys = max_stored_prekeys
         self._lock = threading.Lock()
         self._accounts: dict[str, _Account] = {}
+        self._failures: dict[str, tuple[int, int]] = {}  # username -> (failures, window start)
         self._attachments: dict[str, _Attachment] = {}
         self._next_envelope_id = 1
 
@@ -259,6 +260,23 @@ class MemoryStore:
         with self._lock:
             found = self._attachments.get(attachment_id)
             return None if found is None or found.expires_at_ms <= now_ms else found.data
+
+    def password_failures(self, username: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        with self._lock:
+            failures, start = self._failures.get(username, (0, now_ms))
+            return (0, now_ms) if now_ms - start >= window_ms else (failures, start)
+
+    def record_password_failure(self, username: str, now_ms: int, window_ms: int) -> int:
+        with self._lock:
+            failures, start = self._failures.get(username, (0, now_ms))
+            if now_ms - start >= window_ms:
+                failures, start = 0, now_ms
+            self._failures[username] = (failures + 1, start)
+            return failures + 1
+
+    def clear_password_failures(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(username, None)
 
     def purge_expired(self, now_ms: int) -> PurgeCounts:
         with self._lock:

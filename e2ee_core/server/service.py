@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import threading
 import time
@@ -27,6 +28,7 @@ from e2ee_core.server.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    TooManyAttempts,
 )
 from e2ee_core.server.store import PurgeCounts, Store
 from e2ee_core.server.wire import (
@@ -42,6 +44,7 @@ from e2ee_core.server.wire import (
     format_credential,
     parse_credential,
 )
+from service_kit.ratelimit import RateLimiter
 
 log = logging.getLogger("e2ee_core.server")
 
@@ -60,6 +63,14 @@ class Settings:
     long_poll_max_seconds: float = consts.DEFAULT_LONG_POLL_MAX_SECONDS
     poll_interval_seconds: float = consts.DEFAULT_POLL_INTERVAL_SECONDS
     purge_interval_seconds: float = consts.PURGE_INTERVAL_SECONDS
+    # Password guessing: wrong passwords per account per window (shared by every server
+    # process through the store; then 429 until the window ends), password attempts per client
+    # address per window (this process), and argon2 verifications at once (each takes
+    # argon2_memory_kib: 7 parallel guessers once pushed a worker to 571 MiB).
+    password_max_failures: int = consts.DEFAULT_PASSWORD_MAX_FAILURES
+    password_window_seconds: float = consts.DEFAULT_PASSWORD_WINDOW_SECONDS
+    password_attempts_per_address: int = consts.DEFAULT_PASSWORD_ATTEMPTS_PER_ADDRESS
+    password_concurrency: int = consts.DEFAULT_PASSWORD_CONCURRENCY
     # argon2id cost (argon2-cffi's RFC 9106 "low memory" profile by default).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -135,6 +146,9 @@ class DeliveryService:
                                       parallelism=self.settings.argon2_parallelism)
         # Verified against when an account does not exist, so both cases cost the same.
         self._dummy_password_hash = self._hasher.hash(secrets.token_hex(16))
+        self._argon2_slots = threading.BoundedSemaphore(self.settings.password_concurrency)
+        self._address_attempts = RateLimiter(self.settings.password_attempts_per_address,
+                                             self.settings.password_window_seconds)
         self._signal = _QueueSignal()
         self._last_purge = float("-inf")
         self._purge_lock = threading.Lock()
@@ -162,20 +176,39 @@ class DeliveryService:
         return DeviceCredential(req.username, device_id,
                                 format_credential(req.username, device_id, secret))
 
-    def _check_password(self, username: str, password: str) -> None:
+    def _check_password(self, username: str, password: str, client_address: str) -> None:
+        """Refuse before hashing when the address or the account is over its limit (429);
+        count a wrong password against the account; a right one clears its count."""
+        window_ms = int(self.settings.password_window_seconds * 1000)
+        wait = self._address_attempts.hit(client_address)
+        if wait is not None:
+            log.info("event=password_attempts_limited scope=address")
+            raise TooManyAttempts(retry_after=math.ceil(wait))
+        now = self.now_ms()
+        failures, since = self.store.password_failures(username, now, window_ms)
+        if failures >= self.settings.password_max_failures:
+            log.info("event=password_attempts_limited scope=account")
+            raise TooManyAttempts(retry_after=math.ceil((since + window_ms - now) / 1000))
         stored = self.store.password_hash(username)
         try:
-            self._hasher.verify(stored or self._dummy_password_hash, password)
+            with self._argon2_slots:
+                self._hasher.verify(stored or self._dummy_password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
+            if stored is not None:
+                self.store.record_password_failure(username, self.now_ms(), window_ms)
+            log.info("event=password_rejected")
             raise AuthenticationFailed() from None
         if stored is None:  # pragma: no cover - the dummy's password is never guessed
             raise AuthenticationFailed()
+        if failures:
+            self.store.clear_password_failures(username)
         if self._hasher.check_needs_rehash(stored):
             self.store.set_password_hash(username, self._hasher.hash(password))
 
-    def add_device(self, req: AccountRequest) -> DeviceCredential:
-        """Link a new device with the account password; other devices and contacts are told."""
-        self._check_password(req.username, req.password)
+    def add_device(self, req: AccountRequest, client_address: str = "") -> DeviceCredential:
+        """Link a new device with the account password; other devices and contacts are told.
+        Password guessing is limited per account and per client address (429)."""
+        self._check_password(req.username, req.password, client_address)
         secret, digest = self._new_credential()
         now = self.now_ms()
         device_id = self.store.add_device(req.username, req.device, digest, now_ms=now,

@@ -104,7 +104,12 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_at_ms {bigint} NOT NULL,
     expires_at_ms {bigint} NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at_ms)
+CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at_ms);
+CREATE TABLE IF NOT EXISTS password_failures (
+    username TEXT PRIMARY KEY,
+    window_start_ms {bigint} NOT NULL,
+    failures {bigint} NOT NULL
+)
 """
 
 _ENVELOPE_COLUMNS = "id, kind, source, source_device, server_timestamp_ms, expires_at_ms, content"
@@ -199,6 +204,18 @@ class Store(Protocol):
 
     def purge_expired(self, now_ms: int) -> PurgeCounts:
         """Delete expired envelopes and attachments."""
+        ...
+
+    def password_failures(self, username: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        """Wrong passwords for ``username`` in the current window, and when it began."""
+        ...
+
+    def record_password_failure(self, username: str, now_ms: int, window_ms: int) -> int:
+        """Count one wrong password (a new window when the last one is over); the new count."""
+        ...
+
+    def clear_password_failures(self, username: str) -> None:
+        """A right password forgets the account's failures."""
         ...
 
 
@@ -512,6 +529,33 @@ class SqlStore:
         row = self.db.fetchone("SELECT data FROM attachments WHERE id = ? AND expires_at_ms > ?",
                                (attachment_id, now_ms))
         return None if row is None else bytes(row[0])
+
+    def password_failures(self, username: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        self._prepare()
+        row = self.db.fetchone("SELECT failures, window_start_ms FROM password_failures "
+                               "WHERE username = ?", (username,))
+        if row is None or now_ms - int(row[1]) >= window_ms:
+            return 0, now_ms
+        return int(row[0]), int(row[1])
+
+    def record_password_failure(self, username: str, now_ms: int, window_ms: int) -> int:
+        # One statement, atomic on both engines (several server processes share the count).
+        with self._tx() as tx:
+            tx.execute(
+                "INSERT INTO password_failures (username, window_start_ms, failures) "
+                "VALUES (?, ?, 1) ON CONFLICT (username) DO UPDATE SET "
+                "failures = CASE WHEN ? - password_failures.window_start_ms >= ? THEN 1 "
+                "ELSE password_failures.failures + 1 END, "
+                "window_start_ms = CASE WHEN ? - password_failures.window_start_ms >= ? "
+                "THEN ? ELSE password_failures.window_start_ms END",
+                (username, now_ms, now_ms, window_ms, now_ms, window_ms, now_ms))
+            row = tx.execute("SELECT failures FROM password_failures WHERE username = ?",
+                             (username,)).fetchone()
+        return int(row[0])
+
+    def clear_password_failures(self, username: str) -> None:
+        self._prepare()
+        self.db.execute("DELETE FROM password_failures WHERE username = ?", (username,))
 
     def purge_expired(self, now_ms: int) -> PurgeCounts:
         with self._tx() as tx:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -276,6 +276,32 @@ def test_twenty_mebibyte_attachment(server_process: Starter, tmp_path: Path) -> 
     with pytest.raises(PayloadTooLarge):
         alice.upload_attachment(bytes(22 * 1024 * 1024 + 1))
     assert f"event=attachment_stored bytes={len(blob)}" in server.logs()
+
+
+def test_chunked_upload_over_the_limit_is_refused_not_truncated(
+        server_process: Starter, tmp_path: Path) -> None:
+    """A 30 MiB attachment sent chunked (no Content-Length) is refused with 413 as a whole;
+    it was once cut to the limit and stored with 201."""
+    import requests
+
+    server = server_process(str(tmp_path / "chunked.db"), **FAST_ARGON2)
+    alice = ServerClient(server.url)
+    alice.register(unique_name(), PASSWORD, device_keys())
+    assert alice.credential is not None
+
+    def pieces() -> Iterator[bytes]:
+        for _ in range(30):
+            yield bytes(1024 * 1024)
+
+    try:
+        resp = requests.post(server.url + "/v1/attachments", data=pieces(), timeout=30,
+                             headers={"Authorization": f"Bearer {alice.credential.credential}",
+                                      "Content-Type": "application/octet-stream"})
+        assert resp.status_code == 413
+        assert resp.headers["Content-Type"] == "application/problem+json"
+    except requests.ConnectionError:
+        pass  # closed while the rest was still being sent: refused all the same
+    assert "event=attachment_stored" not in server.logs()
 
 
 def test_console_script_serves_with_threads_and_purges(server_process: Starter,
