@@ -98,7 +98,7 @@ from e2ee_core.groups import (
 )
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.errors import (
-    AuthenticationFailed,
+    DeviceWasRemoved,
     MismatchedDevices,
     NotFound,
     PayloadTooLarge,
@@ -1071,12 +1071,14 @@ class Messenger:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _call(self, request: Callable[[], _T]) -> _T:
-        """Run a server request; a refused credential means this device was removed."""
+        """Run a server request. Only the server's explicit ``device-removed`` answer (the right
+        credential of a removed device) marks this device removed; any other authentication
+        failure (a wrong server on the same address, a proxy) is raised and changes nothing."""
         if self.store.get_meta("removed") is not None:
             raise DeviceRemoved("this device was removed from its account")
         try:
             return request()
-        except AuthenticationFailed:
+        except DeviceWasRemoved:
             self.store.set_meta("removed", "1")
             raise DeviceRemoved("this device was removed from its account") from None
 

@@ -47,6 +47,14 @@ class AuthenticationFailed(ServerError):
     title = "Authentication failed"
 
 
+class DeviceWasRemoved(AuthenticationFailed):
+    """The credential is right, and its device was removed from the account: the only answer
+    on which a client may conclude that it was removed (any other 401 leaves it as it is)."""
+
+    slug = "device-removed"
+    title = "Device removed"
+
+
 class Forbidden(ServerError):
     """The authenticated device may not do this (e.g. act on another account's device)."""
 
@@ -150,6 +158,7 @@ class UnexpectedResponse(ServerError):
 ALL_ERRORS: tuple[type[ServerError], ...] = (
     InvalidRequest,
     AuthenticationFailed,
+    DeviceWasRemoved,
     Forbidden,
     NotFound,
     AccountExists,

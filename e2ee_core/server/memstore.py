@@ -74,6 +74,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._accounts: dict[str, _Account] = {}
         self._failures: dict[str, tuple[int, int]] = {}  # username -> (failures, window start)
+        # (username, device id) -> the credential hash a removed device had
+        self._removed: dict[tuple[str, int], bytes] = {}
         self._attachments: dict[str, _Attachment] = {}
         self._next_envelope_id = 1
 
@@ -160,7 +162,8 @@ class MemoryStore:
     def remove_device(self, username: str, device_id: int, *, now_ms: int,
                       expires_at_ms: int) -> None:
         with self._lock:
-            self._device(username, device_id)
+            device = self._device(username, device_id)
+            self._removed[(username, device_id)] = device.credential_hash
             del self._accounts[username].devices[device_id]
             self._announce(username, device_id, "device_removed", now_ms, expires_at_ms)
 
@@ -169,6 +172,10 @@ class MemoryStore:
             account = self._accounts.get(username)
             device = None if account is None else account.devices.get(device_id)
             return None if device is None else device.credential_hash
+
+    def removed_credential_hash(self, username: str, device_id: int) -> bytes | None:
+        with self._lock:
+            return self._removed.get((username, device_id))
 
     def list_devices(self, username: str) -> list[DeviceInfo]:
         with self._lock:

@@ -25,6 +25,7 @@ from e2ee_core.server import consts
 from e2ee_core.server.errors import (
     AuthenticationFailed,
     ConfigurationError,
+    DeviceWasRemoved,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -224,12 +225,17 @@ class DeliveryService:
             username, device_id, secret = parse_credential(token)
         except InvalidRequest:
             raise AuthenticationFailed() from None
+        digest = hash_credential_secret(secret)
         stored = self.store.credential_hash(username, device_id)
-        matches = hmac.compare_digest(hash_credential_secret(secret),
+        matches = hmac.compare_digest(digest,
                                       stored if stored is not None else _DUMMY_CREDENTIAL_HASH)
-        if stored is None or not matches:
-            raise AuthenticationFailed()
-        return DeviceAddress(username, device_id)
+        if stored is not None and matches:
+            return DeviceAddress(username, device_id)
+        if stored is None:
+            removed = self.store.removed_credential_hash(username, device_id)
+            if removed is not None and hmac.compare_digest(digest, removed):
+                raise DeviceWasRemoved()
+        raise AuthenticationFailed()
 
     def remove_device(self, actor: DeviceAddress, device_id: int) -> None:
         """Unlink one of the actor's own account's devices (possibly itself)."""

@@ -105,6 +105,13 @@ CREATE TABLE IF NOT EXISTS attachments (
     expires_at_ms {bigint} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at_ms);
+CREATE TABLE IF NOT EXISTS removed_devices (
+    username TEXT NOT NULL,
+    device_id {bigint} NOT NULL,
+    credential_hash {blob} NOT NULL,
+    removed_at_ms {bigint} NOT NULL,
+    PRIMARY KEY (username, device_id)
+);
 CREATE TABLE IF NOT EXISTS password_failures (
     username TEXT PRIMARY KEY,
     window_start_ms {bigint} NOT NULL,
@@ -157,6 +164,11 @@ class Store(Protocol):
 
     def credential_hash(self, username: str, device_id: int) -> bytes | None:
         """The stored hash of a device's credential, or None if there is no such device."""
+        ...
+
+    def removed_credential_hash(self, username: str, device_id: int) -> bytes | None:
+        """The credential hash a removed device had (kept so that the server can tell that
+        device, and only it, that it was removed), or None."""
         ...
 
     def list_devices(self, username: str) -> list[DeviceInfo]:
@@ -391,10 +403,15 @@ class SqlStore:
                       expires_at_ms: int) -> None:
         with self._tx() as tx:
             self._lock_accounts(tx, [username], exclusive=True)
-            gone = tx.execute("DELETE FROM devices WHERE username = ? AND device_id = ?",
-                              (username, device_id))
-            if gone.rowcount != 1:
+            row = tx.execute("SELECT credential_hash FROM devices WHERE username = ? AND "
+                             "device_id = ?", (username, device_id)).fetchone()
+            if row is None:
                 raise NotFound()
+            tx.execute("DELETE FROM devices WHERE username = ? AND device_id = ?",
+                       (username, device_id))
+            tx.execute("INSERT INTO removed_devices (username, device_id, credential_hash, "
+                       "removed_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (username, device_id) "
+                       "DO NOTHING", (username, device_id, bytes(row[0]), now_ms))
             for table in ("one_time_prekeys", "kem_prekeys", "envelopes"):
                 tx.execute(f"DELETE FROM {table} WHERE username = ? AND device_id = ?",
                            (username, device_id))
@@ -405,6 +422,12 @@ class SqlStore:
         self._prepare()
         row = self.db.fetchone("SELECT credential_hash FROM devices WHERE username = ? AND "
                                "device_id = ?", (username, device_id))
+        return None if row is None else bytes(row[0])
+
+    def removed_credential_hash(self, username: str, device_id: int) -> bytes | None:
+        self._prepare()
+        row = self.db.fetchone("SELECT credential_hash FROM removed_devices WHERE username = ? "
+                               "AND device_id = ?", (username, device_id))
         return None if row is None else bytes(row[0])
 
     def list_devices(self, username: str) -> list[DeviceInfo]:

@@ -187,3 +187,31 @@ def test_late_message_from_a_removed_device_does_not_bring_it_back(inproc: InPro
     a0.send_text(bob.name, "again")
     assert a0.mismatches == 1                                 # b1 was not re-added
     assert kinds(a0, bob.name) == [("device_removed", b1.device_id)]
+
+
+def test_only_the_servers_removed_answer_marks_a_device_removed(
+        inproc: InProcess, tmp_path: object) -> None:
+    """A 401 from anything else (here: another server answering on the same address, as
+    after a redeploy or a wrong port) is an error that changes nothing: the device works again
+    once its own server answers. Before, any 401 marked the device removed for good."""
+    from e2ee_core.server.app import create_app
+    from e2ee_core.server.errors import AuthenticationFailed
+    from tests.server.support import FAST_ARGON2, in_process_session
+
+    alice = Account(inproc.url, 2, session=inproc.session)
+    bob = Account(inproc.url, 1, session=inproc.session)
+    a0 = alice.devices[0]
+    a0.send_text(bob.name, "before")
+    other = create_app({"db": "memory:", **FAST_ARGON2})
+    original = inproc.session.adapters["http://e2ee.test"]
+    inproc.session.mount("http://e2ee.test", in_process_session(other).adapters["http://e2ee.test"])
+    with pytest.raises(AuthenticationFailed) as refused:
+        a0.receive()
+    assert not isinstance(refused.value, DeviceRemoved)
+    inproc.session.mount("http://e2ee.test", original)
+    a0.send_text(bob.name, "after")  # not bricked
+    assert [m.text for m in bob.devices[0].receive()] == ["before", "after"]
+    # The server's own answer for a removed device is distinct, and only it marks removal.
+    alice.devices[1].remove_device(a0.device_id)
+    with pytest.raises(DeviceRemoved):
+        a0.receive()
