@@ -737,6 +737,7 @@ class Messenger:
                     used_prekeys |= prekey
                 else:
                     self._handle_notice(envelope)
+            used_prekeys |= batch.prekeys_low  # the server's hint (prekeys fetched by others)
             if ids:
                 self._call(lambda i=ids: self.server.acknowledge(i))  # type: ignore[misc]
                 self.store.forget_envelopes(ids)

@@ -27,8 +27,8 @@ from e2ee_core.server.errors import (
     InvalidRequest,
     MismatchedDevices,
     PayloadTooLarge,
+    RateLimited,
     ServerError,
-    TooManyAttempts,
     UnsupportedMediaType,
 )
 from e2ee_core.server.memstore import MemoryStore
@@ -80,7 +80,7 @@ def _error_response(err: ServerError) -> Response:
         extra["extra"] = [{"username": u, "device_id": d} for u, d in err.extra]
     if isinstance(err, AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="e2ee"'
-    if isinstance(err, TooManyAttempts):
+    if isinstance(err, RateLimited):
         headers["Retry-After"] = str(err.retry_after)
     return problem(err.status, err.title, type_=err.problem_type(), detail=err.detail,
                    headers=headers, **extra)
@@ -168,10 +168,10 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     @app.get("/v1/keys/<username>")
     @app.get("/v1/keys/<username>/<int:device_id>")
     def bundles(username: str, device_id: int | None = None) -> Response:
-        actor()
+        who = actor()
         name = decode_username(username)
         dev = None if device_id is None else decode_device_id(device_id)
-        return _json({"bundles": [b.to_json() for b in service.bundles(name, dev)]})
+        return _json({"bundles": [b.to_json() for b in service.bundles(who, name, dev)]})
 
     # -- envelopes ------------------------------------------------------------------------------
     @app.post("/v1/messages")
@@ -190,7 +190,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         if wait > settings.long_poll_max_seconds:
             raise InvalidRequest("wait is longer than the server allows")
         envelopes, more = service.receive(who, wait)
-        return _json({"envelopes": [e.to_json() for e in envelopes], "more": more})
+        return _json({"envelopes": [e.to_json() for e in envelopes], "more": more,
+                      "prekeys_low": service.prekeys_low(who)})
 
     @app.post("/v1/messages/ack")
     def acknowledge() -> Response:

@@ -19,9 +19,9 @@ from e2ee_core.server.errors import (
     InvalidRequest,
     MismatchedDevices,
     PayloadTooLarge,
+    RateLimited,
     ServerError,
     ServerUnreachable,
-    TooManyAttempts,
     UnexpectedResponse,
     error_for_problem_type,
 )
@@ -53,6 +53,8 @@ class ReceivedBatch:
 
     envelopes: list[Envelope]
     more: bool
+    #: The server's hint: this device has few one-time prekeys left, upload more.
+    prekeys_low: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,9 @@ class ServerClient:
                 if cls is MismatchedDevices:
                     return MismatchedDevices(_addresses(body.get("missing")),
                                              _addresses(body.get("extra")))
-                if cls is TooManyAttempts:
+                if cls is not None and issubclass(cls, RateLimited):
                     raw = resp.headers.get("Retry-After", "1")
-                    return TooManyAttempts(retry_after=int(raw) if raw.isdigit() else 1)
+                    return cls(retry_after=int(raw) if raw.isdigit() else 1)
                 if cls is not None:
                     detail = body.get("detail")
                     return cls(detail if isinstance(detail, str) else None)
@@ -226,7 +228,8 @@ class ServerClient:
                              timeout=self.timeout + wait)
         body = self._json(resp)
         return _decoded(lambda: ReceivedBatch(
-            [Envelope.from_json(e) for e in body["envelopes"]], bool(body["more"])))
+            [Envelope.from_json(e) for e in body["envelopes"]], bool(body["more"]),
+            body.get("prekeys_low") is True))
 
     def acknowledge(self, ids: Iterable[int]) -> int:
         """Delete processed envelopes from this device's queue; returns how many were there."""

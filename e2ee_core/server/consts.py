@@ -60,6 +60,16 @@ DEFAULT_PASSWORD_WINDOW_SECONDS = 900.0
 #: Password attempts per client address per window, per server process (spreading guesses
 #: over many accounts from one address).
 DEFAULT_PASSWORD_ATTEMPTS_PER_ADDRESS = 30
+#: Bundle fetches per requesting account per window (a client fetches bundles for first
+#: contacts, new devices and 409 corrections: a few a minute at most), then 429.
+DEFAULT_BUNDLE_FETCHES_PER_REQUESTER = 120
+#: One-time prekeys handed out per target account per window; beyond it, bundles carry the
+#: signed and last-resort keys only, so the target's one-time prekeys cannot be drained.
+DEFAULT_ONE_TIME_FETCHES_PER_TARGET = 30
+DEFAULT_BUNDLE_WINDOW_SECONDS = 3600.0
+#: The receive response tells a device to refill when it has fewer one-time (EC or KEM)
+#: prekeys than this on the server (the client's own refill threshold).
+PREKEY_LOW_HINT = 10
 #: argon2 verifications at once per process: each uses argon2_memory_kib (64 MiB by default).
 DEFAULT_PASSWORD_CONCURRENCY = 2
 # Waiting receivers re-check the store at this interval (other workers' sends are not signalled).

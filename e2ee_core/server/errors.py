@@ -126,17 +126,24 @@ class PayloadTooLarge(ServerError):
     title = "Payload too large"
 
 
-class TooManyAttempts(ServerError):
-    """Too many wrong passwords for this account, or attempts from this address: wait
-    ``retry_after`` seconds (answered 429 with ``Retry-After`` before any password is hashed)."""
+class RateLimited(ServerError):
+    """Too many requests of this kind: wait ``retry_after`` seconds (429, ``Retry-After``)."""
 
     status = 429
-    slug = "too-many-attempts"
-    title = "Too many attempts"
+    slug = "rate-limited"
+    title = "Too many requests"
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
+
+
+class TooManyAttempts(RateLimited):
+    """Too many wrong passwords for this account, or attempts from this address (answered
+    before any password is hashed)."""
+
+    slug = "too-many-attempts"
+    title = "Too many attempts"
 
 
 class UnsupportedMediaType(ServerError):
@@ -166,6 +173,7 @@ ALL_ERRORS: tuple[type[ServerError], ...] = (
     MismatchedDevices,
     TooManyPreKeys,
     PayloadTooLarge,
+    RateLimited,
     TooManyAttempts,
     UnsupportedMediaType,
 )

@@ -73,7 +73,7 @@ class MemoryStore:
         self.max_stored_prekeys = max_stored_prekeys
         self._lock = threading.Lock()
         self._accounts: dict[str, _Account] = {}
-        self._failures: dict[str, tuple[int, int]] = {}  # username -> (failures, window start)
+        self._counts: dict[str, tuple[int, int]] = {}  # key -> (count, window start)
         # (username, device id) -> the credential hash a removed device had
         self._removed: dict[tuple[str, int], bytes] = {}
         self._attachments: dict[str, _Attachment] = {}
@@ -198,7 +198,8 @@ class MemoryStore:
             device = self._device(username, device_id)
             return PreKeyCount(len(device.one_time), len(device.kem))
 
-    def take_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+    def take_bundles(self, username: str, device_id: int | None = None, *,
+                     consume: bool = True) -> list[PreKeyBundle]:
         with self._lock:
             devices = self._account(username).devices
             if device_id is not None and device_id not in devices:
@@ -207,8 +208,8 @@ class MemoryStore:
             bundles = []
             for dev_id in wanted:
                 dev = devices[dev_id]
-                otk = dev.one_time.pop(min(dev.one_time)) if dev.one_time else None
-                kem = dev.kem.pop(min(dev.kem)) if dev.kem else None
+                otk = dev.one_time.pop(min(dev.one_time)) if consume and dev.one_time else None
+                kem = dev.kem.pop(min(dev.kem)) if consume and dev.kem else None
                 bundles.append(PreKeyBundle(
                     username, dev_id, dev.registration_id, dev.identity_key, dev.signed_prekey,
                     kem if kem is not None else dev.last_resort_kem, kem is None, otk))
@@ -268,22 +269,22 @@ class MemoryStore:
             found = self._attachments.get(attachment_id)
             return None if found is None or found.expires_at_ms <= now_ms else found.data
 
-    def password_failures(self, username: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+    def event_count(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         with self._lock:
-            failures, start = self._failures.get(username, (0, now_ms))
-            return (0, now_ms) if now_ms - start >= window_ms else (failures, start)
+            count, start = self._counts.get(key, (0, now_ms))
+            return (0, now_ms) if now_ms - start >= window_ms else (count, start)
 
-    def record_password_failure(self, username: str, now_ms: int, window_ms: int) -> int:
+    def count_event(self, key: str, now_ms: int, window_ms: int) -> int:
         with self._lock:
-            failures, start = self._failures.get(username, (0, now_ms))
+            count, start = self._counts.get(key, (0, now_ms))
             if now_ms - start >= window_ms:
-                failures, start = 0, now_ms
-            self._failures[username] = (failures + 1, start)
-            return failures + 1
+                count, start = 0, now_ms
+            self._counts[key] = (count + 1, start)
+            return count + 1
 
-    def clear_password_failures(self, username: str) -> None:
+    def clear_events(self, key: str) -> None:
         with self._lock:
-            self._failures.pop(username, None)
+            self._counts.pop(key, None)
 
     def purge_expired(self, now_ms: int) -> PurgeCounts:
         with self._lock:

@@ -29,6 +29,7 @@ from e2ee_core.server.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     TooManyAttempts,
 )
 from e2ee_core.server.store import PurgeCounts, Store
@@ -72,6 +73,11 @@ class Settings:
     password_window_seconds: float = consts.DEFAULT_PASSWORD_WINDOW_SECONDS
     password_attempts_per_address: int = consts.DEFAULT_PASSWORD_ATTEMPTS_PER_ADDRESS
     password_concurrency: int = consts.DEFAULT_PASSWORD_CONCURRENCY
+    # Bundle fetches: per requesting account per window (then 429), and one-time prekeys
+    # handed out per target account per window (then bundles without them).
+    bundle_fetches_per_requester: int = consts.DEFAULT_BUNDLE_FETCHES_PER_REQUESTER
+    one_time_prekey_fetches_per_target: int = consts.DEFAULT_ONE_TIME_FETCHES_PER_TARGET
+    bundle_window_seconds: float = consts.DEFAULT_BUNDLE_WINDOW_SECONDS
     # argon2id cost (argon2-cffi's RFC 9106 "low memory" profile by default).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -186,7 +192,8 @@ class DeliveryService:
             log.info("event=password_attempts_limited scope=address")
             raise TooManyAttempts(retry_after=math.ceil(wait))
         now = self.now_ms()
-        failures, since = self.store.password_failures(username, now, window_ms)
+        key = "password:" + username
+        failures, since = self.store.event_count(key, now, window_ms)
         if failures >= self.settings.password_max_failures:
             log.info("event=password_attempts_limited scope=account")
             raise TooManyAttempts(retry_after=math.ceil((since + window_ms - now) / 1000))
@@ -196,13 +203,13 @@ class DeliveryService:
                 self._hasher.verify(stored or self._dummy_password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             if stored is not None:
-                self.store.record_password_failure(username, self.now_ms(), window_ms)
+                self.store.count_event(key, self.now_ms(), window_ms)
             log.info("event=password_rejected")
             raise AuthenticationFailed() from None
         if stored is None:  # pragma: no cover - the dummy's password is never guessed
             raise AuthenticationFailed()
         if failures:
-            self.store.clear_password_failures(username)
+            self.store.clear_events(key)
         if self._hasher.check_needs_rehash(stored):
             self.store.set_password_hash(username, self._hasher.hash(password))
 
@@ -257,11 +264,31 @@ class DeliveryService:
     def prekey_count(self, actor: DeviceAddress) -> PreKeyCount:
         return self.store.prekey_count(actor.username, actor.device_id)
 
-    def bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
-        found = self.store.take_bundles(username, device_id)
+    def bundles(self, actor: DeviceAddress, username: str,
+                device_id: int | None = None) -> list[PreKeyBundle]:
+        """Bundles of ``username``'s devices. Per requesting account, fetches are limited
+        (429 beyond); per target account, one-time prekeys are handed out at most
+        ``one_time_prekey_fetches_per_target`` times a window, bundles without them after that
+        (sessions still start, on the signed and last-resort keys): nobody can drain a
+        device's one-time prekeys, and nobody can stop others from reaching it."""
+        now = self.now_ms()
+        window_ms = int(self.settings.bundle_window_seconds * 1000)
+        fetched = self.store.count_event("bundles-by:" + actor.username, now, window_ms)
+        if fetched > self.settings.bundle_fetches_per_requester:
+            _, since = self.store.event_count("bundles-by:" + actor.username, now, window_ms)
+            log.info("event=bundle_fetches_limited")
+            raise RateLimited(retry_after=math.ceil((since + window_ms - now) / 1000))
+        handed = self.store.count_event("bundles-of:" + username, now, window_ms)
+        consume = handed <= self.settings.one_time_prekey_fetches_per_target
+        found = self.store.take_bundles(username, device_id, consume=consume)
         log.info("event=bundles_served bundles=%d without_one_time=%d", len(found),
                  sum(b.one_time_prekey is None for b in found))
         return found
+
+    def prekeys_low(self, actor: DeviceAddress) -> bool:
+        """The hint on every receive: the device should upload more one-time prekeys."""
+        count = self.store.prekey_count(actor.username, actor.device_id)
+        return min(count.one_time_prekeys, count.kem_prekeys) < consts.PREKEY_LOW_HINT
 
     # -- envelopes ------------------------------------------------------------------------------
     def send(self, actor: DeviceAddress, req: SendRequest) -> int:

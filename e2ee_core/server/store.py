@@ -112,10 +112,10 @@ CREATE TABLE IF NOT EXISTS removed_devices (
     removed_at_ms {bigint} NOT NULL,
     PRIMARY KEY (username, device_id)
 );
-CREATE TABLE IF NOT EXISTS password_failures (
-    username TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS event_counts (
+    key TEXT PRIMARY KEY,
     window_start_ms {bigint} NOT NULL,
-    failures {bigint} NOT NULL
+    count {bigint} NOT NULL
 )
 """
 
@@ -183,8 +183,10 @@ class Store(Protocol):
         """How many one-time EC and KEM prekeys the device has left on the server."""
         ...
 
-    def take_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
-        """One bundle per device (or for one device), consuming one-time prekeys atomically."""
+    def take_bundles(self, username: str, device_id: int | None = None, *,
+                     consume: bool = True) -> list[PreKeyBundle]:
+        """One bundle per device (or for one device), consuming one-time prekeys atomically;
+        with ``consume=False`` none is handed out (signed and last-resort keys only)."""
         ...
 
     def submit(self, sender: str, sender_device: int, recipient: str,
@@ -218,16 +220,17 @@ class Store(Protocol):
         """Delete expired envelopes and attachments."""
         ...
 
-    def password_failures(self, username: str, now_ms: int, window_ms: int) -> tuple[int, int]:
-        """Wrong passwords for ``username`` in the current window, and when it began."""
+    def event_count(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        """Events counted under ``key`` in its current window, and when the window began.
+        Counters (wrong passwords, bundle fetches) are shared by every server process."""
         ...
 
-    def record_password_failure(self, username: str, now_ms: int, window_ms: int) -> int:
-        """Count one wrong password (a new window when the last one is over); the new count."""
+    def count_event(self, key: str, now_ms: int, window_ms: int) -> int:
+        """Count one event (a new window when the last one is over); the new count."""
         ...
 
-    def clear_password_failures(self, username: str) -> None:
-        """A right password forgets the account's failures."""
+    def clear_events(self, key: str) -> None:
+        """Forget ``key``'s count (a right password clears the account's failures)."""
         ...
 
 
@@ -459,7 +462,8 @@ class SqlStore:
         with self._tx(write=False) as tx:
             return self._count(tx, username, device_id)
 
-    def take_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+    def take_bundles(self, username: str, device_id: int | None = None, *,
+                     consume: bool = True) -> list[PreKeyBundle]:
         with self._tx() as tx:
             if not self._lock_accounts(tx, [username], exclusive=False):
                 raise NotFound()
@@ -476,8 +480,10 @@ class SqlStore:
             bundles = []
             for r in rows:
                 dev = int(r[0])
-                otk = self._claim(tx, "one_time_prekeys", "public_key", username, dev)
-                kem = self._claim(tx, "kem_prekeys", "public_key, signature", username, dev)
+                otk = (self._claim(tx, "one_time_prekeys", "public_key", username, dev)
+                       if consume else None)
+                kem = (self._claim(tx, "kem_prekeys", "public_key, signature", username, dev)
+                       if consume else None)
                 kem_key = (SignedPreKey(int(r[6]), bytes(r[7]), bytes(r[8])) if kem is None
                            else SignedPreKey(int(kem[0]), bytes(kem[1]), bytes(kem[2])))
                 bundles.append(PreKeyBundle(
@@ -553,32 +559,31 @@ class SqlStore:
                                (attachment_id, now_ms))
         return None if row is None else bytes(row[0])
 
-    def password_failures(self, username: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+    def event_count(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         self._prepare()
-        row = self.db.fetchone("SELECT failures, window_start_ms FROM password_failures "
-                               "WHERE username = ?", (username,))
+        row = self.db.fetchone("SELECT count, window_start_ms FROM event_counts WHERE key = ?",
+                               (key,))
         if row is None or now_ms - int(row[1]) >= window_ms:
             return 0, now_ms
         return int(row[0]), int(row[1])
 
-    def record_password_failure(self, username: str, now_ms: int, window_ms: int) -> int:
-        # One statement, atomic on both engines (several server processes share the count).
+    def count_event(self, key: str, now_ms: int, window_ms: int) -> int:
+        # One upsert, atomic on both engines (several server processes share the count).
         with self._tx() as tx:
             tx.execute(
-                "INSERT INTO password_failures (username, window_start_ms, failures) "
-                "VALUES (?, ?, 1) ON CONFLICT (username) DO UPDATE SET "
-                "failures = CASE WHEN ? - password_failures.window_start_ms >= ? THEN 1 "
-                "ELSE password_failures.failures + 1 END, "
-                "window_start_ms = CASE WHEN ? - password_failures.window_start_ms >= ? "
-                "THEN ? ELSE password_failures.window_start_ms END",
-                (username, now_ms, now_ms, window_ms, now_ms, window_ms, now_ms))
-            row = tx.execute("SELECT failures FROM password_failures WHERE username = ?",
-                             (username,)).fetchone()
+                "INSERT INTO event_counts (key, window_start_ms, count) VALUES (?, ?, 1) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN 1 "
+                "ELSE event_counts.count + 1 END, "
+                "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
+                "THEN ? ELSE event_counts.window_start_ms END",
+                (key, now_ms, now_ms, window_ms, now_ms, window_ms, now_ms))
+            row = tx.execute("SELECT count FROM event_counts WHERE key = ?", (key,)).fetchone()
         return int(row[0])
 
-    def clear_password_failures(self, username: str) -> None:
+    def clear_events(self, key: str) -> None:
         self._prepare()
-        self.db.execute("DELETE FROM password_failures WHERE username = ?", (username,))
+        self.db.execute("DELETE FROM event_counts WHERE key = ?", (key,))
 
     def purge_expired(self, now_ms: int) -> PurgeCounts:
         with self._tx() as tx:

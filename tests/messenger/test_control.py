@@ -215,3 +215,15 @@ def test_only_the_servers_removed_answer_marks_a_device_removed(
     alice.devices[1].remove_device(a0.device_id)
     with pytest.raises(DeviceRemoved):
         a0.receive()
+
+
+def test_a_device_refills_prekeys_on_the_servers_hint(inproc: InProcess) -> None:
+    """Others' bundle fetches use up a device's one-time prekeys without any message reaching
+    it; the receive answer's hint makes it refill (before, only a first-contact message did)."""
+    bob = Account(inproc.url, 1, session=inproc.session)  # 8 one-time, 2 KEM prekeys: low
+    b0 = bob.devices[0]
+    before = b0.server.prekey_count()
+    assert before.one_time_prekeys < 10
+    b0.receive()  # nothing queued; the hint says "low"
+    after = b0.server.prekey_count()
+    assert after.one_time_prekeys >= 10 and after.kem_prekeys >= 10

@@ -10,7 +10,7 @@ import pytest
 
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
-from e2ee_core.server.errors import AuthenticationFailed, TooManyAttempts
+from e2ee_core.server.errors import AuthenticationFailed, RateLimited, TooManyAttempts
 from tests.server.support import (
     FAST_ARGON2,
     PASSWORD,
@@ -88,3 +88,39 @@ def test_429_carries_retry_after_as_a_problem(tmp_path: Path) -> None:
     assert resp.headers["Content-Type"] == "application/problem+json"
     assert 1 <= int(resp.headers["Retry-After"]) <= 900
     assert resp.json()["type"] == TooManyAttempts.problem_type()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_one_time_prekeys_cannot_be_drained(engine: str, tmp_path: Path,
+                                            request: pytest.FixtureRequest) -> None:
+    """Before: 120 bundle fetches took a device from 97 EC + 17 KEM one-time keys to 0/0.
+    Now each target hands out at most `one_time_prekey_fetches_per_target` a window (bundles
+    without them afterwards, so others still reach it), and each requester is limited."""
+    db = str(tmp_path / "d.db") if engine == "sqlite" else request.getfixturevalue("pg_dsn")
+    clock = FakeClock()
+    client = _app(db, clock, one_time_prekey_fetches_per_target=5,
+                  bundle_fetches_per_requester=40)
+    bob, mallory, carol = unique_name(), unique_name(), unique_name()
+    bob_device = client.register(bob, PASSWORD, device_keys(one_time=20, kem=20))
+    mallory_client = ServerClient(BASE, session=client._session)
+    mallory_client.register(mallory, PASSWORD, device_keys())
+    handed = 0
+    for _ in range(40):
+        (bundle,) = mallory_client.fetch_bundles(bob)
+        handed += bundle.one_time_prekey is not None
+    assert handed == 5
+    with pytest.raises(RateLimited) as limited:
+        mallory_client.fetch_bundles(bob)
+    assert limited.value.retry_after >= 1
+    bob_client = ServerClient(BASE, bob_device, session=client._session)
+    count = bob_client.prekey_count()
+    assert (count.one_time_prekeys, count.kem_prekeys) == (15, 15)
+    carol_client = ServerClient(BASE, session=client._session)
+    carol_client.register(carol, PASSWORD, device_keys())
+    (bundle,) = carol_client.fetch_bundles(bob)  # others still reach bob (no one-time key now)
+    assert bundle.identity_key and bundle.one_time_prekey is None
+    assert bundle.kem_prekey_last_resort
+    clock.advance(3601)  # a new window
+    (bundle,) = carol_client.fetch_bundles(bob)
+    assert bundle.one_time_prekey is not None
+    assert bob_client.receive().prekeys_low is False
