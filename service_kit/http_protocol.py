@@ -68,6 +68,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._in_head = False
         self._head_bytes = 0  # bytes received since the current head began
+        self._parsed = 0  # bytes of target and fields the parser reported for this head
         self._fields = 0
 
     # -- connection life cycle -------------------------------------------------------------
@@ -92,6 +93,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._parsed = 0
         self._fields = 0
         if self._head_timer is None:
             self._arm_head_timer()
@@ -99,12 +101,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > self.limits.max_target:
             self._refuse(RefusedRequest(414, "URI Too Long"))
+        self._parsed += len(url)
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # A whole head can arrive in one read and be parsed in one go: its size is counted
+        # here too, not only as bytes arrive (which bounds a head that never completes).
         self._fields += 1
-        if len(name) + len(value) + 2 > self.limits.max_field or (
-                self._fields > self.limits.max_fields):
+        self._parsed += len(name) + len(value) + 4
+        if (len(name) + len(value) + 2 > self.limits.max_field
+                or self._fields > self.limits.max_fields or self._parsed > self.limits.max_head):
             self._refuse(RefusedRequest(431, "Request Header Fields Too Large"))
         super().on_header(name, value)
 

@@ -126,3 +126,68 @@ def test_body_guard_reads_whole_bodies_within_the_limit() -> None:
         assert json.loads(sent[1]["body"])["status"] == 413
     sent, _ = _run(guard, [b"crash"], [])
     assert sent[0]["status"] == 500 and b"secret" not in sent[1]["body"]
+
+
+class _Transport:
+    """Records what the protocol writes; enough of asyncio.Transport for uvicorn."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5555)}.get(name,
+                                                                                       default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _feed(data: bytes) -> _Transport:
+    """One connection of the services' protocol fed ``data`` in a single read."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from service_kit.http_protocol import GuardedHttpToolsProtocol
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def run() -> _Transport:
+        config = uvicorn.Config(app=app, http="httptools", lifespan="off", log_config=None)
+        config.load()
+        protocol = GuardedHttpToolsProtocol(config, ServerState(), {},
+                                            asyncio.get_running_loop())
+        transport = _Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(data)
+        await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return transport
+
+    return asyncio.run(run())
+
+
+def test_a_head_over_the_limit_in_one_read_is_refused() -> None:
+    """A 160 KB head of 40 fields, each under the field limit, arriving in one read (parsed in
+    one go): 431, not served."""
+    head = (b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(40)) + b"\r\n")
+    transport = _feed(head)
+    assert transport.written.startswith(b"HTTP/1.1 431 ")
+    assert transport.closed
+    ok = _feed(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 4000 + b"\r\n\r\n")
+    assert not ok.written.startswith(b"HTTP/1.1 431 ")
