@@ -237,6 +237,7 @@ class Messenger:
         self.device_id = int(store.require_meta("device_id"))
         self.max_attachment_bytes = max_attachment_bytes
         self.mismatches = 0  # 409 answers handled so far (observability for tests and apps)
+        self._refused: list[int] = []  # envelopes of this receive that could not be opened
         self._expiry_start = expiry_start
         self._timers = ConversationTimers(store.timers())
         self._messages = SqlMessageStore(store, (self.username, self.device_id))
@@ -739,7 +740,9 @@ class Messenger:
                     self._handle_notice(envelope)
             used_prekeys |= batch.prekeys_low  # the server's hint (prekeys fetched by others)
             if ids:
-                self._call(lambda i=ids: self.server.acknowledge(i))  # type: ignore[misc]
+                refused, self._refused = self._refused, []
+                self._call(lambda i=ids, r=refused:  # type: ignore[misc]
+                           self.server.acknowledge(i, r))
                 self.store.forget_envelopes(ids)
             while self._first_contacts:
                 self._refresh(self._first_contacts.pop(), announce=False)
@@ -789,6 +792,7 @@ class Messenger:
             raise  # not this envelope's fault: it stays queued for the next receive
         except E2EEError as exc:  # InvalidMessage, NoSession, ContentError, GroupError, ...
             reason = type(exc).__name__  # a poisoned envelope must not block the queue
+            self._refused.append(envelope.id)  # its sender does not become a contact
         log.info("client.envelope.dropped reason=%s", reason)
         self.store.mark_envelope(envelope.id)
         return [], False

@@ -196,7 +196,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     @app.post("/v1/messages/ack")
     def acknowledge() -> Response:
         who = actor()
-        deleted = service.acknowledge(who, AckRequest.from_json(_read_json()).ids)
+        ack = AckRequest.from_json(_read_json())
+        deleted = service.acknowledge(who, ack.ids, ack.refused)
         return _json({"deleted": deleted})
 
     # -- attachments ----------------------------------------------------------------------------

@@ -231,9 +231,11 @@ class ServerClient:
             [Envelope.from_json(e) for e in body["envelopes"]], bool(body["more"]),
             body.get("prekeys_low") is True))
 
-    def acknowledge(self, ids: Iterable[int]) -> int:
-        """Delete processed envelopes from this device's queue; returns how many were there."""
-        req = AckRequest(tuple(ids))
+    def acknowledge(self, ids: Iterable[int], refused: Iterable[int] = ()) -> int:
+        """Delete processed envelopes from this device's queue; returns how many were there.
+        ``refused``: those this device could not open or will not accept (their senders do not
+        become contacts that hear of this account's device changes)."""
+        req = AckRequest(tuple(ids), tuple(refused))
         body = self._json(self._request("POST", "/v1/messages/ack", json_body=req.to_json()))
         return _decoded(lambda: decode_int(body["deleted"], "deleted"))
 

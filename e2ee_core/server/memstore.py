@@ -233,8 +233,7 @@ class MemoryStore:
                 self._enqueue((m.username, m.device_id), (sender, sender_device), "message",
                               m.content, now_ms=now_ms, expires_at_ms=expires_at_ms)
             if recipient != sender and own is not None:
-                own.contacts.add(recipient)
-                target.contacts.add(sender)
+                own.contacts.add(recipient)  # the recipient hears of the sender's devices
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,
@@ -246,13 +245,19 @@ class MemoryStore:
                 return []
             return [e for e in device.queue if e.expires_at_ms > now_ms][:limit]
 
-    def acknowledge(self, username: str, device_id: int, ids: Iterable[int]) -> int:
+    def acknowledge(self, username: str, device_id: int, ids: Iterable[int],
+                    refused: Iterable[int] = ()) -> int:
         wanted = set(ids)
+        no = set(refused)
         with self._lock:
             account = self._accounts.get(username)
             device = None if account is None else account.devices.get(device_id)
-            if device is None:
+            if account is None or device is None:
                 return 0
+            for e in device.queue:
+                if (e.id in wanted and e.id not in no and e.kind == "message"
+                        and e.source != username):
+                    account.contacts.add(e.source)
             before = len(device.queue)
             device.queue = [e for e in device.queue if e.id not in wanted]
             return before - len(device.queue)

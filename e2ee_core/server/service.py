@@ -325,8 +325,9 @@ class DeliveryService:
             log.info("event=envelopes_delivered envelopes=%d", min(len(found), limit))
         return found[:limit], len(found) > limit
 
-    def acknowledge(self, actor: DeviceAddress, ids: tuple[int, ...]) -> int:
-        deleted = self.store.acknowledge(actor.username, actor.device_id, ids)
+    def acknowledge(self, actor: DeviceAddress, ids: tuple[int, ...],
+                    refused: tuple[int, ...] = ()) -> int:
+        deleted = self.store.acknowledge(actor.username, actor.device_id, ids, refused)
         log.info("event=envelopes_acknowledged envelopes=%d", deleted)
         return deleted
 

@@ -204,8 +204,11 @@ class Store(Protocol):
         """Up to ``limit`` unexpired envelopes of the device's queue, oldest first."""
         ...
 
-    def acknowledge(self, username: str, device_id: int, ids: Iterable[int]) -> int:
-        """Delete the given envelopes from the device's own queue; return how many existed."""
+    def acknowledge(self, username: str, device_id: int, ids: Iterable[int],
+                    refused: Iterable[int] = ()) -> int:
+        """Delete the given envelopes from the device's own queue; return how many existed.
+        The senders of the accepted (not ``refused``) messages become contacts of
+        ``username``: they hear of its device changes from now on."""
         ...
 
     def put_attachment(self, data: bytes, now_ms: int, expires_at_ms: int) -> str:
@@ -517,10 +520,11 @@ class SqlStore:
                     [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
                       expires_at_ms) for m in messages])
             if recipient != sender:
-                tx.executemany(
-                    ("INSERT INTO contacts (username, contact) VALUES (?, ?) "
-                           "ON CONFLICT (username, contact) DO NOTHING"),
-                    [(sender, recipient), (recipient, sender)])
+                # The sender chose to talk to the recipient: the recipient hears of the
+                # sender's device changes from now on. Not the other way round: a stranger's
+                # envelope must not make it hear of the recipient's devices.
+                tx.execute("INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                           "ON CONFLICT (username, contact) DO NOTHING", (sender, recipient))
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,
@@ -532,13 +536,27 @@ class SqlStore:
         return [Envelope(int(r[0]), r[1], str(r[2]), int(r[3]), int(r[4]), int(r[5]),
                          None if r[6] is None else bytes(r[6])) for r in rows]
 
-    def acknowledge(self, username: str, device_id: int, ids: Iterable[int]) -> int:
+    def acknowledge(self, username: str, device_id: int, ids: Iterable[int],
+                    refused: Iterable[int] = ()) -> int:
         wanted = sorted(set(ids))
+        no = set(refused)
         deleted = 0
         with self._tx() as tx:
             for start in range(0, len(wanted), _CHUNK):
                 chunk = wanted[start:start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
+                accepted = [c for c in chunk if c not in no]
+                if accepted:
+                    amarks = ",".join("?" * len(accepted))
+                    senders = tx.fetchall(
+                        f"SELECT DISTINCT source FROM envelopes WHERE username = ? AND "
+                        f"device_id = ? AND kind = 'message' AND source <> ? AND "
+                        f"id IN ({amarks})", (username, device_id, username, *accepted))
+                    if senders:
+                        tx.executemany(
+                            "INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                            "ON CONFLICT (username, contact) DO NOTHING",
+                            [(username, str(r[0])) for r in senders])
                 cur = tx.execute(f"DELETE FROM envelopes WHERE username = ? AND device_id = ? "
                                  f"AND id IN ({marks})", (username, device_id, *chunk))
                 deleted += max(cur.rowcount, 0)

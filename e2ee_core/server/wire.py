@@ -526,17 +526,31 @@ class Envelope:
 
 @dataclass(frozen=True)
 class AckRequest:
-    """``POST /v1/messages/ack``: envelope ids this device has processed; they are deleted."""
+    """``POST /v1/messages/ack``: envelope ids this device has processed; they are deleted.
+    ``refused`` (a subset of ``ids``): envelopes the device could not open or will not accept
+    (garbage, a blocked sender): their senders do not become contacts that hear of this
+    account's device changes."""
 
     ids: tuple[int, ...]
+    refused: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"ids": list(self.ids)}
+        out: dict[str, Any] = {"ids": list(self.ids)}
+        if self.refused:
+            out["refused"] = list(self.refused)
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> AckRequest:
         o = _object(obj, "body")
-        _only(o, "body", {"ids"})
+        _only(o, "body", {"ids", "refused"})
         items = _list(_field(o, "ids", "body"), "ids", consts.MAX_ACKS_PER_REQUEST)
-        return cls(tuple(decode_int(i, "ids[]", minimum=1) for i in items))
+        ids = tuple(decode_int(i, "ids[]", minimum=1) for i in items)
+        refused: tuple[int, ...] = ()
+        if "refused" in o:
+            raw = _list(o["refused"], "refused", consts.MAX_ACKS_PER_REQUEST)
+            refused = tuple(decode_int(i, "refused[]", minimum=1) for i in raw)
+            if not set(refused) <= set(ids):
+                raise InvalidRequest("refused ids must be among the acknowledged ids")
+        return cls(ids, refused)
 

@@ -98,6 +98,7 @@ def test_unverified_contact_change_is_a_notice_only(inproc: InProcess) -> None:
     bob = Account(inproc.url, 1, session=inproc.session)
     a0 = alice.devices[0]
     a0.send_text(bob.name, "hello")
+    assert [m.text for m in bob.devices[0].receive()] == ["hello"]  # bob accepts alice
     new = bob.add_device()
     a0.receive()                                 # the server's device_added notice
     assert ("device_added", new.device_id) in kinds(a0, bob.name)

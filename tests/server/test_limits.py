@@ -1,5 +1,6 @@
 """Abuse limits of the delivery server: password guessing (per account, shared by every server
-process through the store, and per client address), with 429 and Retry-After."""
+process through the store, and per client address) and bundle fetches, with 429 and
+Retry-After; one-time prekeys that cannot be drained; contacts only from one's own sends."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.errors import AuthenticationFailed, RateLimited, TooManyAttempts
+from e2ee_core.server.wire import OutgoingEnvelope
 from tests.server.support import (
     FAST_ARGON2,
     PASSWORD,
@@ -124,3 +126,44 @@ def test_one_time_prekeys_cannot_be_drained(engine: str, tmp_path: Path,
     (bundle,) = carol_client.fetch_bundles(bob)
     assert bundle.one_time_prekey is not None
     assert bob_client.receive().prekeys_low is False
+
+
+def test_a_strangers_envelope_does_not_make_it_a_contact(tmp_path: Path) -> None:
+    """Device notices go to the accounts one has sent to, and to those whose messages one
+    accepted. Before, one garbage envelope from a stranger made it a contact that heard of every
+    later device change of the recipient; now the recipient acknowledges it as refused."""
+    clock = FakeClock()
+    base = _app(str(tmp_path / "c.db"), clock)
+    alice, stranger = unique_name(), unique_name()
+    a1 = ServerClient(BASE, base.register(alice, PASSWORD, device_keys()),
+                      session=base._session)
+    s1 = ServerClient(BASE, session=base._session)
+    s1.register(stranger, PASSWORD, device_keys())
+    s1.send(alice, [OutgoingEnvelope(alice, 1, b"garbage")])
+    ServerClient(BASE, session=base._session).add_device(alice, PASSWORD, device_keys())
+    assert [e.kind for e in s1.receive().envelopes] == []  # no notice of alice's new device
+    got = a1.receive().envelopes
+    garbage = [e.id for e in got if e.kind == "message"]
+    a1.acknowledge([e.id for e in got], refused=garbage)  # alice's client could not open it
+    ServerClient(BASE, session=base._session).add_device(alice, PASSWORD, device_keys())
+    assert [e.kind for e in s1.receive().envelopes] == []  # still not a contact
+    a1.acknowledge(e.id for e in a1.receive().envelopes)
+    a1.send(stranger, [OutgoingEnvelope(stranger, 1, b"hello"),
+                       OutgoingEnvelope(alice, 2, b"hello (sync)"),
+                       OutgoingEnvelope(alice, 3, b"hello (sync)")])
+    ServerClient(BASE, session=base._session).add_device(alice, PASSWORD, device_keys())
+    kinds = [e.kind for e in s1.receive().envelopes]
+    assert kinds == ["message", "device_added"]  # alice chose to talk: now it hears of them
+
+
+def test_an_accepted_message_makes_its_sender_a_contact(tmp_path: Path) -> None:
+    clock = FakeClock()
+    base = _app(str(tmp_path / "k.db"), clock)
+    alice, bob = unique_name(), unique_name()
+    a1 = ServerClient(BASE, base.register(alice, PASSWORD, device_keys()), session=base._session)
+    b1 = ServerClient(BASE, session=base._session)
+    b1.register(bob, PASSWORD, device_keys())
+    b1.send(alice, [OutgoingEnvelope(alice, 1, b"hi")])
+    a1.acknowledge(e.id for e in a1.receive().envelopes)  # accepted
+    ServerClient(BASE, session=base._session).add_device(alice, PASSWORD, device_keys())
+    assert [e.kind for e in b1.receive().envelopes] == ["device_added"]

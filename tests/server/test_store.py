@@ -179,11 +179,18 @@ def test_device_changes_are_announced_to_own_devices_and_contacts(
     store.submit(bob, 1, alice, [OutgoingEnvelope(alice, 1, b"x"), OutgoingEnvelope(alice, 2,
                                                                                    b"y")],
                  now_ms=T0, expires_at_ms=LATER)
+    store.submit(carol, 1, alice, [OutgoingEnvelope(alice, 1, b"?"), OutgoingEnvelope(alice, 2,
+                                                                                     b"?")],
+                 now_ms=T0, expires_at_ms=LATER)
+    for dev in (1, 2):  # alice accepts bob's message and refuses carol's
+        got = store.fetch(alice, dev, T0, 10)
+        store.acknowledge(alice, dev, [e.id for e in got],
+                          refused=[e.id for e in got if e.source == carol])
     new = store.add_device(alice, device_keys(), b"c" * 32, now_ms=T0, expires_at_ms=LATER)
     for user, dev in ((alice, 1), (alice, 2), (bob, 1)):
         notices = [e for e in store.fetch(user, dev, T0, 10) if e.kind == "device_added"]
         assert [(n.source, n.source_device, n.content) for n in notices] == [(alice, new, None)]
-    assert store.fetch(carol, 1, T0, 10) == []  # not a contact: learns nothing
+    assert store.fetch(carol, 1, T0, 10) == []  # refused, not a contact: learns nothing
     assert store.fetch(alice, new, T0, 10) == []  # a new device gets nothing from before
     store.remove_device(alice, 2, now_ms=T0, expires_at_ms=LATER)
     assert store.fetch(alice, 2, T0, 10) == []  # its queue is gone with it
