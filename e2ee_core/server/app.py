@@ -203,13 +203,13 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     # -- attachments ----------------------------------------------------------------------------
     @app.post("/v1/attachments")
     def upload_attachment() -> Response:
-        actor()
+        who = actor()
         if request.mimetype != "application/octet-stream":
             raise UnsupportedMediaType()
         if (request.content_length or 0) > settings.max_attachment_bytes:
             raise PayloadTooLarge()
         data = request.get_data(cache=False)
-        attachment_id, expires = service.put_attachment(data)
+        attachment_id, expires = service.put_attachment(who, data)
         return _json({"id": attachment_id, "size": len(data), "expires_at_ms": expires}, 201)
 
     @app.get("/v1/attachments/<attachment_id>")

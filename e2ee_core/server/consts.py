@@ -70,6 +70,16 @@ DEFAULT_BUNDLE_WINDOW_SECONDS = 3600.0
 #: The receive response tells a device to refill when it has fewer one-time (EC or KEM)
 #: prekeys than this on the server (the client's own refill threshold).
 PREKEY_LOW_HINT = 10
+#: Bytes of envelopes queued for one device (a device offline for weeks of ordinary use stays
+#: far below; 30 MiB pushed into a victim's queue in 0.6 s showed the need): 429 queue-full.
+DEFAULT_MAX_QUEUED_BYTES_PER_DEVICE = 32 * 1024 * 1024
+#: Send requests per device per minute: 429 beyond. Generous because a group message is still
+#: one request per member (100 a second covers a message a second to a 100-member group);
+#: the queue-bytes quota is what protects a recipient.
+DEFAULT_SENDS_PER_DEVICE_PER_MINUTE = 6000
+#: Attachment bytes one account may upload per hour (five 22 MiB uploads in 1.1 s were
+#: accepted before): 429 beyond.
+DEFAULT_ATTACHMENT_BYTES_PER_HOUR = 256 * 1024 * 1024
 #: argon2 verifications at once per process: each uses argon2_memory_kib (64 MiB by default).
 DEFAULT_PASSWORD_CONCURRENCY = 2
 # Waiting receivers re-check the store at this interval (other workers' sends are not signalled).

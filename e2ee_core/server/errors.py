@@ -138,6 +138,14 @@ class RateLimited(ServerError):
         self.retry_after = max(1, retry_after)
 
 
+class QueueFull(RateLimited):
+    """A recipient device's queue holds its maximum of bytes: the send is refused whole until
+    the device drains it (429 with Retry-After)."""
+
+    slug = "queue-full"
+    title = "Recipient queue full"
+
+
 class TooManyAttempts(RateLimited):
     """Too many wrong passwords for this account, or attempts from this address (answered
     before any password is hashed)."""
@@ -174,6 +182,7 @@ ALL_ERRORS: tuple[type[ServerError], ...] = (
     TooManyPreKeys,
     PayloadTooLarge,
     RateLimited,
+    QueueFull,
     TooManyAttempts,
     UnsupportedMediaType,
 )

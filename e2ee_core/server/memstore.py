@@ -18,6 +18,7 @@ from e2ee_core.server.errors import (
     AccountExists,
     MismatchedDevices,
     NotFound,
+    QueueFull,
     TooManyDevices,
     TooManyPreKeys,
 )
@@ -218,7 +219,7 @@ class MemoryStore:
     # -- envelopes -----------------------------------------------------------------------------
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-               expires_at_ms: int) -> int:
+               expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
         with self._lock:
             target = self._account(recipient)
             expected = {(recipient, d) for d in target.devices}
@@ -229,6 +230,12 @@ class MemoryStore:
             got = {(m.username, m.device_id) for m in messages}
             if got != expected:
                 raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
+            if max_queued_bytes is not None:
+                for m in messages:
+                    queue = self._accounts[m.username].devices[m.device_id].queue
+                    if sum(len(e.content or b"") for e in queue) + len(m.content) > \
+                            max_queued_bytes:
+                        raise QueueFull(retry_after=60)
             for m in messages:
                 self._enqueue((m.username, m.device_id), (sender, sender_device), "message",
                               m.content, now_ms=now_ms, expires_at_ms=expires_at_ms)
@@ -279,13 +286,13 @@ class MemoryStore:
             count, start = self._counts.get(key, (0, now_ms))
             return (0, now_ms) if now_ms - start >= window_ms else (count, start)
 
-    def count_event(self, key: str, now_ms: int, window_ms: int) -> int:
+    def count_event(self, key: str, now_ms: int, window_ms: int, amount: int = 1) -> int:
         with self._lock:
             count, start = self._counts.get(key, (0, now_ms))
             if now_ms - start >= window_ms:
                 count, start = 0, now_ms
-            self._counts[key] = (count + 1, start)
-            return count + 1
+            self._counts[key] = (count + amount, start)
+            return count + amount
 
     def clear_events(self, key: str) -> None:
         with self._lock:

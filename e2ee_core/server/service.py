@@ -29,6 +29,7 @@ from e2ee_core.server.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    QueueFull,
     RateLimited,
     TooManyAttempts,
 )
@@ -78,6 +79,11 @@ class Settings:
     bundle_fetches_per_requester: int = consts.DEFAULT_BUNDLE_FETCHES_PER_REQUESTER
     one_time_prekey_fetches_per_target: int = consts.DEFAULT_ONE_TIME_FETCHES_PER_TARGET
     bundle_window_seconds: float = consts.DEFAULT_BUNDLE_WINDOW_SECONDS
+    # Quotas: bytes queued per recipient device (429 queue-full), send requests per device per
+    # minute and attachment bytes per account per hour (429 rate-limited).
+    max_queued_bytes_per_device: int = consts.DEFAULT_MAX_QUEUED_BYTES_PER_DEVICE
+    sends_per_device_per_minute: int = consts.DEFAULT_SENDS_PER_DEVICE_PER_MINUTE
+    attachment_bytes_per_hour: int = consts.DEFAULT_ATTACHMENT_BYTES_PER_HOUR
     # argon2id cost (argon2-cffi's RFC 9106 "low memory" profile by default).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -295,11 +301,21 @@ class DeliveryService:
         """Queue the envelopes (all or none); see :meth:`Store.submit` for the device check."""
         self.maybe_purge()
         now = self.now_ms()
+        sends = self.store.count_event(f"sends:{actor.username}:{actor.device_id}", now, 60_000)
+        if sends > self.settings.sends_per_device_per_minute:
+            log.info("event=sends_limited")
+            raise RateLimited(retry_after=60)
         expires = self._envelope_expiry(now)
         if req.expires_at_ms is not None:
             expires = min(expires, req.expires_at_ms)
-        count = self.store.submit(actor.username, actor.device_id, req.recipient, req.messages,
-                                  now_ms=now, expires_at_ms=expires)
+        try:
+            count = self.store.submit(
+                actor.username, actor.device_id, req.recipient, req.messages, now_ms=now,
+                expires_at_ms=expires,
+                max_queued_bytes=self.settings.max_queued_bytes_per_device)
+        except QueueFull:
+            log.info("event=queue_full")
+            raise
         self._signal.notify()
         log.info("event=envelopes_accepted envelopes=%d bytes=%d", count,
                  sum(len(m.content) for m in req.messages))
@@ -332,13 +348,21 @@ class DeliveryService:
         return deleted
 
     # -- attachments ----------------------------------------------------------------------------
-    def put_attachment(self, data: bytes) -> tuple[str, int]:
-        """Store an opaque (client-encrypted, padded) blob; return its id and expiry."""
+    def put_attachment(self, actor: DeviceAddress, data: bytes) -> tuple[str, int]:
+        """Store an opaque (client-encrypted, padded) blob; return its id and expiry. The
+        account's uploaded bytes per hour are counted (not which blobs: the uploader is not
+        recorded with the blob)."""
         if len(data) > self.settings.max_attachment_bytes:
             raise PayloadTooLarge()
         if not data:
             raise InvalidRequest("attachment is empty")
         now = self.now_ms()
+        key = "attachment-bytes:" + actor.username
+        used, since = self.store.event_count(key, now, 3_600_000)
+        if used + len(data) > self.settings.attachment_bytes_per_hour:
+            log.info("event=attachment_quota_reached")
+            raise RateLimited(retry_after=math.ceil((since + 3_600_000 - now) / 1000))
+        self.store.count_event(key, now, 3_600_000, amount=len(data))
         expires = now + int(self.settings.attachment_ttl_seconds * 1000)
         attachment_id = self.store.put_attachment(data, now, expires)
         log.info("event=attachment_stored bytes=%d", len(data))

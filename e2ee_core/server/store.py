@@ -25,6 +25,7 @@ from e2ee_core.server.errors import (
     AccountExists,
     MismatchedDevices,
     NotFound,
+    QueueFull,
     TooManyDevices,
     TooManyPreKeys,
 )
@@ -191,8 +192,9 @@ class Store(Protocol):
 
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-               expires_at_ms: int) -> int:
-        """Queue one envelope per destination device after checking the device set.
+               expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+        """Queue one envelope per destination device after checking the device set, and that
+        no destination queue would hold more than ``max_queued_bytes`` (:class:`QueueFull`).
 
         Raises :class:`MismatchedDevices` unless ``messages`` cover exactly the recipient's
         devices and the sender's other devices; :class:`NotFound` for an unknown recipient.
@@ -228,8 +230,8 @@ class Store(Protocol):
         Counters (wrong passwords, bundle fetches) are shared by every server process."""
         ...
 
-    def count_event(self, key: str, now_ms: int, window_ms: int) -> int:
-        """Count one event (a new window when the last one is over); the new count."""
+    def count_event(self, key: str, now_ms: int, window_ms: int, amount: int = 1) -> int:
+        """Count ``amount`` (a new window when the last one is over); the new count."""
         ...
 
     def clear_events(self, key: str) -> None:
@@ -501,7 +503,7 @@ class SqlStore:
     # -- envelopes ------------------------------------------------------------------------------
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-               expires_at_ms: int) -> int:
+               expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
         with self._tx() as tx:
             existing = self._lock_accounts(tx, [sender, recipient], exclusive=False)
             if recipient not in existing:
@@ -512,6 +514,15 @@ class SqlStore:
             got = {(m.username, m.device_id) for m in messages}
             if got != expected:
                 raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
+            if max_queued_bytes is not None and messages:
+                queued = {(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
+                    "SELECT username, device_id, COALESCE(SUM(LENGTH(content)), 0) "
+                    "FROM envelopes WHERE username IN (?, ?) GROUP BY username, device_id",
+                    (recipient, sender))}
+                for m in messages:
+                    if queued.get((m.username, m.device_id), 0) + len(m.content) > \
+                            max_queued_bytes:
+                        raise QueueFull(retry_after=60)
             if messages:
                 tx.executemany(
                     ("INSERT INTO envelopes (username, device_id, kind, source, "
@@ -585,17 +596,18 @@ class SqlStore:
             return 0, now_ms
         return int(row[0]), int(row[1])
 
-    def count_event(self, key: str, now_ms: int, window_ms: int) -> int:
+    def count_event(self, key: str, now_ms: int, window_ms: int, amount: int = 1) -> int:
         # One upsert, atomic on both engines (several server processes share the count).
         with self._tx() as tx:
             tx.execute(
-                "INSERT INTO event_counts (key, window_start_ms, count) VALUES (?, ?, 1) "
+                "INSERT INTO event_counts (key, window_start_ms, count) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET "
-                "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN 1 "
-                "ELSE event_counts.count + 1 END, "
+                "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN ? "
+                "ELSE event_counts.count + ? END, "
                 "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
                 "THEN ? ELSE event_counts.window_start_ms END",
-                (key, now_ms, now_ms, window_ms, now_ms, window_ms, now_ms))
+                (key, now_ms, amount, now_ms, window_ms, amount, amount, now_ms, window_ms,
+                 now_ms))
             row = tx.execute("SELECT count FROM event_counts WHERE key = ?", (key,)).fetchone()
         return int(row[0])
 

@@ -11,7 +11,12 @@ import pytest
 
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
-from e2ee_core.server.errors import AuthenticationFailed, RateLimited, TooManyAttempts
+from e2ee_core.server.errors import (
+    AuthenticationFailed,
+    QueueFull,
+    RateLimited,
+    TooManyAttempts,
+)
 from e2ee_core.server.wire import OutgoingEnvelope
 from tests.server.support import (
     FAST_ARGON2,
@@ -167,3 +172,32 @@ def test_an_accepted_message_makes_its_sender_a_contact(tmp_path: Path) -> None:
     a1.acknowledge(e.id for e in a1.receive().envelopes)  # accepted
     ServerClient(BASE, session=base._session).add_device(alice, PASSWORD, device_keys())
     assert [e.kind for e in b1.receive().envelopes] == ["device_added"]
+
+
+def test_quotas_on_queues_sends_and_attachments(tmp_path: Path) -> None:
+    """Before: 30 MiB queued into a victim in 0.6 s, five 22 MiB attachments in 1.1 s, no
+    limit on sends. Each is now a 429 with Retry-After, documented in Settings."""
+    clock = FakeClock()
+    base = _app(str(tmp_path / "q.db"), clock, max_queued_bytes_per_device=1000,
+                sends_per_device_per_minute=4, attachment_bytes_per_hour=1000)
+    alice, bob = unique_name(), unique_name()
+    a1 = ServerClient(BASE, base.register(alice, PASSWORD, device_keys()), session=base._session)
+    b1 = ServerClient(BASE, session=base._session)
+    b1.register(bob, PASSWORD, device_keys())
+    b1.send(alice, [OutgoingEnvelope(alice, 1, b"x" * 600)])
+    with pytest.raises(QueueFull) as full:
+        b1.send(alice, [OutgoingEnvelope(alice, 1, b"y" * 600)])
+    assert full.value.retry_after >= 1
+    a1.acknowledge(e.id for e in a1.receive().envelopes)  # alice drains her queue
+    b1.send(alice, [OutgoingEnvelope(alice, 1, b"y" * 600)])
+    b1.send(alice, [OutgoingEnvelope(alice, 1, b"z")])
+    with pytest.raises(RateLimited):  # the fourth send this minute (the refused one counted)
+        b1.send(alice, [OutgoingEnvelope(alice, 1, b"w")])
+    clock.advance(61)
+    b1.send(alice, [OutgoingEnvelope(alice, 1, b"w")])
+    b1.upload_attachment(b"a" * 600)
+    with pytest.raises(RateLimited):
+        b1.upload_attachment(b"b" * 600)
+    a1.upload_attachment(b"c" * 600)  # per account
+    clock.advance(3601)
+    b1.upload_attachment(b"b" * 600)
