@@ -5,7 +5,7 @@
     e2ee-chat --state ~/.alice-phone send bob "hi bob"
     e2ee-chat --state ~/.bob receive --wait 5
     e2ee-chat --state ~/.alice-phone devices bob
-    e2ee-chat --state ~/.alice-phone verify bob [--number 60DIGITS]
+    e2ee-chat --state ~/.alice-phone verify bob (--number 60DIGITS | --compared)
     e2ee-chat --state ~/.alice-phone group create bob carol
     e2ee-chat --state ~/.alice-phone group send group:<hex> "hi all"
 
@@ -69,7 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("name")
     verify = sub.add_parser("verify", help="mark an account verified")
     verify.add_argument("name")
-    verify.add_argument("--number", help="the combined safety number you compared")
+    how = verify.add_mutually_exclusive_group(required=True)
+    how.add_argument("--number", help="the combined safety number you compared (60 digits, "
+                                      "as `devices NAME` shows it on the other side)")
+    how.add_argument("--compared", action="store_true",
+                     help="you compared the number some other way (side by side, a QR code)")
     accept = sub.add_parser("accept", help="accept a verified contact's device change")
     accept.add_argument("name")
     sub.add_parser("notices", help="all device-change notices")
@@ -204,7 +208,9 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         print(format_number(shown.combined_safety_number))
         _print_notices(messenger)
     elif command == "verify":
-        shown = messenger.verify(args.name, args.number)
+        # The number is checked against this device's own view; --compared is the user's word.
+        shown = messenger.verify(args.name, args.number.replace(" ", "") if args.number
+                                 else None)
         print(f"verified {shown.username}: {len(shown.devices)} devices")
     elif command == "accept":
         messenger.accept_changes(args.name)
@@ -272,11 +278,38 @@ def main(argv: list[str] | None = None) -> int:
               "`verify` or `accept`", file=sys.stderr)
         return 1
     except E2EEError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {_plain(exc)}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
-        print(f"error: {type(exc).__name__}", file=sys.stderr)
+    except ValueError:
+        print("error: a value given is not valid (see --help)", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: cannot use a file or the network ({exc.strerror or 'I/O error'})",
+              file=sys.stderr)
+        return 1
+
+
+_PLAIN = {
+    "DeviceRemoved": "this device was removed from its account",
+    "ServerUnreachable": "the server cannot be reached",
+    "AuthenticationFailed": "the server did not accept this device's credential (another "
+                            "server at that address?); nothing was changed",
+    "TooManyAttempts": "too many attempts: wait a while and try again",
+    "RateLimited": "too many requests: wait a while and try again",
+    "QueueFull": "the recipient's message queue is full: try again later",
+    "SafetyNumberMismatch": "that number is not the safety number this device shows: do not "
+                            "mark the contact verified",
+    "NotFound": "no such account",
+}
+
+
+def _plain(exc: Exception) -> str:
+    """An error in plain words: what happened, never a class name or user data."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _PLAIN:
+            return _PLAIN[cls.__name__]
+    text = str(exc)
+    return text if text and text != type(exc).__name__ else "the request failed"
 
 
 if __name__ == "__main__":

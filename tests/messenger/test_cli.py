@@ -52,6 +52,11 @@ def test_chat_session(gunicorn_server: Callable[..., LiveServer], tmp_path: Path
     assert shown[0].startswith("device 1: ") and "not verified" in shown[1]
     number = shown[2]
     assert chat("b1", "devices", alice).splitlines()[-1] == number
+    # verify needs a number (or the explicit --compared); before, a bare verify marked the
+    # contact verified with no comparison at all
+    assert "--number" in chat("a1", "verify", bob, ok=False)
+    assert "not the safety number" in chat("a1", "verify", bob, "--number", "1" * 60, ok=False)
+    assert "not verified" in chat("a1", "devices", bob)
     chat("a1", "verify", bob, "--number", number)
     chat("b2", "link", bob)
     err = chat("a1", "send", bob, "blocked", ok=False)
@@ -62,7 +67,7 @@ def test_chat_session(gunicorn_server: Callable[..., LiveServer], tmp_path: Path
     assert chat("b2", "receive") == f"[{alice}] <- {alice}/1: after accepting\n"
 
     chat("b1", "remove-device", "2")
-    assert "DeviceRemoved" in chat("b2", "receive", ok=False)
+    assert "this device was removed from its account" in chat("b2", "receive", ok=False)
     assert f"! device removed: {bob}/2" in chat("a2", "receive")
 
     group = chat("a1", "group", "create", bob).strip()
