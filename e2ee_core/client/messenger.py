@@ -92,6 +92,7 @@ from e2ee_core.groups import (
     Group,
     GroupError,
     GroupState,
+    NoSenderKeyState,
     Outgoing,
     SenderAddress,
     SenderKeyMessage,
@@ -238,6 +239,7 @@ class Messenger:
         self.max_attachment_bytes = max_attachment_bytes
         self.mismatches = 0  # 409 answers handled so far (observability for tests and apps)
         self._refused: list[int] = []  # envelopes of this receive that could not be opened
+        self._unparked: list[Message] = []  # parked group messages read during this receive
         self._expiry_start = expiry_start
         self._timers = ConversationTimers(store.timers())
         self._messages = SqlMessageStore(store, (self.username, self.device_id))
@@ -504,9 +506,13 @@ class Messenger:
 
     def _fanout(self, recipient: str,
                 build: Callable[[list[tuple[str, int]]], list[OutgoingEnvelope]], *,
-                expires_at_ms: int | None = None) -> None:
+                expires_at_ms: int | None = None,
+                reconciled: Callable[[], None] | None = None) -> None:
         """One envelope per device of ``recipient`` and per other own device; 409 answers are
-        reconciled (new sessions, dropped devices, notices) and the send retried."""
+        reconciled (new sessions, dropped devices, notices) and the send retried. Group state
+        the reconciliation queued for new devices (membership, sender keys) is sent first, then
+        ``reconciled()`` runs (a group send re-encrypts there, so that a new device, which
+        gets the sender key as it is now, can read the message)."""
         for attempt in range(1, consts.MAX_SEND_ATTEMPTS + 1):
             if recipient != self.username:
                 self._ensure_known(recipient)
@@ -523,6 +529,10 @@ class Messenger:
                 log.info("client.send.mismatch missing=%d extra=%d", len(refused.missing),
                          len(refused.extra))
                 self._reconcile(refused.missing, refused.extra)
+                if self._outbox:
+                    self._flush_outbox()
+                if reconciled is not None:
+                    reconciled()
                 continue
             log.info("client.send envelopes=%d attempts=%d", len(envelopes), attempt)
             return
@@ -739,6 +749,8 @@ class Messenger:
                 else:
                     self._handle_notice(envelope)
             used_prekeys |= batch.prekeys_low  # the server's hint (prekeys fetched by others)
+            new += self._unparked
+            self._unparked = []
             if ids:
                 refused, self._refused = self._refused, []
                 self._call(lambda i=ids, r=refused:  # type: ignore[misc]
@@ -994,13 +1006,26 @@ class Messenger:
 
     def _send_group_content(self, group_id: bytes, content: Content) -> None:
         group = self._group(group_id)
-        with self.store.atomic():
-            wire = wrap_group(group.encrypt(content))
+        wire: bytes | None = None
+
+        def build(targets: list[tuple[str, int]]) -> list[OutgoingEnvelope]:
+            nonlocal wire
+            if wire is None:
+                with self.store.atomic():
+                    wire = wrap_group(group.encrypt(content))
+            return [OutgoingEnvelope(u, d, wire) for u, d in targets]
+
+        def reconciled() -> None:
+            # A 409 refused the send whole and new devices got the sender key as it is now:
+            # the retry carries a fresh encryption they can read (the refused one reached no
+            # one; its chain step is skipped).
+            nonlocal wire
+            wire = None
+
         others = [m for m in group.members if m != self.username]
         for member in others or [self.username]:
-            self._fanout(member, lambda targets: [OutgoingEnvelope(u, d, wire)
-                                                  for u, d in targets],
-                         expires_at_ms=server_expiry_hint_ms(content))
+            self._fanout(member, build, expires_at_ms=server_expiry_hint_ms(content),
+                         reconciled=reconciled)
 
     def _flush_outbox(self) -> None:
         """Send group-management content over the pairwise sessions: to every device of each
@@ -1019,14 +1044,53 @@ class Messenger:
         group_id = SenderKeyMessage.decode(payload).distribution_id
         group = self._groups.get(group_id)
         if group is None or not group.is_member:
-            raise UnknownGroup("group message for a group this device is not in")
+            # A new device can get a group message before the group's membership, which its
+            # own account's devices or the inviter send pairwise: keep it until they arrive.
+            self._park(envelope_id, group_id, source, payload)
+            return []
         sender = SenderAddress(*source)
-        with self.store.atomic():
-            content = group.decrypt(sender, payload)
-            messages = self._store_content(group_conversation(group_id), content, source[0],
-                                           source[1], outgoing=source[0] == self.username)
-            self.store.mark_envelope(envelope_id)
+        try:
+            with self.store.atomic():
+                content = group.decrypt(sender, payload)
+                messages = self._store_content(group_conversation(group_id), content,
+                                               source[0], source[1],
+                                               outgoing=source[0] == self.username)
+                self.store.mark_envelope(envelope_id)
+        except NoSenderKeyState:
+            self._park(envelope_id, group_id, source, payload)  # the sender key is on its way
+            return []
         return messages
+
+    def _park(self, envelope_id: int, group_id: bytes, source: tuple[str, int],
+              payload: bytes) -> None:
+        with self.store.atomic():
+            if not self.store.park_group_message(group_id, source[0], source[1], payload,
+                                                 limit=consts.MAX_PENDING_GROUP_CONTENT):
+                raise UnknownGroup("too many group messages waiting for their group")
+            self.store.mark_envelope(envelope_id)
+        log.info("client.group.message_parked")
+
+    def _read_parked(self, group_id: bytes) -> list[Message]:
+        """Group messages kept for ``group_id`` that can be read now (membership or a sender
+        key arrived); the others stay parked."""
+        group = self._groups.get(group_id)
+        if group is None or not group.is_member:
+            return []
+        shown: list[Message] = []
+        for parked_id, sender, sender_device, payload in self.store.parked_group_messages(
+                group_id):
+            try:
+                with self.store.atomic():
+                    content = group.decrypt(SenderAddress(sender, sender_device), payload)
+                    shown += self._store_content(group_conversation(group_id), content, sender,
+                                                 sender_device, outgoing=sender == self.username)
+                    self.store.unpark_group_message(parked_id)
+            except NoSenderKeyState:
+                continue
+            except GroupError as exc:  # a duplicate, or garbage: nothing more to wait for
+                log.info("client.group.parked_dropped reason=%s", type(exc).__name__)
+                self.store.unpark_group_message(parked_id)
+        return shown
 
     def _group_management(self, content: Content, sender: str, sender_device: int) -> None:
         """Membership changes and sender-key distributions, received over a pairwise session
@@ -1058,6 +1122,7 @@ class Messenger:
                 self._outbox += [(group_id, o) for o in out]
                 for p_sender, p_device, raw in self.store.take_pending(group_id):
                     self._apply_group_content(Content.decode(raw), p_sender, p_device)
+                self._unparked += self._read_parked(group_id)
                 return
             if group is None:
                 # e.g. a member's sender key that overtook our invitation: keep it for later
@@ -1071,6 +1136,8 @@ class Messenger:
             out = group.handle(address, content)
             self._save_group(group)
             self._outbox += [(group_id, o) for o in out]
+            if isinstance(body, SenderKeyDistribution):
+                self._unparked += self._read_parked(group_id)
         except GroupError as exc:
             log.info("client.group.content_refused reason=%s", type(exc).__name__)
 

@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS client_groups (group_id {blob} PRIMARY KEY, state {bl
 CREATE TABLE IF NOT EXISTS client_group_pending (
     id {serial}, group_id {blob} NOT NULL, sender TEXT NOT NULL,
     sender_device INTEGER NOT NULL, content {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS client_group_messages_pending (
+    id {serial}, group_id {blob} NOT NULL, sender TEXT NOT NULL,
+    sender_device INTEGER NOT NULL, payload {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS client_sender_keys (
     sender TEXT NOT NULL, sender_device INTEGER NOT NULL, distribution_id {blob} NOT NULL,
     record {blob} NOT NULL, PRIMARY KEY (sender, sender_device, distribution_id));
@@ -290,6 +293,28 @@ class ClientStore:
                             "WHERE group_id = ? ORDER BY id", (group_id,)).fetchall()
         self.execute("DELETE FROM client_group_pending WHERE group_id = ?", (group_id,))
         return [(str(r[0]), int(r[1]), bytes(r[2])) for r in rows]
+
+
+    def park_group_message(self, group_id: bytes, sender: str, sender_device: int,
+                           payload: bytes, *, limit: int) -> bool:
+        """Keep a group message this device cannot read yet (the group's membership or the
+        sender's key has not arrived); False when ``limit`` are kept."""
+        row = self.execute("SELECT COUNT(*) FROM client_group_messages_pending").fetchone()
+        if int(row[0]) >= limit:
+            return False
+        self.execute("INSERT INTO client_group_messages_pending (group_id, sender, "
+                     "sender_device, payload) VALUES (?, ?, ?, ?)",
+                     (group_id, sender, sender_device, payload))
+        return True
+
+    def parked_group_messages(self, group_id: bytes) -> list[tuple[int, str, int, bytes]]:
+        rows = self.execute("SELECT id, sender, sender_device, payload FROM "
+                            "client_group_messages_pending WHERE group_id = ? ORDER BY id",
+                            (group_id,)).fetchall()
+        return [(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
+
+    def unpark_group_message(self, parked_id: int) -> None:
+        self.execute("DELETE FROM client_group_messages_pending WHERE id = ?", (parked_id,))
 
 
 class SqlSharedSenderKeyStore:

@@ -147,3 +147,30 @@ def test_removed_device_of_a_member_cannot_read_later_group_messages(
     attacker = Group(stale_state, b1.store.sender_keys, clock=lambda: 0)
     with pytest.raises(NoSenderKeyState):
         attacker.decrypt(SenderAddress(alice.name, a0.device_id), wire)
+
+
+def test_a_new_device_reads_the_first_group_message_sent_after_its_link(
+        inproc: InProcess) -> None:
+    """Before: the group message went out before the new device had the group's membership and
+    sender key, and the device dropped it (UnknownGroup), 3 runs of 3. Now the 409 that
+    reveals the device sends it the group state first, and the message is re-encrypted."""
+    alice, bob = (Account(inproc.url, 1, session=inproc.session) for _ in range(2))
+    group = alice.devices[0].create_group([bob.name])
+    drain([alice.devices[0], bob.devices[0]], 2)
+    tablet = alice.add_device()  # alice's phone has not heard of it yet
+    first = alice.devices[0].send_text(group, "first after the link")
+    tablet.receive()
+    bob.devices[0].receive()
+    assert seen_once(tablet, group).get(first.message_id) == 1
+    assert seen_once(bob.devices[0], group).get(first.message_id) == 1
+    # Another member's new device: alice's message may reach it before its own account's
+    # phone sends it the group's membership; it keeps the message until it can read it.
+    phone_of_bob = bob.add_device()
+    second = alice.devices[0].send_text(group, "first after bob's link")
+    assert phone_of_bob.receive() == []  # not in the group yet: kept, not dropped
+    bob.devices[0].receive()  # bob's phone hears of its new device and sends it the group
+    shown = phone_of_bob.receive()
+    assert second.message_id in {m.message_id for m in shown}
+    assert seen_once(phone_of_bob, group).get(second.message_id) == 1
+    tablet.receive()
+    assert seen_once(tablet, group).get(second.message_id) == 1
