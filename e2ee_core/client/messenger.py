@@ -525,18 +525,49 @@ class Messenger:
                 self._call(lambda e=envelopes: self.server.send(  # type: ignore[misc]
                     recipient, e, expires_at_ms))
             except MismatchedDevices as refused:
-                self.mismatches += 1
-                log.info("client.send.mismatch missing=%d extra=%d", len(refused.missing),
-                         len(refused.extra))
-                self._reconcile(refused.missing, refused.extra)
-                if self._outbox:
-                    self._flush_outbox()
-                if reconciled is not None:
-                    reconciled()
+                self._mismatched(refused, reconciled)
                 continue
             log.info("client.send envelopes=%d attempts=%d", len(envelopes), attempt)
             return
         raise SendFailed("the device set kept changing; try again later")
+
+    def _fanout_many(self, recipients: list[str],
+                     build: Callable[[list[tuple[str, int]]], list[OutgoingEnvelope]], *,
+                     expires_at_ms: int | None = None,
+                     reconciled: Callable[[], None] | None = None) -> None:
+        """One request for several accounts (a group message): an envelope per device of each
+        and per other own device (those once), queued all or none; a 409 lists every
+        mismatch, reconciled at once, and the send is retried."""
+        for attempt in range(1, consts.MAX_SEND_ATTEMPTS + 1):
+            for recipient in recipients:
+                if recipient != self.username:
+                    self._ensure_known(recipient)
+                    self._check_not_blocked(recipient)
+            targets = sorted({t for r in recipients for t in self._targets(r)})
+            if not targets:
+                return
+            envelopes = build(targets)
+            try:
+                self._call(lambda e=envelopes: self.server.send_multi(  # type: ignore[misc]
+                    recipients, e, expires_at_ms))
+            except MismatchedDevices as refused:
+                self._mismatched(refused, reconciled)
+                continue
+            log.info("client.send envelopes=%d recipients=%d attempts=%d", len(envelopes),
+                     len(recipients), attempt)
+            return
+        raise SendFailed("the device set kept changing; try again later")
+
+    def _mismatched(self, refused: MismatchedDevices,
+                    reconciled: Callable[[], None] | None) -> None:
+        self.mismatches += 1
+        log.info("client.send.mismatch missing=%d extra=%d", len(refused.missing),
+                 len(refused.extra))
+        self._reconcile(refused.missing, refused.extra)
+        if self._outbox:
+            self._flush_outbox()
+        if reconciled is not None:
+            reconciled()
 
     # -- device sets ---------------------------------------------------------------------------
     def _ensure_known(self, username: str) -> None:
@@ -1022,10 +1053,9 @@ class Messenger:
             nonlocal wire
             wire = None
 
-        others = [m for m in group.members if m != self.username]
-        for member in others or [self.username]:
-            self._fanout(member, build, expires_at_ms=server_expiry_hint_ms(content),
-                         reconciled=reconciled)
+        others = sorted(m for m in group.members if m != self.username)
+        self._fanout_many(others or [self.username], build,
+                          expires_at_ms=server_expiry_hint_ms(content), reconciled=reconciled)
 
     def _flush_outbox(self) -> None:
         """Send group-management content over the pairwise sessions: to every device of each

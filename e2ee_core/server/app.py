@@ -38,6 +38,7 @@ from e2ee_core.server.wire import (
     AccountRequest,
     AckRequest,
     DeviceAddress,
+    MultiSendRequest,
     PreKeyUpload,
     SendRequest,
     decode_device_id,
@@ -178,6 +179,12 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     def send() -> Response:
         who = actor()
         accepted = service.send(who, SendRequest.from_json(_read_json()))
+        return _json({"accepted": accepted})
+
+    @app.post("/v1/messages/multi")
+    def send_multi() -> Response:
+        who = actor()
+        accepted = service.send_multi(who, MultiSendRequest.from_json(_read_json()))
         return _json({"accepted": accepted})
 
     @app.get("/v1/messages")

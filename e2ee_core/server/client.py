@@ -33,6 +33,7 @@ from e2ee_core.server.wire import (
     DeviceInfo,
     DeviceKeys,
     Envelope,
+    MultiSendRequest,
     OutgoingEnvelope,
     PreKeyBundle,
     PreKeyCount,
@@ -220,6 +221,16 @@ class ServerClient:
         """
         req = SendRequest(recipient, tuple(messages), expires_at_ms)
         body = self._json(self._request("POST", "/v1/messages", json_body=req.to_json()))
+        return _decoded(lambda: decode_int(body["accepted"], "accepted"))
+
+    def send_multi(self, recipients: Sequence[str], messages: Sequence[OutgoingEnvelope],
+                   expires_at_ms: int | None = None) -> int:
+        """One message to several accounts (a group message) in one request: one envelope per
+        device of every recipient and per other own device, all queued or none
+        (:class:`MismatchedDevices` lists every difference)."""
+        req = MultiSendRequest(tuple(recipients), tuple(messages), expires_at_ms)
+        body = self._json(self._request("POST", "/v1/messages/multi",
+                                        json_body=req.to_json()))
         return _decoded(lambda: decode_int(body["accepted"], "accepted"))
 
     def receive(self, wait: float = 0.0) -> ReceivedBatch:

@@ -35,6 +35,12 @@ MAX_STORED_PREKEYS = 1000
 MAX_ENVELOPE_BYTES = 256 * 1024
 # A send covers the recipient's devices plus the sender's other devices.
 MAX_ENVELOPES_PER_SEND = 2 * MAX_DEVICES_PER_ACCOUNT
+# A multi-recipient send (a group message): accounts and envelopes per request, and their
+# content bytes (group messages are small: a 100-member group of 16-device accounts stays far
+# below). The JSON body limit below covers it.
+MAX_RECIPIENTS_PER_MULTI_SEND = 1000
+MAX_ENVELOPES_PER_MULTI_SEND = 4000
+MAX_MULTI_SEND_CONTENT_BYTES = 6 * 1024 * 1024
 # JSON bodies carry base64 (4/3) of at most MAX_ENVELOPES_PER_SEND envelopes, plus framing.
 MAX_JSON_BODY_BYTES = MAX_ENVELOPES_PER_SEND * MAX_ENVELOPE_BYTES * 4 // 3 + 64 * 1024
 

@@ -220,9 +220,17 @@ class MemoryStore:
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
                expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+        return self.submit_multi(sender, sender_device, [recipient], messages, now_ms=now_ms,
+                                 expires_at_ms=expires_at_ms,
+                                 max_queued_bytes=max_queued_bytes)
+
+    def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
+                     messages: Sequence[OutgoingEnvelope], *, now_ms: int,
+                     expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
         with self._lock:
-            target = self._account(recipient)
-            expected = {(recipient, d) for d in target.devices}
+            expected: set[tuple[str, int]] = set()
+            for recipient in recipients:
+                expected |= {(recipient, d) for d in self._account(recipient).devices}
             own = self._accounts.get(sender)
             if own is not None:
                 expected |= {(sender, d) for d in own.devices}
@@ -239,8 +247,9 @@ class MemoryStore:
             for m in messages:
                 self._enqueue((m.username, m.device_id), (sender, sender_device), "message",
                               m.content, now_ms=now_ms, expires_at_ms=expires_at_ms)
-            if recipient != sender and own is not None:
-                own.contacts.add(recipient)  # the recipient hears of the sender's devices
+            if own is not None:
+                # the recipients hear of the sender's devices
+                own.contacts.update(r for r in recipients if r != sender)
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,

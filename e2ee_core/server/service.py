@@ -40,6 +40,8 @@ from e2ee_core.server.wire import (
     DeviceCredential,
     DeviceInfo,
     Envelope,
+    MultiSendRequest,
+    OutgoingEnvelope,
     PreKeyBundle,
     PreKeyCount,
     PreKeyUpload,
@@ -299,6 +301,15 @@ class DeliveryService:
     # -- envelopes ------------------------------------------------------------------------------
     def send(self, actor: DeviceAddress, req: SendRequest) -> int:
         """Queue the envelopes (all or none); see :meth:`Store.submit` for the device check."""
+        return self._submit(actor, (req.recipient,), req.messages, req.expires_at_ms)
+
+    def send_multi(self, actor: DeviceAddress, req: MultiSendRequest) -> int:
+        """One message to several accounts in one request, all or none (409 lists every
+        mismatch); see :meth:`Store.submit_multi`."""
+        return self._submit(actor, req.recipients, req.messages, req.expires_at_ms)
+
+    def _submit(self, actor: DeviceAddress, recipients: tuple[str, ...],
+                messages: tuple[OutgoingEnvelope, ...], expires_at_ms: int | None) -> int:
         self.maybe_purge()
         now = self.now_ms()
         sends = self.store.count_event(f"sends:{actor.username}:{actor.device_id}", now, 60_000)
@@ -306,19 +317,19 @@ class DeliveryService:
             log.info("event=sends_limited")
             raise RateLimited(retry_after=60)
         expires = self._envelope_expiry(now)
-        if req.expires_at_ms is not None:
-            expires = min(expires, req.expires_at_ms)
+        if expires_at_ms is not None:
+            expires = min(expires, expires_at_ms)
         try:
-            count = self.store.submit(
-                actor.username, actor.device_id, req.recipient, req.messages, now_ms=now,
+            count = self.store.submit_multi(
+                actor.username, actor.device_id, recipients, messages, now_ms=now,
                 expires_at_ms=expires,
                 max_queued_bytes=self.settings.max_queued_bytes_per_device)
         except QueueFull:
             log.info("event=queue_full")
             raise
         self._signal.notify()
-        log.info("event=envelopes_accepted envelopes=%d bytes=%d", count,
-                 sum(len(m.content) for m in req.messages))
+        log.info("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d", count,
+                 sum(len(m.content) for m in messages), len(recipients))
         return count
 
     def receive(self, actor: DeviceAddress, wait_seconds: float = 0.0,

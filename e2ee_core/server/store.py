@@ -201,6 +201,14 @@ class Store(Protocol):
         """
         ...
 
+    def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
+                     messages: Sequence[OutgoingEnvelope], *, now_ms: int,
+                     expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+        """:meth:`submit` to several accounts at once (a group message), all or nothing:
+        ``messages`` must cover exactly every device of every recipient and the sender's other
+        devices (those once), else :class:`MismatchedDevices` lists every difference."""
+        ...
+
     def fetch(self, username: str, device_id: int, now_ms: int,
               limit: int) -> list[Envelope]:
         """Up to ``limit`` unexpired envelopes of the device's queue, oldest first."""
@@ -504,21 +512,37 @@ class SqlStore:
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
                expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+        return self.submit_multi(sender, sender_device, [recipient], messages, now_ms=now_ms,
+                                 expires_at_ms=expires_at_ms,
+                                 max_queued_bytes=max_queued_bytes)
+
+    def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
+                     messages: Sequence[OutgoingEnvelope], *, now_ms: int,
+                     expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+        accounts = sorted({sender, *recipients})
         with self._tx() as tx:
-            existing = self._lock_accounts(tx, [sender, recipient], exclusive=False)
-            if recipient not in existing:
+            existing = self._lock_accounts(tx, accounts, exclusive=False)
+            if any(r not in existing for r in recipients):
                 raise NotFound()
-            expected = {(recipient, d) for d in self._device_ids(tx, recipient)}
-            expected |= {(sender, d) for d in self._device_ids(tx, sender)}
+            devices: list[tuple[str, int]] = []
+            for start in range(0, len(accounts), _CHUNK):
+                chunk = accounts[start:start + _CHUNK]
+                devices += [(str(r[0]), int(r[1])) for r in tx.fetchall(
+                    f"SELECT username, device_id FROM devices WHERE username IN "
+                    f"({','.join('?' * len(chunk))})", tuple(chunk))]
+            expected = set(devices)
             expected.discard((sender, sender_device))
             got = {(m.username, m.device_id) for m in messages}
             if got != expected:
                 raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
             if max_queued_bytes is not None and messages:
-                queued = {(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
-                    "SELECT username, device_id, COALESCE(SUM(LENGTH(content)), 0) "
-                    "FROM envelopes WHERE username IN (?, ?) GROUP BY username, device_id",
-                    (recipient, sender))}
+                queued: dict[tuple[str, int], int] = {}
+                for start in range(0, len(accounts), _CHUNK):
+                    chunk = accounts[start:start + _CHUNK]
+                    queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
+                        "SELECT username, device_id, COALESCE(SUM(LENGTH(content)), 0) "
+                        f"FROM envelopes WHERE username IN ({','.join('?' * len(chunk))}) "
+                        "GROUP BY username, device_id", tuple(chunk))})
                 for m in messages:
                     if queued.get((m.username, m.device_id), 0) + len(m.content) > \
                             max_queued_bytes:
@@ -530,12 +554,14 @@ class SqlStore:
                            "VALUES (?, ?, 'message', ?, ?, ?, ?, ?)"),
                     [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
                       expires_at_ms) for m in messages])
-            if recipient != sender:
-                # The sender chose to talk to the recipient: the recipient hears of the
-                # sender's device changes from now on. Not the other way round: a stranger's
-                # envelope must not make it hear of the recipient's devices.
-                tx.execute("INSERT INTO contacts (username, contact) VALUES (?, ?) "
-                           "ON CONFLICT (username, contact) DO NOTHING", (sender, recipient))
+            others = [r for r in accounts if r != sender]
+            if others:
+                # The sender chose to talk to the recipients: they hear of the sender's device
+                # changes from now on. Not the other way round: a stranger's envelope must not
+                # make it hear of the recipient's devices (see acknowledge).
+                tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                               "ON CONFLICT (username, contact) DO NOTHING",
+                               [(sender, r) for r in others])
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,

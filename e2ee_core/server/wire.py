@@ -479,6 +479,44 @@ class SendRequest:
 
 
 @dataclass(frozen=True)
+class MultiSendRequest:
+    """``POST /v1/messages/multi``: one message (a group message) to several accounts in one
+    request, accepted or refused as a whole: one envelope per device of every recipient and
+    per other own device (those once)."""
+
+    recipients: tuple[str, ...]
+    messages: tuple[OutgoingEnvelope, ...]
+    expires_at_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"recipients": list(self.recipients),
+                               "messages": [m.to_json() for m in self.messages]}
+        if self.expires_at_ms is not None:
+            out["expires_at_ms"] = self.expires_at_ms
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> MultiSendRequest:
+        o = _object(obj, "body")
+        _only(o, "body", {"recipients", "messages", "expires_at_ms"})
+        names = _list(_field(o, "recipients", "body"), "recipients",
+                      consts.MAX_RECIPIENTS_PER_MULTI_SEND)
+        recipients = tuple(decode_username(n, "recipients[]") for n in names)
+        if not recipients or len(set(recipients)) != len(recipients):
+            raise InvalidRequest("recipients must be distinct and not empty")
+        items = _list(_field(o, "messages", "body"), "messages",
+                      consts.MAX_ENVELOPES_PER_MULTI_SEND)
+        messages = tuple(OutgoingEnvelope.from_json(item) for item in items)
+        if len({m.address for m in messages}) != len(messages):
+            raise InvalidRequest("messages repeat a destination device")
+        if sum(len(m.content) for m in messages) > consts.MAX_MULTI_SEND_CONTENT_BYTES:
+            raise PayloadTooLarge()
+        expires = o.get("expires_at_ms")
+        return cls(recipients, messages,
+                   None if expires is None else decode_int(expires, "expires_at_ms"))
+
+
+@dataclass(frozen=True)
 class Envelope:
     """A queued envelope as a device receives it.
 

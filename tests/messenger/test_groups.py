@@ -174,3 +174,26 @@ def test_a_new_device_reads_the_first_group_message_sent_after_its_link(
     assert seen_once(phone_of_bob, group).get(second.message_id) == 1
     tablet.receive()
     assert seen_once(tablet, group).get(second.message_id) == 1
+
+
+def test_a_group_message_is_one_request_and_one_copy_per_own_device(
+        inproc: InProcess) -> None:
+    """Before: one request per member, not atomic, and the sender's other devices got N-1
+    copies of every group message."""
+    alice = Account(inproc.url, 2, session=inproc.session)
+    members = [Account(inproc.url, 1, session=inproc.session) for _ in range(5)]
+    a0, a1 = alice.devices
+    group = a0.create_group([m.name for m in members])
+    drain([a0, a1, *(m.devices[0] for m in members)], 3)
+    calls: list[str] = []
+    real_send, real_multi = a0.server.send, a0.server.send_multi
+    a0.server.send = lambda *a, **k: calls.append("send") or real_send(*a, **k)  # type: ignore[method-assign]
+    a0.server.send_multi = (  # type: ignore[method-assign]
+        lambda *a, **k: calls.append("multi") or real_multi(*a, **k))
+    message = a0.send_text(group, "to everyone at once")
+    assert calls == ["multi"]
+    copies = [e for e in a1.server.receive().envelopes if e.source == alice.name]
+    assert len(copies) == 1  # one copy for the sender's other device
+    for member in members:
+        member.devices[0].receive()
+        assert seen_once(member.devices[0], group)[message.message_id] == 1
