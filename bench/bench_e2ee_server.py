@@ -145,9 +145,38 @@ def http_case(url: str, label: str, size: int, rounds: int) -> None:
             print(compare(Case(f"{label} HTTP: send+receive+ack 1 envelope", round_trip),
                           Case("3 x GET /v1/health, same server", health),
                           rounds=rounds).line())
+            group_case(base, label, size, rounds)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
+
+
+def group_case(base: str, label: str, size: int, rounds: int, members: int = 100) -> None:
+    """A group message to ``members`` one-device accounts: one multi-recipient request vs one
+    request per member (the client's way before), same envelopes, alternating rounds."""
+    sender = ServerClient(base)
+    sender.register(f"g{secrets.token_hex(4)}", "benchmark-password", _keys())
+    names = []
+    for _ in range(members):
+        member = ServerClient(base)
+        name = f"m{secrets.token_hex(5)}"
+        member.register(name, "benchmark-password", _keys())
+        names.append(name)
+    payload = secrets.token_bytes(size)
+    envelopes = [OutgoingEnvelope(n, 1, payload) for n in names]
+
+    def multi() -> None:
+        sender.send_multi(names, envelopes)
+
+    def per_member() -> None:
+        for envelope in envelopes:
+            sender.send(envelope.username, [envelope])
+
+    result = compare(Case(f"{label} HTTP: group message to {members}, 1 multi request",
+                          multi, ops=members),
+                     Case(f"{members} requests, one per member", per_member, ops=members),
+                     rounds=rounds)
+    print(result.line() + "   (ops/s = envelopes/s)")
 
 
 def main(argv: list[str]) -> None:
