@@ -32,6 +32,10 @@ MAX_HEAD: Final = 64 * 1024
 #: ``MAX_CONTENT_LENGTH`` is the service's limit when it sets one): 413 beyond.
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 
+#: Bytes of one WebSocket message a client may send (acknowledgements are small; uvicorn's
+#: default is 16 MiB).
+WEBSOCKET_MAX_MESSAGE: Final = 1024 * 1024
+
 #: Threads that run the WSGI application per worker process. They run only complete requests
 #: (heads and bodies are read by the event loop), so idle or slow clients never hold one.
 DEFAULT_THREADS: Final = 8

@@ -69,12 +69,41 @@ def body_limit(wsgi_app: Any) -> int:
     return int(limit) if limit else consts.DEFAULT_MAX_BODY
 
 
+#: Flask ``app.extensions`` key under which a service lists its WebSocket endpoints: a mapping
+#: of path to an ASGI application for ``websocket`` scopes (served natively on the event loop,
+#: not through a2wsgi: a connection holds no thread).
+WEBSOCKETS_EXTENSION = "service_kit.websockets"
+
+
 def build_asgi(factory: str, config: Mapping[str, Any], threads: int) -> ASGIApp:
-    """One worker's application: ``factory(config)`` behind the body guard and a2wsgi."""
+    """One worker's application: ``factory(config)`` behind the body guard and a2wsgi, and the
+    service's WebSocket endpoints, if it has any."""
     logging_filter.install()
     wsgi_app = load_factory(factory)(config)
     adapter = WSGIMiddleware(PrereadInput(wsgi_app), workers=threads)  # type: ignore[arg-type]
-    return BufferedBody(adapter, max_body=body_limit(wsgi_app))  # type: ignore[arg-type]
+    http = BufferedBody(adapter, max_body=body_limit(wsgi_app))  # type: ignore[arg-type]
+    extensions = getattr(wsgi_app, "extensions", None)
+    sockets = extensions.get(WEBSOCKETS_EXTENSION) if isinstance(extensions, Mapping) else None
+    return Router(http, dict(sockets or {}))
+
+
+class Router:
+    """HTTP to the WSGI stack; a WebSocket handshake to its endpoint, or refused (403) when the
+    path has none."""
+
+    def __init__(self, http: ASGIApp, sockets: Mapping[str, ASGIApp]) -> None:
+        self.http = http
+        self.sockets = dict(sockets)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            endpoint = self.sockets.get(scope.get("path", ""))
+            if endpoint is None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await endpoint(scope, receive, send)
+            return
+        await self.http(scope, receive, send)
 
 
 def uvicorn_config(factory: str, config: Mapping[str, Any], *, host: str, port: int,
@@ -92,7 +121,9 @@ def uvicorn_config(factory: str, config: Mapping[str, Any], *, host: str, port: 
         loop="uvloop",
         # uvicorn builds each connection's protocol by calling this (a class or a factory).
         http=functools.partial(GuardedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
-        ws="none",
+        # WebSocket frames by the maintained `websockets` library (sans-I/O), on the loop.
+        ws="websockets-sansio",
+        ws_max_size=consts.WEBSOCKET_MAX_MESSAGE,
         lifespan="off",
         interface="asgi3",
         log_config=None,  # our handlers and the redaction filter (logging_filter.install)

@@ -32,6 +32,7 @@ from e2ee_core.server.errors import (
     UnsupportedMediaType,
 )
 from e2ee_core.server.memstore import MemoryStore
+from e2ee_core.server.push import PushChannel
 from e2ee_core.server.service import DeliveryService, Settings
 from e2ee_core.server.store import SqlStore, Store
 from e2ee_core.server.wire import (
@@ -46,6 +47,7 @@ from e2ee_core.server.wire import (
 )
 from service_kit.database import Database
 from service_kit.problem import install_problem_handlers, problem
+from service_kit.serving import WEBSOCKETS_EXTENSION
 
 # ``db`` value selecting the in-memory store: one process only, nothing survives a restart.
 MEMORY_DB = "memory:"
@@ -111,6 +113,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_attachment_bytes,
                                            consts.MAX_JSON_BODY_BYTES)
     app.extensions["e2ee_delivery"] = service
+    # The push channel: a WebSocket per online device, on the event loop (service_kit.serving).
+    app.extensions[WEBSOCKETS_EXTENSION] = {"/v1/websocket": PushChannel(service)}
     install_problem_handlers(app)
 
     @app.errorhandler(ServerError)

@@ -33,6 +33,7 @@ from e2ee_core.server.errors import (
     RateLimited,
     TooManyAttempts,
 )
+from e2ee_core.server.push import PushHub
 from e2ee_core.server.store import PurgeCounts, Store
 from e2ee_core.server.wire import (
     AccountRequest,
@@ -165,6 +166,7 @@ class DeliveryService:
         self._address_attempts = RateLimiter(self.settings.password_attempts_per_address,
                                              self.settings.password_window_seconds)
         self._signal = _QueueSignal()
+        self.push = PushHub()  # this process's push connections (WebSocket)
         self._last_purge = float("-inf")
         self._purge_lock = threading.Lock()
 
@@ -230,6 +232,7 @@ class DeliveryService:
         device_id = self.store.add_device(req.username, req.device, digest, now_ms=now,
                                           expires_at_ms=self._envelope_expiry(now))
         self._signal.notify()
+        self.push.notify_all()  # device notices go to many accounts
         log.info("event=device_added")
         return DeviceCredential(req.username, device_id,
                                 format_credential(req.username, device_id, secret))
@@ -258,6 +261,7 @@ class DeliveryService:
         self.store.remove_device(actor.username, device_id, now_ms=now,
                                  expires_at_ms=self._envelope_expiry(now))
         self._signal.notify()
+        self.push.notify_all()  # device notices go to many accounts
         log.info("event=device_removed")
 
     def list_devices(self, username: str) -> list[DeviceInfo]:
@@ -328,6 +332,7 @@ class DeliveryService:
             log.info("event=queue_full")
             raise
         self._signal.notify()
+        self.push.notify((m.username, m.device_id) for m in messages)
         log.info("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d", count,
                  sum(len(m.content) for m in messages), len(recipients))
         return count

@@ -1,0 +1,190 @@
+"""The push channel: one authenticated WebSocket (RFC 6455, framed by the maintained
+`websockets` library under uvicorn) per online device, served on the event loop: a connection
+holds no thread while it waits.
+
+Protocol (JSON text frames):
+
+* the client opens ``GET /v1/websocket`` with ``Authorization: Bearer <credential>``; a wrong
+  credential is closed with code 4401, the right credential of a removed device with 4410
+  (the one answer on which a client may conclude it was removed);
+* the server pushes ``{"type": "envelopes", "envelopes": [Envelope]}``: first what is queued
+  (oldest first, in batches), then each new envelope as it is stored; after the queue has been
+  drained (and whenever it is empty again) it sends ``{"type": "queue_empty"}``;
+* the client acknowledges in batches: ``{"type": "ack", "ids": [int], "refused": [int]}``
+  (as ``POST /v1/messages/ack``: the envelopes are deleted; ``refused`` ones make no contact);
+* a malformed frame closes the connection with 1003 (nothing is acknowledged by it).
+
+Wake-ups within one server process go through :class:`PushHub` (a send wakes exactly the
+connections of its destination devices). The HTTP API stays: ``GET /v1/messages`` works as
+before, and both see the same queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from e2ee_core.server import consts
+from e2ee_core.server.errors import DeviceWasRemoved, InvalidRequest, ServerError
+from e2ee_core.server.wire import AckRequest, DeviceAddress
+
+if TYPE_CHECKING:
+    from e2ee_core.server.service import DeliveryService
+
+log = logging.getLogger("e2ee_core.server.push")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CLOSE_AUTH_FAILED = 4401
+CLOSE_DEVICE_REMOVED = 4410
+CLOSE_BAD_FRAME = 1003
+
+
+class PushHub:
+    """The push connections of this process, per device; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[tuple[str, int], set[tuple[asyncio.AbstractEventLoop,
+                                                       asyncio.Event]]] = {}
+
+    def register(self, address: tuple[str, int], loop: asyncio.AbstractEventLoop,
+                 event: asyncio.Event) -> None:
+        with self._lock:
+            self._waiting.setdefault(address, set()).add((loop, event))
+
+    def unregister(self, address: tuple[str, int], loop: asyncio.AbstractEventLoop,
+                   event: asyncio.Event) -> None:
+        with self._lock:
+            entries = self._waiting.get(address)
+            if entries is not None:
+                entries.discard((loop, event))
+                if not entries:
+                    del self._waiting[address]
+
+    def notify(self, addresses: Iterable[tuple[str, int]]) -> None:
+        """Wake the connections of these devices (from any thread)."""
+        with self._lock:
+            targets = [entry for a in set(addresses) for entry in self._waiting.get(a, ())]
+        for loop, event in targets:
+            loop.call_soon_threadsafe(event.set)
+
+    def notify_all(self) -> None:
+        """Wake every connection (device notices, which go to many accounts)."""
+        with self._lock:
+            targets = [entry for entries in self._waiting.values() for entry in entries]
+        for loop, event in targets:
+            loop.call_soon_threadsafe(event.set)
+
+    def connections(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._waiting.values())
+
+
+def _bearer(scope: Message) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return str(text[7:].strip())
+    return ""
+
+
+class PushChannel:
+    """The ASGI endpoint of ``/v1/websocket`` (see the module docstring)."""
+
+    def __init__(self, service: DeliveryService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        service = self.service
+        if (await receive())["type"] != "websocket.connect":  # ASGI: the handshake comes first
+            return
+        try:
+            who = await asyncio.to_thread(service.authenticate, _bearer(scope))
+        except DeviceWasRemoved:
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": CLOSE_DEVICE_REMOVED})
+            return
+        except ServerError:
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": CLOSE_AUTH_FAILED})
+            return
+        await send({"type": "websocket.accept"})
+        log.info("event=push_connected")
+        await _Connection(service, who, receive, send).run()
+        log.info("event=push_disconnected")
+
+
+class _Connection:
+    def __init__(self, service: DeliveryService, who: DeviceAddress, receive: Receive,
+                 send: Send) -> None:
+        self.service = service
+        self.who = who
+        self.receive = receive
+        self.send = send
+        self.address = (who.username, who.device_id)
+        self.wake = asyncio.Event()
+        self.in_flight: set[int] = set()  # pushed, not acknowledged yet
+        self.said_empty = False
+        self.closed = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        hub = self.service.push
+        hub.register(self.address, loop, self.wake)
+        reader = asyncio.create_task(self._read())
+        try:
+            while not reader.done():
+                self.wake.clear()
+                await self._push_queued()
+                waiter = asyncio.create_task(self.wake.wait())
+                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+        finally:
+            hub.unregister(self.address, loop, self.wake)
+            reader.cancel()
+
+    async def _push_queued(self) -> None:
+        service, who = self.service, self.who
+        found = await asyncio.to_thread(service.store.fetch, who.username, who.device_id,
+                                        service.now_ms(), consts.MAX_ENVELOPES_PER_RECEIVE)
+        fresh = [e for e in found if e.id not in self.in_flight]
+        if self.closed:
+            return
+        if fresh:
+            self.in_flight.update(e.id for e in fresh)
+            self.said_empty = False
+            await self.send({"type": "websocket.send", "text": json.dumps(
+                {"type": "envelopes", "envelopes": [e.to_json() for e in fresh]},
+                separators=(",", ":"))})
+            log.info("event=envelopes_pushed envelopes=%d", len(fresh))
+        elif not found and not self.said_empty:
+            self.said_empty = True
+            await self.send({"type": "websocket.send", "text": '{"type":"queue_empty"}'})
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "websocket.disconnect":
+                self.closed = True
+                return
+            try:
+                frame = json.loads(message.get("text") or "")
+                if not isinstance(frame, dict) or frame.get("type") != "ack":
+                    raise InvalidRequest("unknown frame")
+                ack = AckRequest.from_json({k: v for k, v in frame.items() if k != "type"})
+            except (ValueError, InvalidRequest):
+                log.info("event=push_bad_frame")
+                self.closed = True
+                await self.send({"type": "websocket.close", "code": CLOSE_BAD_FRAME})
+                return
+            await asyncio.to_thread(self.service.acknowledge, self.who, ack.ids, ack.refused)
+            self.in_flight.difference_update(ack.ids)
+            self.wake.set()  # more may be queued behind what was in flight

@@ -1,0 +1,125 @@
+"""The push channel over a real WebSocket against the delivery server on its stack: drain then
+push, batched acknowledgements, the queue-empty marker, reconnects, authentication (including
+the distinct removed-device close), malformed frames, and no thread held per connection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from e2ee_core.server.app import create_app
+from e2ee_core.server.client import ServerClient
+from e2ee_core.server.wire import OutgoingEnvelope
+from tests.server.support import FAST_ARGON2, PASSWORD, device_keys, unique_name
+from tests.support import LiveServer
+
+
+def _socket(server: LiveServer, client: ServerClient) -> ClientConnection:
+    assert client.credential is not None
+    return connect(server.url.replace("http://", "ws://") + "/v1/websocket",
+                   additional_headers={"Authorization":
+                                       f"Bearer {client.credential.credential}"},
+                   open_timeout=10)
+
+
+def _frame(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(ws.recv(timeout=10))
+    return frame
+
+
+def _pair(server: LiveServer) -> tuple[ServerClient, ServerClient]:
+    alice, bob = ServerClient(server.url), ServerClient(server.url)
+    alice.register(unique_name(), PASSWORD, device_keys())
+    bob.register(unique_name(), PASSWORD, device_keys())
+    return alice, bob
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, live_server: Callable[..., LiveServer],
+           tmp_path: Path) -> LiveServer:
+    db = str(tmp_path / "push.db") if request.param == "sqlite" else \
+        request.getfixturevalue("pg_dsn")
+    return live_server(create_app, _threads=2, db=db, **FAST_ARGON2)
+
+
+def test_drain_then_push_then_ack(server: LiveServer) -> None:
+    alice, bob = _pair(server)
+    to_bob = bob.address.username
+    alice.send(to_bob, [OutgoingEnvelope(to_bob, 1, b"queued before")])
+    with _socket(server, bob) as ws:
+        first = _frame(ws)
+        assert first["type"] == "envelopes"
+        assert [e["source"] for e in first["envelopes"]] == [alice.address.username]
+        ws.send(json.dumps({"type": "ack", "ids": [e["id"] for e in first["envelopes"]]}))
+        assert _frame(ws) == {"type": "queue_empty"}
+        for i in range(3):  # pushed as they are stored
+            alice.send(to_bob, [OutgoingEnvelope(to_bob, 1, b"live %d" % i)])
+            pushed = _frame(ws)
+            assert pushed["type"] == "envelopes" and len(pushed["envelopes"]) == 1
+            ws.send(json.dumps({"type": "ack", "ids": [pushed["envelopes"][0]["id"]]}))
+            assert _frame(ws) == {"type": "queue_empty"}
+    assert bob.receive().envelopes == []  # every pushed envelope was acknowledged
+
+
+def test_unacknowledged_envelopes_come_again_after_a_reconnect(server: LiveServer) -> None:
+    alice, bob = _pair(server)
+    to_bob = bob.address.username
+    with _socket(server, bob) as ws:
+        assert _frame(ws) == {"type": "queue_empty"}
+        alice.send(to_bob, [OutgoingEnvelope(to_bob, 1, b"not acknowledged")])
+        assert _frame(ws)["type"] == "envelopes"
+    with _socket(server, bob) as ws:  # the device drops and comes back
+        again = _frame(ws)
+        assert again["type"] == "envelopes" and len(again["envelopes"]) == 1
+        ws.send(json.dumps({"type": "ack", "ids": [again["envelopes"][0]["id"]]}))
+        assert _frame(ws) == {"type": "queue_empty"}
+
+
+def test_authentication_and_bad_frames(server: LiveServer) -> None:
+    alice, bob = _pair(server)
+    stranger = ServerClient(server.url)
+    stranger.credential = type(bob.credential)(bob.address.username, 1,  # type: ignore[misc]
+                                               bob.address.username + ".1.wrong-secret")
+    with _socket(server, stranger) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    linked = ServerClient(server.url)
+    linked.add_device(alice.address.username, PASSWORD, device_keys())
+    alice.remove_device(linked.address.device_id)
+    with _socket(server, linked) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4410
+    with _socket(server, bob) as ws:
+        assert _frame(ws) == {"type": "queue_empty"}
+        ws.send("not json")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+
+
+def test_many_open_sockets_hold_no_thread(server: LiveServer) -> None:
+    """More connections than the server has threads (2) stay open while HTTP requests and a
+    push to the last of them go through."""
+    alice, _bob = _pair(server)
+    devices = []
+    for _ in range(12):
+        device = ServerClient(server.url)
+        device.register(unique_name(), PASSWORD, device_keys())
+        devices.append(device)
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(_socket(server, d)) for d in devices]
+        for ws in sockets:
+            assert _frame(ws) == {"type": "queue_empty"}
+        assert alice.health()
+        last = devices[-1].address.username
+        alice.send(last, [OutgoingEnvelope(last, 1, b"to the last")])
+        assert _frame(sockets[-1])["type"] == "envelopes"
+    logs = server.logs()
+    assert "Traceback" not in logs and "event=push_connected" in logs
