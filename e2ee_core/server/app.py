@@ -35,6 +35,7 @@ from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.push import PushChannel
 from e2ee_core.server.service import DeliveryService, Settings
 from e2ee_core.server.store import SqlStore, Store
+from e2ee_core.server.wakeups import PgListener
 from e2ee_core.server.wire import (
     AccountRequest,
     AckRequest,
@@ -45,7 +46,7 @@ from e2ee_core.server.wire import (
     decode_device_id,
     decode_username,
 )
-from service_kit.database import Database
+from service_kit.database import Database, is_postgres_url
 from service_kit.problem import install_problem_handlers, problem
 from service_kit.serving import WEBSOCKETS_EXTENSION
 
@@ -108,11 +109,17 @@ def create_app(config: Mapping[str, Any]) -> Flask:
                          max_stored_prekeys=settings.max_stored_prekeys)
     service = (DeliveryService(store, settings, clock) if callable(clock)
                else DeliveryService(store, settings))
+    listener: PgListener | None = None
+    if db_url != MEMORY_DB and is_postgres_url(db_url):
+        # Sends handled by other processes or hosts wake this process's push connections.
+        listener = PgListener(db_url, service.push)
+        listener.start()
 
     app = Flask("e2ee_core.server")
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_attachment_bytes,
                                            consts.MAX_JSON_BODY_BYTES)
     app.extensions["e2ee_delivery"] = service
+    app.extensions["e2ee_wakeups"] = listener
     # The push channel: a WebSocket per online device, on the event loop (service_kit.serving).
     app.extensions[WEBSOCKETS_EXTENSION] = {"/v1/websocket": PushChannel(service)}
     install_problem_handlers(app)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from e2ee_core.server import consts
+from e2ee_core.server import consts, wakeups
 from e2ee_core.server.errors import (
     AccountExists,
     MismatchedDevices,
@@ -554,6 +554,10 @@ class SqlStore:
                            "VALUES (?, ?, 'message', ?, ?, ?, ?, ?)"),
                     [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
                       expires_at_ms) for m in messages])
+            if self._pg and messages:
+                # Other server processes wake their push connections when this commits.
+                tx.execute("SELECT pg_notify(?, ?)", (wakeups.CHANNEL, wakeups.payload(
+                    (m.username, m.device_id) for m in messages)))
             others = [r for r in accounts if r != sender]
             if others:
                 # The sender chose to talk to the recipients: they hear of the sender's device

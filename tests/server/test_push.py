@@ -123,3 +123,34 @@ def test_many_open_sockets_hold_no_thread(server: LiveServer) -> None:
         assert _frame(sockets[-1])["type"] == "envelopes"
     logs = server.logs()
     assert "Traceback" not in logs and "event=push_connected" in logs
+
+
+@pytest.mark.postgres
+def test_a_send_through_another_server_process_is_pushed_without_polling(
+        live_server: Callable[..., LiveServer], pg_dsn: str) -> None:
+    """Two server processes on one PostgreSQL: the socket is on A, the send goes through B.
+    B's transaction NOTIFYs; A LISTENs and wakes exactly that connection (no periodic query:
+    the push connection has no timer)."""
+    a = live_server(create_app, _threads=2, db=pg_dsn, **FAST_ARGON2)
+    b = live_server(create_app, _threads=2, db=pg_dsn, **FAST_ARGON2)
+    alice, bob = ServerClient(b.url), ServerClient(a.url)
+    alice.register(unique_name(), PASSWORD, device_keys())
+    bob.register(unique_name(), PASSWORD, device_keys())
+    to_bob = bob.address.username
+    with _socket(a, bob) as ws:
+        assert _frame(ws) == {"type": "queue_empty"}
+        for i in range(3):
+            alice.send(to_bob, [OutgoingEnvelope(to_bob, 1, b"via B %d" % i)])
+            pushed = _frame(ws)
+            assert pushed["type"] == "envelopes"
+            ws.send(json.dumps({"type": "ack", "ids": [e["id"] for e in pushed["envelopes"]]}))
+            assert _frame(ws) == {"type": "queue_empty"}
+
+
+def test_wakeup_payloads() -> None:
+    from e2ee_core.server import wakeups
+
+    text = wakeups.payload([("alice", 1), ("bob", 2), ("alice", 1)])
+    assert wakeups.parse(text) == [("alice", 1), ("bob", 2)]
+    many = wakeups.payload((f"user{i:05d}", 1) for i in range(2000))
+    assert many == wakeups.WAKE_ALL and wakeups.parse(many) is None
