@@ -67,18 +67,24 @@ class PgListener:
         import psycopg
 
         pause = 0.1
+        reported = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
-                    pause = 0.1
+                    if reported:
+                        log.warning("event=listen_restored")
+                    pause, reported = 0.1, False
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=1.0):
                             self._deliver(notice)
             except Exception as exc:  # reconnect: a listener must outlive a database restart
                 self.listening.clear()
-                log.warning("event=listen_failed class=%s", type(exc).__name__)
+                if not reported:  # once per outage, not once per retry
+                    log.warning("event=listen_failed class=%s", type(exc).__name__)
+                    reported = True
+                self.hub.notify_all()  # waiters re-check: a wake-up may have been missed
                 self._stop.wait(pause)
                 pause = min(pause * 2, 5.0)
         # a final wake so that waiters re-check after a stop
