@@ -47,6 +47,7 @@ def _register(url: str, n: int) -> list[ServerClient]:
         client = ServerClient(url)
         client.register(f"p{os.getpid()}x{i}x{time.monotonic_ns() % 10**9}", "benchmark-pw",
                         _keys())
+        client.close()  # only the credential is kept: one file descriptor per socket later
         return client
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, range(n)))
