@@ -513,23 +513,8 @@ class Messenger:
         the reconciliation queued for new devices (membership, sender keys) is sent first, then
         ``reconciled()`` runs (a group send re-encrypts there, so that a new device, which
         gets the sender key as it is now, can read the message)."""
-        for attempt in range(1, consts.MAX_SEND_ATTEMPTS + 1):
-            if recipient != self.username:
-                self._ensure_known(recipient)
-                self._check_not_blocked(recipient)
-            targets = self._targets(recipient)
-            if not targets:
-                return  # a note to self on a single-device account: nothing to deliver
-            envelopes = build(targets)
-            try:
-                self._call(lambda e=envelopes: self.server.send(  # type: ignore[misc]
-                    recipient, e, expires_at_ms))
-            except MismatchedDevices as refused:
-                self._mismatched(refused, reconciled)
-                continue
-            log.info("client.send envelopes=%d attempts=%d", len(envelopes), attempt)
-            return
-        raise SendFailed("the device set kept changing; try again later")
+        self._deliver([recipient], build, lambda e: self.server.send(recipient, e, expires_at_ms),
+                      reconciled)
 
     def _fanout_many(self, recipients: list[str],
                      build: Callable[[list[tuple[str, int]]], list[OutgoingEnvelope]], *,
@@ -538,6 +523,14 @@ class Messenger:
         """One request for several accounts (a group message): an envelope per device of each
         and per other own device (those once), queued all or none; a 409 lists every
         mismatch, reconciled at once, and the send is retried."""
+        self._deliver(recipients, build,
+                      lambda e: self.server.send_multi(recipients, e, expires_at_ms),
+                      reconciled)
+
+    def _deliver(self, recipients: list[str],
+                 build: Callable[[list[tuple[str, int]]], list[OutgoingEnvelope]],
+                 submit: Callable[[list[OutgoingEnvelope]], int],
+                 reconciled: Callable[[], None] | None) -> None:
         for attempt in range(1, consts.MAX_SEND_ATTEMPTS + 1):
             for recipient in recipients:
                 if recipient != self.username:
@@ -545,11 +538,10 @@ class Messenger:
                     self._check_not_blocked(recipient)
             targets = sorted({t for r in recipients for t in self._targets(r)})
             if not targets:
-                return
+                return  # a note to self on a single-device account: nothing to deliver
             envelopes = build(targets)
             try:
-                self._call(lambda e=envelopes: self.server.send_multi(  # type: ignore[misc]
-                    recipients, e, expires_at_ms))
+                self._call(lambda e=envelopes: submit(e))  # type: ignore[misc]
             except MismatchedDevices as refused:
                 self._mismatched(refused, reconciled)
                 continue
