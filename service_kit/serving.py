@@ -43,8 +43,17 @@ from service_kit.errors import ConfigError
 from service_kit.http_protocol import GuardedHttpToolsProtocol, HeadLimits
 
 CONFIG_ENV = "E2EE_SERVICE_CONFIG"
+#: Set by :func:`serve` for its worker processes: how many there are (see :func:`worker_count`).
+WORKERS_ENV = "SERVICE_KIT_WORKERS"
 #: Optional JSON of :class:`HeadLimits` fields for :func:`main` (tests shorten the timeouts).
 LIMITS_ENV = "E2EE_SERVICE_LIMITS"
+
+
+def worker_count() -> int:
+    """How many worker processes serve this service (1 outside :func:`serve`): a service whose
+    store cannot signal other processes (SQLite) adapts when there are several."""
+    raw = os.environ.get(WORKERS_ENV, "1")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
 def factory_path(factory: Callable[..., Any]) -> str:
@@ -150,6 +159,7 @@ def serve(
     """Serve ``factory(config)`` until SIGTERM/SIGINT (graceful for
     :data:`~service_kit.consts.GRACEFUL_TIMEOUT` seconds)."""
     logging_filter.install()
+    os.environ[WORKERS_ENV] = str(workers)  # the workers inherit it (see worker_count)
     cfg = uvicorn_config(factory, config, host=host, port=port, workers=workers,
                          threads=threads, keepalive=keepalive, limits=limits or HeadLimits())
     server = uvicorn.Server(cfg)

@@ -30,3 +30,9 @@ MAX_BATCHES_PER_RECEIVE = 50
 # Group content that arrives before its invitation is kept until the invitation; any contact
 # could send such content for made-up groups, so at most this many items are kept in all.
 MAX_PENDING_GROUP_CONTENT = 1000
+
+# The push channel (Messenger.listen): the first pause before reconnecting, doubled on each
+# failure up to the maximum; how often the receive loop looks at its stop flag.
+PUSH_FIRST_BACKOFF_SECONDS = 0.5
+PUSH_MAX_BACKOFF_SECONDS = 30.0
+PUSH_POLL_STOP_SECONDS = 0.5

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ from e2ee_core.server.errors import (
     NotFound,
     PayloadTooLarge,
     ServerError,
+    ServerUnreachable,
 )
+from e2ee_core.server.push_client import PushConnection
 from e2ee_core.server.wire import (
     DeviceKeys,
     Envelope,
@@ -761,27 +764,9 @@ class Messenger:
         used_prekeys = False
         for _ in range(consts.MAX_BATCHES_PER_RECEIVE):
             batch = self._call(lambda w=wait: self.server.receive(w))  # type: ignore[misc]
-            ids = [e.id for e in batch.envelopes]
-            for envelope in batch.envelopes:
-                if self.store.envelope_seen(envelope.id):
-                    continue
-                if envelope.kind == "message":
-                    got, prekey = self._handle_envelope(envelope)
-                    new += got
-                    used_prekeys |= prekey
-                else:
-                    self._handle_notice(envelope)
-            used_prekeys |= batch.prekeys_low  # the server's hint (prekeys fetched by others)
-            new += self._unparked
-            self._unparked = []
-            if ids:
-                refused, self._refused = self._refused, []
-                self._call(lambda i=ids, r=refused:  # type: ignore[misc]
-                           self.server.acknowledge(i, r))
-                self.store.forget_envelopes(ids)
-            while self._first_contacts:
-                self._refresh(self._first_contacts.pop(), announce=False)
-            log.info("client.receive envelopes=%d", len(ids))
+            got, prekeys = self._take(batch.envelopes, self.server.acknowledge)
+            new += got
+            used_prekeys |= prekeys or batch.prekeys_low  # the hint: prekeys fetched by others
             if not batch.more:
                 break
             wait = 0.0
@@ -789,6 +774,70 @@ class Messenger:
         if used_prekeys:
             self.maintain_prekeys()
         return new
+
+    def listen(self, on_messages: Callable[[list[Message]], object], *,
+               stop: threading.Event, max_backoff: float = consts.PUSH_MAX_BACKOFF_SECONDS
+               ) -> None:
+        """Receive through the push channel until ``stop`` is set: the queue is drained, then
+        envelopes arrive as they are stored and are acknowledged over the socket in batches;
+        ``on_messages`` gets each batch's new visible messages. A broken connection is
+        reopened with a growing pause (up to ``max_backoff`` seconds, reset once connected).
+        Prekeys are checked on each connect. :class:`DeviceRemoved` ends it (only on the
+        server's explicit answer); :class:`AuthenticationFailed` ends it and changes nothing."""
+        pause = consts.PUSH_FIRST_BACKOFF_SECONDS
+        while not stop.is_set():
+            if self.store.get_meta("removed") is not None:
+                raise DeviceRemoved("this device was removed from its account")
+            credential = self.server.credential
+            assert credential is not None
+            try:
+                with PushConnection(self.server.base_url, credential) as channel:
+                    pause = consts.PUSH_FIRST_BACKOFF_SECONDS
+                    self.maintain_prekeys()
+                    while not stop.is_set():
+                        event = channel.next_event(timeout=consts.PUSH_POLL_STOP_SECONDS)
+                        if event is None or not event.envelopes:
+                            continue
+                        new, prekeys = self._take(event.envelopes, channel.ack)
+                        self._flush_outbox()
+                        if prekeys:
+                            self.maintain_prekeys()
+                        if new:
+                            on_messages(new)
+            except DeviceWasRemoved:
+                self.store.set_meta("removed", "1")
+                raise DeviceRemoved("this device was removed from its account") from None
+            except ServerUnreachable:
+                log.info("client.push.reconnect pause_ms=%d", int(pause * 1000))
+                stop.wait(pause)
+                pause = min(pause * 2, max_backoff)
+
+    def _take(self, envelopes: list[Envelope],
+              acknowledge: Callable[[list[int], list[int]], object]) -> tuple[list[Message], bool]:
+        """Handle one batch (each envelope in its own store transaction, as before) and
+        acknowledge it: the new visible messages, and whether one-time prekeys were used."""
+        new: list[Message] = []
+        used_prekeys = False
+        ids = [e.id for e in envelopes]
+        for envelope in envelopes:
+            if self.store.envelope_seen(envelope.id):
+                continue
+            if envelope.kind == "message":
+                got, prekey = self._handle_envelope(envelope)
+                new += got
+                used_prekeys |= prekey
+            else:
+                self._handle_notice(envelope)
+        new += self._unparked
+        self._unparked = []
+        if ids:
+            refused, self._refused = self._refused, []
+            self._call(lambda: acknowledge(ids, refused))
+            self.store.forget_envelopes(ids)
+        while self._first_contacts:
+            self._refresh(self._first_contacts.pop(), announce=False)
+        log.info("client.receive envelopes=%d", len(ids))
+        return new, used_prekeys
 
     def _handle_notice(self, envelope: Envelope) -> None:
         user, device_id = envelope.source, envelope.source_device

@@ -48,7 +48,7 @@ from e2ee_core.server.wire import (
 )
 from service_kit.database import Database, is_postgres_url
 from service_kit.problem import install_problem_handlers, problem
-from service_kit.serving import WEBSOCKETS_EXTENSION
+from service_kit.serving import WEBSOCKETS_EXTENSION, worker_count
 
 # ``db`` value selecting the in-memory store: one process only, nothing survives a restart.
 MEMORY_DB = "memory:"
@@ -121,7 +121,11 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     app.extensions["e2ee_delivery"] = service
     app.extensions["e2ee_wakeups"] = listener
     # The push channel: a WebSocket per online device, on the event loop (service_kit.serving).
-    app.extensions[WEBSOCKETS_EXTENSION] = {"/v1/websocket": PushChannel(service)}
+    # Several workers on SQLite cannot wake each other: their push connections re-check.
+    poll = (settings.poll_interval_seconds * 10
+            if listener is None and db_url != MEMORY_DB and worker_count() > 1 else None)
+    app.extensions[WEBSOCKETS_EXTENSION] = {"/v1/websocket": PushChannel(service,
+                                                                         poll_seconds=poll)}
     install_problem_handlers(app)
 
     @app.errorhandler(ServerError)

@@ -99,8 +99,12 @@ def _bearer(scope: Message) -> str:
 class PushChannel:
     """The ASGI endpoint of ``/v1/websocket`` (see the module docstring)."""
 
-    def __init__(self, service: DeliveryService) -> None:
+    def __init__(self, service: DeliveryService, *, poll_seconds: float | None = None) -> None:
         self.service = service
+        #: When sends in other processes cannot wake this one (several workers on SQLite),
+        #: each connection also re-checks its queue this often; None: never (PostgreSQL
+        #: LISTEN/NOTIFY, or a single process).
+        self.poll_seconds = poll_seconds
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         service = self.service
@@ -118,14 +122,15 @@ class PushChannel:
             return
         await send({"type": "websocket.accept"})
         log.info("event=push_connected")
-        await _Connection(service, who, receive, send).run()
+        await _Connection(service, who, receive, send, self.poll_seconds).run()
         log.info("event=push_disconnected")
 
 
 class _Connection:
     def __init__(self, service: DeliveryService, who: DeviceAddress, receive: Receive,
-                 send: Send) -> None:
+                 send: Send, poll_seconds: float | None) -> None:
         self.service = service
+        self.poll_seconds = poll_seconds
         self.who = who
         self.receive = receive
         self.send = send
@@ -145,7 +150,8 @@ class _Connection:
                 self.wake.clear()
                 await self._push_queued()
                 waiter = asyncio.create_task(self.wake.wait())
-                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({waiter, reader}, timeout=self.poll_seconds,
+                                   return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
         finally:
             hub.unregister(self.address, loop, self.wake)

@@ -1,4 +1,4 @@
-"""The issuer under gunicorn, the Python client and an origin, end to end over HTTP."""
+"""The issuer on the service stack, the Python client and an origin, end to end over HTTP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fixtures of the Messenger tests: the delivery server in process (real app and store over a
-WSGI transport) or under gunicorn (SQLite, or PostgreSQL with ``pg_dsn``)."""
+WSGI transport) or on the service stack (SQLite, or PostgreSQL with ``pg_dsn``)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ def inproc(tmp_path: Path) -> InProcess:
 
 
 @pytest.fixture
-def gunicorn_server(live_server: Callable[..., LiveServer],
+def stack_server(live_server: Callable[..., LiveServer],
                     tmp_path: Path) -> Callable[..., LiveServer]:
-    """``gunicorn_server(db=None, **settings)``: the delivery server under gunicorn (2 workers,
+    """``stack_server(db=None, **settings)``: the delivery server on its stack (2 workers,
     4 threads each), on a fresh SQLite file unless ``db`` is given."""
 
     def start(db: str | None = None, **settings: Any) -> LiveServer:

@@ -1,4 +1,4 @@
-"""``e2ee-chat`` driven as subprocesses against the server under gunicorn: two accounts, a
+"""``e2ee-chat`` driven as subprocesses against the server on the service stack: two accounts, a
 linked device, fanout and sync, device list with safety numbers, verification, the blocking
 error after a device change, acceptance, device removal, and a group."""
 
@@ -30,8 +30,8 @@ class Chat:
         return proc.stdout if ok else proc.stderr
 
 
-def test_chat_session(gunicorn_server: Callable[..., LiveServer], tmp_path: Path) -> None:
-    server = gunicorn_server()
+def test_chat_session(stack_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    server = stack_server()
     chat = Chat(server.url, tmp_path)
     alice, bob = unique_name("alice"), unique_name("bob")
     assert chat("a1", "register", alice) == f"registered {alice}, device 1\n"

@@ -1,4 +1,4 @@
-"""Two accounts with three devices each converse through the real server under gunicorn:
+"""Two accounts with three devices each converse through the real server on the service stack:
 every device stores every message meant for its account exactly once; a 409 for a skipped
 device is reconciled and retried; a device linked later reads nothing earlier; a removed device
 gets nothing new; the server's database and logs hold no plaintext."""
@@ -95,10 +95,10 @@ def assert_no_plaintext(plaintexts: list[str], blobs: list[bytes], logs: str) ->
             assert text.encode() not in blob
 
 
-def test_two_accounts_three_devices_sqlite(gunicorn_server: Callable[..., LiveServer],
+def test_two_accounts_three_devices_sqlite(stack_server: Callable[..., LiveServer],
                                            tmp_path: Path) -> None:
     db = tmp_path / "server.db"
-    server = gunicorn_server(str(db))
+    server = stack_server(str(db))
     plaintexts, alice, _bob = converse(server.url, tmp_path)
     # Sanity: the client's own state does hold the plaintexts, so the search below can fail.
     client_db = (tmp_path / f"{alice.name}-1.db").read_bytes() + (
@@ -114,11 +114,11 @@ def test_two_accounts_three_devices_sqlite(gunicorn_server: Callable[..., LiveSe
 
 
 @pytest.mark.postgres
-def test_two_accounts_three_devices_postgres(gunicorn_server: Callable[..., LiveServer],
+def test_two_accounts_three_devices_postgres(stack_server: Callable[..., LiveServer],
                                              pg_dsn: str, tmp_path: Path) -> None:
     import psycopg
 
-    server = gunicorn_server(pg_dsn)
+    server = stack_server(pg_dsn)
     plaintexts, _alice, _bob = converse(server.url, tmp_path)
     values: list[bytes] = []
     with psycopg.connect(pg_dsn) as conn:

@@ -28,9 +28,9 @@ while True:
 """
 
 
-def test_receiver_killed_at_random_points(gunicorn_server: Callable[..., LiveServer],
+def test_receiver_killed_at_random_points(stack_server: Callable[..., LiveServer],
                                           tmp_path: Path) -> None:
-    server = gunicorn_server()
+    server = stack_server()
     alice = Account(server.url, 1)
     bob = Account(server.url, 1, state_dir=tmp_path)
     state = tmp_path / f"{bob.name}-1.db"

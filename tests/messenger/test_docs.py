@@ -1,4 +1,4 @@
-"""The library example of docs/e2ee-messenger.md runs as written, against gunicorn."""
+"""The library example of docs/e2ee-messenger.md runs as written, against the server on its stack."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def example() -> str:
     return match.group(1)
 
 
-def test_library_example_runs(gunicorn_server: Callable[..., LiveServer], tmp_path: Path,
+def test_library_example_runs(stack_server: Callable[..., LiveServer], tmp_path: Path,
                               monkeypatch: pytest.MonkeyPatch) -> None:
-    server = gunicorn_server()
+    server = stack_server()
     monkeypatch.setenv("E2EE_SERVER_URL", server.url)
     monkeypatch.chdir(tmp_path)
     exec(compile(example(), str(DOC), "exec"), {"__name__": "doc_example"})

@@ -1,4 +1,4 @@
-"""Black-box tests: relay, gateway and an echo target each under gunicorn on loopback."""
+"""Black-box tests: relay, gateway and an echo target each on the service stack on loopback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end under gunicorn: two accounts with three devices each converse; every device sees
+"""End to end on the service stack: two accounts with three devices each converse; every device sees
 every message exactly once; a skipped device is refused and the send retried; a device added
 later gets nothing from before; a removed device gets nothing new; a restart loses nothing; and
 afterwards neither the database nor the logs hold any payload. Run on SQLite and PostgreSQL."""

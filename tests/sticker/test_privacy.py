@@ -1,6 +1,6 @@
 """Proof of the privacy property (issue section 5).
 
-The four services (issuer, relay, gateway, sticker service) run as separate gunicorn processes,
+The four services (issuer, relay, gateway, sticker service) run as separate server processes,
 plus an echo target behind the same gateway that reports exactly what a target receives. Two
 accounts search from two different client addresses. Afterwards every log line and every
 database row of every service is collected and checked: no record holds both who searched

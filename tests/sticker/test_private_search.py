@@ -1,4 +1,4 @@
-"""Private search end to end: issuer, sticker service, gateway and relay under gunicorn, the
+"""Private search end to end: issuer, sticker service, gateway and relay on the service stack, the
 StickerClient and the ``sticker-search query`` command, and the failure paths a person meets."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sticker service under gunicorn, called directly (plain HTTP) with real Privacy Pass tokens
+"""The sticker service on the service stack, called directly (plain HTTP) with real Privacy Pass tokens
 from a real issuer: challenge, one token per search, refusals, pictures, logs."""
 
 from __future__ import annotations
