@@ -1,4 +1,4 @@
-"""The library example of docs/e2ee-messenger.md runs as written, against the server on its stack."""
+"""The library example of docs/e2ee-messenger.md runs as written, against the real server."""
 
 from __future__ import annotations
 

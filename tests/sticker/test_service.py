@@ -1,5 +1,5 @@
-"""The sticker service on the service stack, called directly (plain HTTP) with real Privacy Pass tokens
-from a real issuer: challenge, one token per search, refusals, pictures, logs."""
+"""The sticker service on its server stack, called directly (plain HTTP) with real Privacy Pass
+tokens from a real issuer: challenge, one token per search, refusals, pictures, logs."""
 
 from __future__ import annotations
 
