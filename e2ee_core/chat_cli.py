@@ -61,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     save.add_argument("conversation")
     save.add_argument("message_id", help="hex id shown by history")
     save.add_argument("path", type=Path)
-    receive = sub.add_parser("receive", help="receive, decrypt and show new messages")
+    receive = sub.add_parser("receive", help="receive, decrypt and show new messages (shown "
+                                             "messages are marked read: disappearing timers "
+                                             "start and the senders get a read receipt)")
+    receive.add_argument("--unread", action="store_true",
+                         help="show without marking read (no receipt, timers do not start)")
     receive.add_argument("--wait", type=float, default=0.0, help="long-poll seconds (<= 25)")
     history = sub.add_parser("history", help="stored messages (with ids)")
     history.add_argument("conversation", nargs="?")
@@ -191,8 +195,14 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         args.path.write_bytes(messenger.download_attachment(message.body))
         print(f"saved {message.body.size} bytes")
     elif command == "receive":
+        seen: dict[str, list[bytes]] = {}
         for message in messenger.receive(wait=args.wait):
             print(_describe(message))
+            if not message.outgoing and not message.deleted:
+                seen.setdefault(message.conversation, []).append(message.message_id)
+        if not args.unread:
+            for conversation, ids in seen.items():
+                messenger.mark_read(conversation, ids)  # the user has seen them
         _print_notices(messenger)
     elif command == "history":
         for message in messenger.messages(args.conversation):

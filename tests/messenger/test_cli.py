@@ -85,3 +85,33 @@ def test_chat_session(stack_server: Callable[..., LiveServer], tmp_path: Path) -
     texts = ["hello from the phone", "hi both", "blocked", "after accepting", "group hello",
              PASSWORD]
     assert find_leaks(server.logs().splitlines(), texts) == []
+
+
+def test_received_disappearing_messages_expire_after_being_shown(
+        stack_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    """Before: incoming disappearing messages never expired in e2ee-chat (expiry starts on read,
+    and nothing marked them read). Now `receive` marks what it shows as read."""
+    import time
+
+    server = stack_server()
+    chat = Chat(server.url, tmp_path)
+    alice, bob = unique_name(), unique_name()
+    chat("a", "register", alice)
+    chat("b", "register", bob)
+    chat("a", "send", bob, "hello")
+    chat("b", "receive")
+    chat("a", "receive")
+    chat("a", "timer", bob, "1")
+    chat("b", "receive")
+    chat("a", "send", bob, "this one disappears")
+    assert "this one disappears" in chat("b", "receive")
+    assert "this one disappears" in chat("b", "history", alice)
+    time.sleep(1.5)
+    chat("b", "sweep")
+    assert "this one disappears" not in chat("b", "history", alice)
+    # --unread shows without starting the timer
+    chat("a", "send", bob, "kept until read")
+    assert "kept until read" in chat("b", "receive", "--unread")
+    time.sleep(1.5)
+    chat("b", "sweep")
+    assert "kept until read" in chat("b", "history", alice)
