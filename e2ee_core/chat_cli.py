@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     receive.add_argument("--unread", action="store_true",
                          help="show without marking read (no receipt, timers do not start)")
     receive.add_argument("--wait", type=float, default=0.0, help="long-poll seconds (<= 25)")
+    sub.add_parser("chats", help="conversations, most recent first, with unread counts")
+    read = sub.add_parser("read", help="mark a conversation's unread messages read")
+    read.add_argument("conversation")
     history = sub.add_parser("history", help="stored messages (with ids)")
     history.add_argument("conversation", nargs="?")
     devices = sub.add_parser("devices", help="an account's devices and safety numbers")
@@ -204,6 +207,15 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
             for conversation, ids in seen.items():
                 messenger.mark_read(conversation, ids)  # the user has seen them
         _print_notices(messenger)
+    elif command == "chats":
+        for chat in messenger.chats():
+            state = f"{chat.unread} unread" if chat.unread else "read"
+            print(f"{chat.conversation}  {state}  last: {_describe(chat.last)}")
+    elif command == "read":
+        pending = messenger.unread(args.conversation)
+        if pending:
+            messenger.mark_read(args.conversation, [m.message_id for m in pending])
+        print(f"marked {len(pending)} read")
     elif command == "history":
         for message in messenger.messages(args.conversation):
             print(f"{message.message_id.hex()} {_describe(message)}")

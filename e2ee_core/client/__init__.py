@@ -20,6 +20,7 @@ from e2ee_core.client.errors import (
     UnknownMessage,
 )
 from e2ee_core.client.messenger import (
+    ChatSummary,
     Clock,
     ContactDevices,
     DeviceSafety,
@@ -32,6 +33,7 @@ from e2ee_core.client.store import Notice
 
 __all__ = [
     "AttachmentTooLarge",
+    "ChatSummary",
     "ClientError",
     "Clock",
     "ContactChanged",

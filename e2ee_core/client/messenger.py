@@ -150,6 +150,16 @@ def _group_id(conversation: str) -> bytes | None:
 
 
 @dataclass(frozen=True)
+class ChatSummary:
+    """One conversation in the chat list: its last activity, unread count and last message."""
+
+    conversation: str
+    last_at_ms: int
+    unread: int
+    last: Message
+
+
+@dataclass(frozen=True)
 class Message:
     """A stored message as the app shows it (edits applied; ``content`` None once deleted
     for everyone). ``conversation`` is the other account's name, or ``group:<hex id>``."""
@@ -979,6 +989,24 @@ class Messenger:
     def messages(self, conversation: str | None = None) -> list[Message]:
         """Stored messages of one conversation (or all), in the order they were stored."""
         return [self._message(r) for r in self.store.message_rows(conversation)]
+
+    def chats(self) -> list[ChatSummary]:
+        """The conversations with stored messages, most recent first, with their unread
+        (incoming, not marked read, not deleted) counts."""
+        summaries: dict[str, ChatSummary] = {}
+        for message in self.messages():
+            old = summaries.get(message.conversation)
+            unread = int(not message.outgoing and message.read_at_ms is None
+                         and not message.deleted)
+            summaries[message.conversation] = ChatSummary(
+                message.conversation, message.received_at_ms,
+                (old.unread if old else 0) + unread, message)
+        return sorted(summaries.values(), key=lambda c: c.last_at_ms, reverse=True)
+
+    def unread(self, conversation: str) -> list[Message]:
+        """Incoming messages of ``conversation`` not marked read yet, oldest first."""
+        return [m for m in self.messages(conversation)
+                if not m.outgoing and m.read_at_ms is None and not m.deleted]
 
     def _message(self, row: Any) -> Message:
         conversation, message_id = str(row[0]), bytes(row[1])

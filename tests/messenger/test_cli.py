@@ -115,3 +115,7 @@ def test_received_disappearing_messages_expire_after_being_shown(
     time.sleep(1.5)
     chat("b", "sweep")
     assert "kept until read" in chat("b", "history", alice)
+    # the chat list shows it unread until `read`
+    assert chat("b", "chats").splitlines()[0].startswith(f"{alice}  1 unread  last: ")
+    assert chat("b", "read", alice) == "marked 1 read\n"
+    assert chat("b", "chats").splitlines()[0].startswith(f"{alice}  read  last: ")
