@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import select
 import sys
+import threading
 from pathlib import Path
 
 from e2ee_core.client import ContactChanged, Message, Messenger, Notice
@@ -68,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="show without marking read (no receipt, timers do not start)")
     receive.add_argument("--wait", type=float, default=0.0, help="long-poll seconds (<= 25)")
     sub.add_parser("chats", help="conversations, most recent first, with unread counts")
+    open_ = sub.add_parser("open", help="a conversation, live: incoming messages as they "
+                                        "arrive (marked read), each line typed is sent; "
+                                        "/quit or end of input leaves")
+    open_.add_argument("conversation")
     read = sub.add_parser("read", help="mark a conversation's unread messages read")
     read.add_argument("conversation")
     history = sub.add_parser("history", help="stored messages (with ids)")
@@ -145,6 +151,37 @@ def _print_notices(messenger: Messenger, everything: bool = False) -> None:
         messenger.store.set_meta(_SEEN_NOTICES, str(notices[-1].id))
 
 
+def _open(messenger: Messenger, conversation: str) -> None:
+    """The live mode: the push channel delivers, stdin sends (on the same thread)."""
+    stop = threading.Event()
+
+    def show(batch: list[Message]) -> None:
+        for message in batch:
+            print(_describe(message), flush=True)
+        seen = [m.message_id for m in batch
+                if m.conversation == conversation and not m.outgoing and not m.deleted]
+        if seen:
+            messenger.mark_read(conversation, seen)
+        _print_notices(messenger)
+        sys.stdout.flush()
+
+    def typed() -> None:
+        while not stop.is_set() and select.select([sys.stdin], [], [], 0)[0]:
+            line = sys.stdin.readline()
+            if not line or line.strip() in ("/quit", "/q"):
+                stop.set()
+                return
+            text = line.rstrip("\n")
+            if text:
+                messenger.send_text(conversation, text)
+                print(f"[{conversation}] -> sent", flush=True)
+
+    backlog = messenger.unread(conversation)
+    show(backlog)
+    print(f"open {conversation}: type a message and Enter to send; /quit to leave", flush=True)
+    messenger.listen(show, stop=stop, on_idle=typed, idle_every=0.1)
+
+
 def _password(args: argparse.Namespace) -> str:
     if args.password:
         return str(args.password)
@@ -207,6 +244,8 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
             for conversation, ids in seen.items():
                 messenger.mark_read(conversation, ids)  # the user has seen them
         _print_notices(messenger)
+    elif command == "open":
+        _open(messenger, args.conversation)
     elif command == "chats":
         for chat in messenger.chats():
             state = f"{chat.unread} unread" if chat.unread else "read"

@@ -786,14 +786,18 @@ class Messenger:
         return new
 
     def listen(self, on_messages: Callable[[list[Message]], object], *,
-               stop: threading.Event, max_backoff: float = consts.PUSH_MAX_BACKOFF_SECONDS
-               ) -> None:
+               stop: threading.Event, max_backoff: float = consts.PUSH_MAX_BACKOFF_SECONDS,
+               on_idle: Callable[[], object] | None = None,
+               idle_every: float = consts.PUSH_POLL_STOP_SECONDS) -> None:
         """Receive through the push channel until ``stop`` is set: the queue is drained, then
         envelopes arrive as they are stored and are acknowledged over the socket in batches;
         ``on_messages`` gets each batch's new visible messages. A broken connection is
         reopened with a growing pause (up to ``max_backoff`` seconds, reset once connected).
         Prekeys are checked on each connect. :class:`DeviceRemoved` ends it (only on the
-        server's explicit answer); :class:`AuthenticationFailed` ends it and changes nothing."""
+        server's explicit answer); :class:`AuthenticationFailed` ends it and changes nothing.
+        ``on_idle`` runs on this same thread at least every ``idle_every`` seconds while
+        connected (an interactive app sends from there: the messenger is not shared across
+        threads)."""
         pause = consts.PUSH_FIRST_BACKOFF_SECONDS
         while not stop.is_set():
             if self.store.get_meta("removed") is not None:
@@ -805,7 +809,9 @@ class Messenger:
                     pause = consts.PUSH_FIRST_BACKOFF_SECONDS
                     self.maintain_prekeys()
                     while not stop.is_set():
-                        event = channel.next_event(timeout=consts.PUSH_POLL_STOP_SECONDS)
+                        if on_idle is not None:
+                            on_idle()
+                        event = channel.next_event(timeout=idle_every)
                         if event is None or not event.envelopes:
                             continue
                         new, prekeys = self._take(event.envelopes, channel.ack)

@@ -119,3 +119,54 @@ def test_received_disappearing_messages_expire_after_being_shown(
     assert chat("b", "chats").splitlines()[0].startswith(f"{alice}  1 unread  last: ")
     assert chat("b", "read", alice) == "marked 1 read\n"
     assert chat("b", "chats").splitlines()[0].startswith(f"{alice}  read  last: ")
+
+
+def test_open_is_a_live_conversation(stack_server: Callable[..., LiveServer],
+                                     tmp_path: Path) -> None:
+    """`e2ee-chat open NAME`: incoming messages appear as they are sent (the push channel), are
+    marked read, and each typed line is sent; /quit leaves."""
+    import queue
+    import threading
+    import time
+
+    server = stack_server(db=None)
+    chat = Chat(server.url, tmp_path)
+    alice, bob = unique_name(), unique_name()
+    chat("a", "register", alice)
+    chat("b", "register", bob)
+    chat("a", "send", bob, "waiting for you")
+    env = dict(os.environ, E2EE_CHAT_SERVER=server.url, E2EE_CHAT_PASSWORD=PASSWORD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "e2ee_core.chat_cli", "--state", str(tmp_path / "b"), "open",
+         alice], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=REPO_ROOT)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None and proc.stdin is not None
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+
+    def expect(fragment: str) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if fragment in lines.get(timeout=0.5):
+                    return
+            except queue.Empty:
+                continue
+        raise AssertionError(f"{fragment!r} never shown")
+
+    try:
+        expect(f"open {alice}")
+        expect("waiting for you")  # the queue drained first
+        chat("a", "send", bob, "are you there?")
+        expect("are you there?")  # pushed live
+        proc.stdin.write("yes, live\n")
+        proc.stdin.flush()
+        expect("-> sent")
+        proc.stdin.write("/quit\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"[{bob}] <- {bob}/1: yes, live" in chat("a", "receive")
+    assert "read" in chat("b", "chats").splitlines()[0]  # shown live, so marked read
