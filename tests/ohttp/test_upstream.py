@@ -20,6 +20,8 @@ from ohttp_relay.upstream import UpstreamClient
 
 
 def _read_request(conn: socket.socket) -> bytes:
+    """One whole request: the head, then as many body bytes as its Content-Length says (the
+    client may write the body in a later segment than the head)."""
     data = b""
     while b"\r\n\r\n" not in data:
         piece = conn.recv(65536)
@@ -31,8 +33,11 @@ def _read_request(conn: socket.socket) -> bytes:
         if line.lower().startswith(b"content-length:"):
             want = int(line.split(b":", 1)[1])
             while len(body) < want:
-                body += conn.recv(65536)
-    return data
+                piece = conn.recv(65536)
+                if not piece:
+                    break
+                body += piece
+    return head + b"\r\n\r\n" + body
 
 
 class _Recorder:
