@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, TypeAlias
 
+import emoji as emoji_data
+
 from e2ee_core import protobuf
 from e2ee_core.errors import (  # noqa: F401 - part of this module's API
     ContentDecodeError,
@@ -305,6 +307,10 @@ class Reaction:
                            for c in self.emoji)):
                 raise InvalidContent(f"emoji must be 1..{MAX_EMOJI_BYTES} bytes, no controls "
                                      "or spaces")
+            # One emoji (a sequence with modifiers, ZWJ or tags counts as one), by the Unicode
+            # emoji data the maintained `emoji` package carries: a reaction is not free text.
+            if not emoji_data.is_emoji(self.emoji):
+                raise InvalidContent("a reaction must be one emoji")
 
     @property
     def is_removal(self) -> bool:

@@ -164,6 +164,9 @@ def test_limits_are_enforced_on_construction_and_on_decode() -> None:
     lambda: Reaction(b"short", "👍"),
     lambda: Reaction(b"t" * 16, ""),
     lambda: Reaction(b"t" * 16, "a b"),
+    lambda: Reaction(b"t" * 16, "lol"),  # free text was accepted as a reaction before
+    lambda: Reaction(b"t" * 16, "👍👍"),  # two emoji
+    lambda: Reaction(b"t" * 16, "x"),
     lambda: Edit(b"t" * 15, "x"),
     lambda: ReadReceipt(()),
     lambda: ReadReceipt((b"t" * 16, b"t" * 16)),
