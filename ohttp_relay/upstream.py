@@ -20,7 +20,6 @@ is for:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -35,9 +34,9 @@ from ohttp_relay.errors import (
     UpstreamTooLarge,
     UpstreamUnreachable,
 )
+from service_kit.request_rules import canonical_length
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-_CANONICAL_LENGTH = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 @dataclass
@@ -156,7 +155,7 @@ def _check_framing(headers: HTTPHeaderDict, limit: int) -> None:
         return
     value = lengths[0].strip()
     if (len(lengths) != 1 or headers.getlist("transfer-encoding")
-            or not _CANONICAL_LENGTH.fullmatch(value)):
+            or not canonical_length(value.encode("latin-1"))):
         raise UpstreamError("upstream response framing is ambiguous")
     if int(value) > limit:
         raise UpstreamTooLarge("upstream response too large")

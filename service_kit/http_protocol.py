@@ -22,7 +22,6 @@ Everything else (keep-alive, pipelining, flow control, graceful shutdown) is uvi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service_kit import consts
 from service_kit.errors import RefusedRequest
+from service_kit.problem import problem_json
 from service_kit.request_rules import check_head
 
 log = logging.getLogger("service_kit.http")
@@ -52,7 +52,7 @@ class HeadLimits:
 
 def problem_bytes(status: int, title: str) -> bytes:
     """The RFC 9457 body the server sends for its own refusals (no request data in it)."""
-    return json.dumps({"type": "about:blank", "title": title, "status": status}).encode()
+    return problem_json(status, title).encode()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

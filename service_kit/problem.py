@@ -14,6 +14,16 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
+def problem_json(status: int, title: str, *, type_: str = "about:blank",
+                 detail: str | None = None, **extra: Any) -> str:
+    """The RFC 9457 body: ``type``, ``title``, ``status`` (and ``detail``, extra members)."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return json.dumps(body)
+
+
 def problem(
     status: int,
     title: str,
@@ -24,11 +34,8 @@ def problem(
     **extra: Any,
 ) -> Response:
     """Build an ``application/problem+json`` response. ``detail`` must never hold user data."""
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    response = Response(problem_json(status, title, type_=type_, detail=detail, **extra),
+                        status=status, mimetype=PROBLEM_MEDIA_TYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

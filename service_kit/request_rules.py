@@ -27,6 +27,12 @@ from service_kit.errors import RefusedRequest
 _CANONICAL_LENGTH = re.compile(rb"0|[1-9][0-9]{0,17}")
 
 
+def canonical_length(value: bytes) -> bool:
+    """Whether a ``Content-Length`` value is one canonical decimal number (no sign, no leading
+    zeros, no list, at most 18 digits). Requests here; the hop client checks responses."""
+    return _CANONICAL_LENGTH.fullmatch(value) is not None
+
+
 def check_head(method: str, target: bytes, version: str,
                headers: Sequence[tuple[bytes, bytes]]) -> None:
     """Raise :class:`RefusedRequest` for a head the services must not act on.
@@ -42,7 +48,7 @@ def check_head(method: str, target: bytes, version: str,
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
-            if not _CANONICAL_LENGTH.fullmatch(value):
+            if not canonical_length(value):
                 raise RefusedRequest(400, "Bad Request")
         elif name == b"transfer-encoding" and value.lower() != b"chunked":
             raise RefusedRequest(501, "Not Implemented")

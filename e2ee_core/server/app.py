@@ -43,6 +43,7 @@ from e2ee_core.server.wire import (
     MultiSendRequest,
     PreKeyUpload,
     SendRequest,
+    bearer_credential,
     decode_device_id,
     decode_username,
 )
@@ -137,10 +138,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         return _error_response(PayloadTooLarge())
 
     def actor() -> DeviceAddress:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            raise AuthenticationFailed()
-        return service.authenticate(token.strip())
+        return service.authenticate(bearer_credential(request.headers.get("Authorization", "")))
 
     # -- accounts and devices -------------------------------------------------------------------
     @app.get("/v1/health")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2ee_core.server import consts
 from e2ee_core.server.errors import DeviceWasRemoved, InvalidRequest, ServerError
-from e2ee_core.server.wire import AckRequest, DeviceAddress
+from e2ee_core.server.wire import AckRequest, DeviceAddress, bearer_credential
 
 if TYPE_CHECKING:
     from e2ee_core.server.service import DeliveryService
@@ -90,9 +90,7 @@ class PushHub:
 def _bearer(scope: Message) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            text = value.decode("latin-1")
-            if text[:7].lower() == "bearer ":
-                return str(text[7:].strip())
+            return bearer_credential(value.decode("latin-1"))
     return ""
 
 
@@ -159,8 +157,7 @@ class _Connection:
 
     async def _push_queued(self) -> None:
         service, who = self.service, self.who
-        found = await asyncio.to_thread(service.store.fetch, who.username, who.device_id,
-                                        service.now_ms(), consts.MAX_ENVELOPES_PER_RECEIVE)
+        found = await asyncio.to_thread(service.queued, who, consts.MAX_ENVELOPES_PER_RECEIVE)
         fresh = [e for e in found if e.id not in self.in_flight]
         if self.closed:
             return

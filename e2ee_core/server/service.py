@@ -348,7 +348,7 @@ class DeliveryService:
         deadline = time.monotonic() + wait
         while True:
             seen = self._signal.generation()
-            found = self.store.fetch(actor.username, actor.device_id, self.now_ms(), limit + 1)
+            found = self.queued(actor, limit + 1)
             remaining = deadline - time.monotonic()
             if found or remaining <= 0:
                 break
@@ -356,6 +356,11 @@ class DeliveryService:
         if found:
             log.info("event=envelopes_delivered envelopes=%d", min(len(found), limit))
         return found[:limit], len(found) > limit
+
+    def queued(self, actor: DeviceAddress, limit: int) -> list[Envelope]:
+        """Up to ``limit`` unexpired envelopes of the device's queue, oldest first (both the
+        HTTP receive and the push channel read the queue through here)."""
+        return self.store.fetch(actor.username, actor.device_id, self.now_ms(), limit)
 
     def acknowledge(self, actor: DeviceAddress, ids: tuple[int, ...],
                     refused: tuple[int, ...] = ()) -> int:

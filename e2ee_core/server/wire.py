@@ -592,3 +592,10 @@ class AckRequest:
                 raise InvalidRequest("refused ids must be among the acknowledged ids")
         return cls(ids, refused)
 
+
+
+def bearer_credential(authorization: str) -> str:
+    """The credential of an ``Authorization: Bearer <credential>`` value ("" otherwise; the
+    service refuses an empty one like a wrong one)."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
