@@ -68,6 +68,7 @@ __all__ = [
     "ContentError",
     "ContentType",
     "Delete",
+    "DeliveryReceipt",
     "Edit",
     "GroupMembershipChange",
     "InvalidContent",
@@ -245,6 +246,7 @@ class ContentType(IntEnum):
     TIMER_CHANGE = 8
     SENDER_KEY_DISTRIBUTION = 9
     GROUP_MEMBERSHIP_CHANGE = 10
+    DELIVERY_RECEIPT = 11
 
 
 @dataclass(frozen=True)
@@ -400,6 +402,26 @@ class ReadReceipt:
         if len(msg.message_ids) > MAX_RECEIPT_IDS:  # before copying a huge list
             raise ContentDecodeError("too many receipt ids")
         return cls(tuple(msg.message_ids))
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """A device of the sender has received these messages (at the content's ``sent_at_ms``).
+    Same body encoding and limits as :class:`ReadReceipt`; only the type number differs (not a
+    subclass: a delivery is never taken for a read)."""
+
+    message_ids: tuple[bytes, ...]
+    TYPE: ClassVar[ContentType] = ContentType.DELIVERY_RECEIPT
+
+    def __post_init__(self) -> None:
+        ReadReceipt(self.message_ids)  # the same checks
+
+    def _encode_body(self) -> bytes:
+        return ReadReceipt(self.message_ids)._encode_body()
+
+    @classmethod
+    def _decode_body(cls, data: bytes) -> DeliveryReceipt:
+        return cls(ReadReceipt._decode_body(data).message_ids)
 
 
 @dataclass(frozen=True)
@@ -584,13 +606,14 @@ class Unknown:
 
 
 KnownBody: TypeAlias = (Text | Sticker | Reaction | Edit | Delete | ReadReceipt | AttachmentPointer
-                        | TimerChange | SenderKeyDistribution | GroupMembershipChange)
+                        | TimerChange | SenderKeyDistribution | GroupMembershipChange
+                        | DeliveryReceipt)
 Body: TypeAlias = KnownBody | Unknown
 
 _BODY_TYPES: dict[int, type[KnownBody]] = {
     cls.TYPE: cls for cls in (Text, Sticker, Reaction, Edit, Delete, ReadReceipt,
                               AttachmentPointer, TimerChange, SenderKeyDistribution,
-                              GroupMembershipChange)
+                              GroupMembershipChange, DeliveryReceipt)
 }
 
 

@@ -8,7 +8,9 @@ over endpoints (device lists, safety numbers, verification, change notices, devi
 See docs/e2ee-messenger.md.
 """
 
+from e2ee_core.client.context import Clock
 from e2ee_core.client.errors import (
+    AccountBlocked,
     AttachmentTooLarge,
     ClientError,
     ContactChanged,
@@ -19,19 +21,19 @@ from e2ee_core.client.errors import (
     UnknownGroup,
     UnknownMessage,
 )
-from e2ee_core.client.messenger import (
+from e2ee_core.client.messenger import Messenger
+from e2ee_core.client.models import (
     ChatSummary,
-    Clock,
     ContactDevices,
     DeviceSafety,
     Message,
-    Messenger,
     group_conversation,
 )
 from e2ee_core.client.safety import combined_safety_number, device_safety_number
 from e2ee_core.client.store import Notice
 
 __all__ = [
+    "AccountBlocked",
     "AttachmentTooLarge",
     "ChatSummary",
     "ClientError",

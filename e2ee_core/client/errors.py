@@ -48,3 +48,12 @@ class UnknownGroup(ClientError):
 
 class UnknownMessage(ClientError):
     """No message with this id in this conversation."""
+
+
+class AccountBlocked(ClientError):
+    """This user blocked the account: nothing is sent to it, and what it sends is dropped
+    unread. ``username`` names the account."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__("this account is blocked: unblock it first")
+        self.username = username

@@ -11,7 +11,9 @@ It holds, beside the Signal session tables of :class:`~e2ee_core.state.sqlite.SQ
 * ``client_notices``: device added / removed / identity changed, for the user to see;
 * ``client_messages``: every content received or sent, keyed by (conversation, message id), so a
   message is stored exactly once (the dedup key); visible ones carry their decoded content;
-* ``client_reactions``, ``client_receipts``; ``client_groups`` (encoded
+* ``client_reactions``, ``client_receipts`` (read), ``client_deliveries`` (delivered);
+* ``client_blocked``: accounts this user blocked (their messages are refused unread);
+* ``client_groups`` (encoded
   :class:`~e2ee_core.groups.GroupState`), ``client_group_pending`` (group content that arrived
   before its invitation), ``client_sender_keys``; ``client_timers``; ``client_envelopes``
   (ids of envelopes processed but not yet acknowledged: a redelivery is skipped).
@@ -60,6 +62,11 @@ CREATE TABLE IF NOT EXISTS client_reactions (
 CREATE TABLE IF NOT EXISTS client_receipts (
     conversation TEXT NOT NULL, message_id {blob} NOT NULL, reader TEXT NOT NULL,
     read_at_ms {bigint} NOT NULL, PRIMARY KEY (conversation, message_id, reader));
+CREATE TABLE IF NOT EXISTS client_deliveries (
+    conversation TEXT NOT NULL, message_id {blob} NOT NULL, recipient TEXT NOT NULL,
+    delivered_at_ms {bigint} NOT NULL, PRIMARY KEY (conversation, message_id, recipient));
+CREATE TABLE IF NOT EXISTS client_blocked (
+    username TEXT PRIMARY KEY, blocked_at_ms {bigint} NOT NULL);
 CREATE TABLE IF NOT EXISTS client_groups (group_id {blob} PRIMARY KEY, state {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS client_group_pending (
     id {serial}, group_id {blob} NOT NULL, sender TEXT NOT NULL,
@@ -91,6 +98,68 @@ class Notice:
     device_id: int
 
 
+@dataclass(frozen=True)
+class ContactState:
+    """Verification state of one contact: verified, the number verified, changed since."""
+
+    verified: bool = False
+    number: str | None = None
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One visible row of ``client_messages`` (``content`` None once deleted for everyone)."""
+
+    conversation: str
+    message_id: bytes
+    sender: str
+    sender_device: int
+    outgoing: bool
+    content: bytes | None
+    received_at_ms: int
+    read_at_ms: int | None
+    expires_at_ms: int | None
+    edited: bool
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class PendingGroupContent:
+    """Group content that arrived before its invitation."""
+
+    sender: str
+    sender_device: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class ParkedGroupMessage:
+    """A group message kept until its membership or its sender's key arrives."""
+
+    id: int
+    sender: str
+    sender_device: int
+    payload: bytes
+
+
+_MESSAGE_COLUMNS = ("conversation, message_id, sender, sender_device, outgoing, content, "
+                    "received_at_ms, read_at_ms, expires_at_ms, edited, deleted")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _message_row(row: Any) -> MessageRow | None:
+    if row is None:
+        return None
+    return MessageRow(str(row[0]), bytes(row[1]), str(row[2]), int(row[3]), bool(row[4]),
+                      None if row[5] is None else bytes(row[5]), int(row[6]),
+                      _optional_int(row[7]), _optional_int(row[8]), bool(row[9]),
+                      bool(row[10]))
+
+
 class ClientStore:
     """Typed access to the client tables of one database (see the module docstring)."""
 
@@ -103,6 +172,10 @@ class ClientStore:
     def atomic(self) -> AbstractContextManager[None]:
         """One transaction (re-entrant): the Signal session store's."""
         return self.protocol.atomic()
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A step undone alone if it raises, inside the enclosing transaction (or one)."""
+        return self.protocol.savepoint()
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
         return self.db.execute(sql, params)
@@ -144,13 +217,12 @@ class ClientStore:
         self.execute("DELETE FROM client_devices WHERE username = ? AND device_id = ?",
                      (username, device_id))
 
-    def contact(self, username: str) -> tuple[bool, str | None, bool]:
-        """``(verified, number verified, changed since)``."""
+    def contact(self, username: str) -> ContactState:
         row = self.execute("SELECT verified, verified_number, changed FROM client_contacts "
                            "WHERE username = ?", (username,)).fetchone()
         if row is None:
-            return False, None, False
-        return bool(row[0]), None if row[1] is None else str(row[1]), bool(row[2])
+            return ContactState()
+        return ContactState(bool(row[0]), None if row[1] is None else str(row[1]), bool(row[2]))
 
     def set_contact(self, username: str, *, verified: bool, number: str | None,
                     changed: bool) -> None:
@@ -161,10 +233,10 @@ class ClientStore:
 
     def mark_changed(self, username: str) -> bool:
         """Flag a verified contact as changed; returns whether the contact is verified."""
-        verified, number, _ = self.contact(username)
-        if verified:
-            self.set_contact(username, verified=True, number=number, changed=True)
-        return verified
+        state = self.contact(username)
+        if state.verified:
+            self.set_contact(username, verified=True, number=state.number, changed=True)
+        return state.verified
 
     # -- notices ----------------------------------------------------------------------------
     def add_notice(self, at_ms: int, kind: str, username: str, device_id: int) -> None:
@@ -209,19 +281,56 @@ class ClientStore:
              expires_at_ms))
         return cur.rowcount == 1
 
-    def message_row(self, conversation: str, message_id: bytes) -> Any:
-        return self.execute(
-            "SELECT conversation, message_id, sender, sender_device, outgoing, content, "
-            "received_at_ms, read_at_ms, expires_at_ms, edited, deleted FROM client_messages "
+    def message_row(self, conversation: str, message_id: bytes) -> MessageRow | None:
+        return _message_row(self.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM client_messages "
             "WHERE conversation = ? AND message_id = ? AND visible = 1",
-            (conversation, message_id)).fetchone()
+            (conversation, message_id)).fetchone())
 
-    def message_rows(self, conversation: str | None) -> list[Any]:
+    def message_rows(self, conversation: str | None = None) -> list[MessageRow]:
         where, params = ("AND conversation = ?", (conversation,)) if conversation else ("", ())
-        return self.execute(
-            "SELECT conversation, message_id, sender, sender_device, outgoing, content, "
-            "received_at_ms, read_at_ms, expires_at_ms, edited, deleted FROM client_messages "
-            f"WHERE visible = 1 {where} ORDER BY seq", params).fetchall()
+        rows = self.execute(f"SELECT {_MESSAGE_COLUMNS} FROM client_messages "
+                            f"WHERE visible = 1 {where} ORDER BY seq", params).fetchall()
+        return [r for r in map(_message_row, rows) if r is not None]
+
+    def expired_rows(self, now_ms: int) -> list[MessageRow]:
+        rows = self.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM client_messages WHERE visible = 1 "
+            "AND expires_at_ms IS NOT NULL AND expires_at_ms <= ? ORDER BY expires_at_ms",
+            (now_ms,)).fetchall()
+        return [r for r in map(_message_row, rows) if r is not None]
+
+    def next_expiry_ms(self) -> int | None:
+        row = self.execute("SELECT MIN(expires_at_ms) FROM client_messages WHERE "
+                           "visible = 1").fetchone()
+        return None if row is None else _optional_int(row[0])
+
+    def set_expiry(self, conversation: str, message_id: bytes, read_at_ms: int | None,
+                   expires_at_ms: int | None) -> bool:
+        """Set read time and expiry of a stored message; False when there is none."""
+        cur = self.execute("UPDATE client_messages SET read_at_ms = ?, expires_at_ms = ? WHERE "
+                           "conversation = ? AND message_id = ?",
+                           (read_at_ms, expires_at_ms, conversation, message_id))
+        return cur.rowcount > 0
+
+    def hide_message(self, conversation: str, message_id: bytes) -> bool:
+        """Drop a message's content and its reactions and receipts, keeping a tombstone (so a
+        late duplicate is still recognised); False when it was not visible."""
+        cur = self.execute(
+            "UPDATE client_messages SET content = NULL, visible = 0, expires_at_ms = NULL "
+            "WHERE conversation = ? AND message_id = ? AND visible = 1",
+            (conversation, message_id))
+        if cur.rowcount:
+            self.execute("DELETE FROM client_reactions WHERE conversation = ? AND "
+                         "target_id = ?", (conversation, message_id))
+            self.execute("DELETE FROM client_receipts WHERE conversation = ? AND "
+                         "message_id = ?", (conversation, message_id))
+        return cur.rowcount == 1
+
+    def mark_deleted(self, conversation: str, message_id: bytes) -> None:
+        """A message deleted for everyone: shown as deleted, without content."""
+        self.execute("UPDATE client_messages SET visible = 1, deleted = 1 WHERE "
+                     "conversation = ? AND message_id = ?", (conversation, message_id))
 
     def replace_content(self, conversation: str, message_id: bytes, content: Content | None,
                         *, edited: bool = False, deleted: bool = False) -> None:
@@ -257,6 +366,33 @@ class ClientStore:
                             (conversation, message_id)).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
 
+    def add_delivery(self, conversation: str, message_id: bytes, recipient: str,
+                     at_ms: int) -> None:
+        self.execute("INSERT INTO client_deliveries VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                     (conversation, message_id, recipient, at_ms))
+
+    def delivered_to(self, conversation: str, message_id: bytes) -> dict[str, int]:
+        rows = self.execute("SELECT recipient, delivered_at_ms FROM client_deliveries WHERE "
+                            "conversation = ? AND message_id = ?",
+                            (conversation, message_id)).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    # -- block list -------------------------------------------------------------------------
+    def block(self, username: str, at_ms: int) -> None:
+        self.execute("INSERT INTO client_blocked VALUES (?, ?) ON CONFLICT DO NOTHING",
+                     (username, at_ms))
+
+    def unblock(self, username: str) -> None:
+        self.execute("DELETE FROM client_blocked WHERE username = ?", (username,))
+
+    def is_blocked(self, username: str) -> bool:
+        return self.execute("SELECT 1 FROM client_blocked WHERE username = ?",
+                            (username,)).fetchone() is not None
+
+    def blocked(self) -> list[str]:
+        return [str(r[0]) for r in self.execute(
+            "SELECT username FROM client_blocked ORDER BY username").fetchall()]
+
     # -- timers -----------------------------------------------------------------------------
     def timers(self) -> dict[str, TimerState]:
         rows = self.execute("SELECT conversation, seconds, changed_at_ms FROM client_timers"
@@ -288,12 +424,11 @@ class ClientStore:
                      "content) VALUES (?, ?, ?, ?)", (group_id, sender, sender_device, content))
         return True
 
-    def take_pending(self, group_id: bytes) -> list[tuple[str, int, bytes]]:
+    def take_pending(self, group_id: bytes) -> list[PendingGroupContent]:
         rows = self.execute("SELECT sender, sender_device, content FROM client_group_pending "
                             "WHERE group_id = ? ORDER BY id", (group_id,)).fetchall()
         self.execute("DELETE FROM client_group_pending WHERE group_id = ?", (group_id,))
-        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in rows]
-
+        return [PendingGroupContent(str(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     def park_group_message(self, group_id: bytes, sender: str, sender_device: int,
                            payload: bytes, *, limit: int) -> bool:
@@ -307,11 +442,11 @@ class ClientStore:
                      (group_id, sender, sender_device, payload))
         return True
 
-    def parked_group_messages(self, group_id: bytes) -> list[tuple[int, str, int, bytes]]:
+    def parked_group_messages(self, group_id: bytes) -> list[ParkedGroupMessage]:
         rows = self.execute("SELECT id, sender, sender_device, payload FROM "
                             "client_group_messages_pending WHERE group_id = ? ORDER BY id",
                             (group_id,)).fetchall()
-        return [(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
+        return [ParkedGroupMessage(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
 
     def unpark_group_message(self, parked_id: int) -> None:
         self.execute("DELETE FROM client_group_messages_pending WHERE id = ?", (parked_id,))
@@ -360,24 +495,19 @@ class SqlMessageStore:
         self._local = local
 
     @staticmethod
-    def _stored(row: Any) -> StoredMessage | None:
-        if row is None or row[5] is None:
+    def _stored(row: MessageRow | None) -> StoredMessage | None:
+        if row is None or row.content is None:
             return None
         try:
-            content = Content.decode(bytes(row[5]))
+            content = Content.decode(row.content)
         except ContentError:
             return None
-        return StoredMessage(str(row[0]), content, bool(row[4]), int(row[6]),
-                             None if row[7] is None else int(row[7]),
-                             None if row[8] is None else int(row[8]))
+        return StoredMessage(row.conversation, content, row.outgoing, row.received_at_ms,
+                             row.read_at_ms, row.expires_at_ms)
 
     def put(self, message: StoredMessage) -> None:
-        cur = self._store.execute(
-            "UPDATE client_messages SET read_at_ms = ?, expires_at_ms = ? WHERE "
-            "conversation = ? AND message_id = ?",
-            (message.read_at_ms, message.expires_at_ms, message.conversation_id,
-             message.message_id))
-        if cur.rowcount == 0:
+        if not self._store.set_expiry(message.conversation_id, message.message_id,
+                                      message.read_at_ms, message.expires_at_ms):
             self._store.insert_message(
                 message.conversation_id, message.content, sender=self._local[0],
                 sender_device=self._local[1], outgoing=message.outgoing, visible=True,
@@ -388,30 +518,14 @@ class SqlMessageStore:
         return self._stored(self._store.message_row(conversation_id, message_id))
 
     def delete(self, conversation_id: str, message_id: bytes) -> bool:
-        cur = self._store.execute(
-            "UPDATE client_messages SET content = NULL, visible = 0, expires_at_ms = NULL "
-            "WHERE conversation = ? AND message_id = ? AND visible = 1",
-            (conversation_id, message_id))
-        if cur.rowcount:
-            for table in ("client_reactions", "client_receipts"):
-                column = "target_id" if table == "client_reactions" else "message_id"
-                self._store.execute(f"DELETE FROM {table} WHERE conversation = ? AND "
-                                    f"{column} = ?", (conversation_id, message_id))
-        return cur.rowcount == 1
+        return self._store.hide_message(conversation_id, message_id)
 
     def expired(self, now_ms: int) -> list[StoredMessage]:
-        rows = self._store.execute(
-            "SELECT conversation, message_id, sender, sender_device, outgoing, content, "
-            "received_at_ms, read_at_ms, expires_at_ms FROM client_messages WHERE visible = 1 "
-            "AND expires_at_ms IS NOT NULL AND expires_at_ms <= ? ORDER BY expires_at_ms",
-            (now_ms,)).fetchall()
-        out = [self._stored(r) for r in rows]
+        out = [self._stored(r) for r in self._store.expired_rows(now_ms)]
         return [m for m in out if m is not None]
 
     def next_expiry_ms(self) -> int | None:
-        row = self._store.execute("SELECT MIN(expires_at_ms) FROM client_messages WHERE "
-                                  "visible = 1").fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        return self._store.next_expiry_ms()
 
     def messages(self, conversation_id: str) -> list[StoredMessage]:
         out = [self._stored(r) for r in self._store.message_rows(conversation_id)]

@@ -131,6 +131,35 @@ class _Atomic(AbstractContextManager[None]):
         self._store._end(exc_type, exc, tb)
 
 
+class _Savepoint(AbstractContextManager[None]):
+    __slots__ = ("_name", "_outer", "_store")
+
+    def __init__(self, store: SQLiteProtocolStore) -> None:
+        self._store = store
+        self._outer = False
+        self._name = ""
+
+    def __enter__(self) -> None:
+        store = self._store
+        st = store._local.state
+        self._outer = st.depth == 0
+        store._begin()
+        if not self._outer:
+            self._name = f"e2ee_sp{st.depth}"
+            store._execute(f"SAVEPOINT {self._name}")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        store = self._store
+        if not self._outer:
+            st = store._local.state
+            if exc_type is not None:
+                store._execute(f"ROLLBACK TO {self._name}")
+                st.invalidate()  # the cache may hold what was just undone
+            store._execute(f"RELEASE {self._name}")
+        store._end(exc_type, exc, tb)
+
+
 class SQLiteProtocolStore:
     """All five stores in one SQLite file (``path``) or an existing :class:`Database`."""
 
@@ -153,6 +182,12 @@ class SQLiteProtocolStore:
     # -- transactions ------------------------------------------------------------------------
     def atomic(self) -> AbstractContextManager[None]:
         return _Atomic(self)
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A step that is undone alone if it raises (SQL ``SAVEPOINT``), the enclosing
+        ``atomic()`` going on; outside ``atomic()`` it is one. A batch of messages then commits
+        once while a failing message leaves no trace in it."""
+        return _Savepoint(self)
 
     def _begin(self) -> None:
         st = self._local.state

@@ -71,7 +71,7 @@ def test_group_of_20_with_joins_and_leaves(inproc: InProcess) -> None:
     leaver = first[1].devices[0]
     hoard = {d.username: d.store.execute("SELECT * FROM client_sender_keys").fetchall()
              for d in removed}
-    stale_states = {d.username: d._groups[bytes.fromhex(group[6:])].state for d in removed}
+    stale_states = {d.username: d.group_chats.groups[bytes.fromhex(group[6:])].state for d in removed}
     a0.remove_members(group, [d.username for d in removed])
     drain(everyone, 2)
     leaver.leave_group(group)
@@ -136,7 +136,7 @@ def test_removed_device_of_a_member_cannot_read_later_group_messages(
     before = a0.send_text(group, "while the tablet is bob's")
     drain([b0, b1], 1)
     assert seen_once(b1, group)[before.message_id] == 1
-    stale_state = b1._groups[bytes.fromhex(group[6:])].state
+    stale_state = b1.group_chats.groups[bytes.fromhex(group[6:])].state
     b0.remove_device(b1.device_id)
     drain([a0, b0], 2)                    # alice re-keys on the notice, bob's phone too
     after = a0.send_text(group, "after the tablet was removed")
