@@ -263,8 +263,12 @@ class ClientStore:
                      (envelope_id,))
 
     def forget_envelopes(self, ids: list[int]) -> None:
-        for envelope_id in ids:
-            self.execute("DELETE FROM client_envelopes WHERE id = ?", (envelope_id,))
+        """Acknowledged ids, forgotten in one transaction (a statement per chunk)."""
+        with self.atomic():
+            for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit is 999 or more
+                chunk = ids[i:i + 500]
+                self.execute("DELETE FROM client_envelopes WHERE id IN "
+                             f"({', '.join('?' * len(chunk))})", tuple(chunk))
 
     # -- messages ---------------------------------------------------------------------------
     def insert_message(self, conversation: str, content: Content, *, sender: str,

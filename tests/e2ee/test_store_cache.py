@@ -225,3 +225,43 @@ def test_the_store_on_postgresql_runs_sessions_without_the_cache(pg_dsn: str) ->
     with pytest.raises(ReusedBaseKey):
         bob.decrypt(ALICE, first)
     assert not bob.has_session(ALICE)
+
+
+def test_a_failed_savepoint_is_undone_alone_and_the_batch_commits_once(tmp_path: Path) -> None:
+    """A backlog decrypted in one transaction: the message whose step fails after the ratchet
+    moved is undone alone (its key is not burnt, the cache forgets what it held), the others
+    commit together, and a second connection sees the committed state."""
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    sent = [alice.encrypt(BOB, b"m%d" % n) for n in range(6)]
+    store = bob.store
+    assert isinstance(store, SQLiteProtocolStore)
+    opened: list[bytes] = []
+    with store.atomic():
+        for n, ct in enumerate(sent):
+            try:
+                with store.savepoint():
+                    plaintext = bob.decrypt(ALICE, ct)
+                    if n == 2:
+                        raise ValueError("the app could not store it")
+                    opened.append(plaintext)
+            except ValueError:
+                continue
+    assert opened == [b"m0", b"m1", b"m3", b"m4", b"m5"]
+    # m2 was undone: its message key is still there, for this connection and another one.
+    other = Device.open(tmp_path / "bob.db")
+    assert other.decrypt(ALICE, sent[2]) == b"m2"
+    with pytest.raises(DuplicateMessage):
+        bob.decrypt(ALICE, sent[2])
+    with pytest.raises(DuplicateMessage):
+        other.decrypt(ALICE, sent[4])
+
+
+def test_a_savepoint_outside_a_transaction_is_one(tmp_path: Path) -> None:
+    alice, bob = _pair_on(tmp_path / "bob.db")
+    ct = alice.encrypt(BOB, b"once")
+    store = bob.store
+    assert isinstance(store, SQLiteProtocolStore)
+    with pytest.raises(ValueError), store.savepoint():
+        bob.decrypt(ALICE, ct)
+        raise ValueError("undo")
+    assert bob.decrypt(ALICE, ct) == b"once"
