@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch", type=int, default=consts.MAX_BATCH_SIZE)
     serve.add_argument("--directory-max-age", type=int,
                        default=consts.DEFAULT_DIRECTORY_MAX_AGE)
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a web page origin whose browsers may fetch tokens (repeatable)")
 
     accounts = sub.add_parser("accounts", help="issuer accounts").add_subparsers(
         dest="action", required=True)
@@ -131,6 +133,8 @@ def _serve(args: argparse.Namespace, store: IssuerStore) -> int:
     }
     if args.key_dir:
         config["key_dir"] = args.key_dir
+    if args.cors_origin:
+        config["cors_origins"] = args.cors_origin
     if args.public_url:
         config["public_url"] = args.public_url
     serving.serve("credentials.issuer_service:create_app", config, host=args.host,

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from credentials.errors import DecodeError, IssuanceError, IssuanceRateLimited
 from credentials.issuance import DirectoryKey, IssuerDirectory, IssuerKey, IssuerKeys
 from credentials.issuer_store import IssuerStore
 from credentials.tokens import TokenRequest, TokenResponse
+from service_kit.cors import CorsPolicy, install_cors
 from service_kit.errors import ConfigError
 from service_kit.problem import ProblemError, install_problem_handlers
 from service_kit.settings import load_settings
@@ -77,6 +78,8 @@ class IssuerSettings:
     directory_max_age: int = consts.DEFAULT_DIRECTORY_MAX_AGE
     #: The base URL clients reach, used in ``issuer-request-uri`` (default: the request's own).
     public_url: str = ""
+    #: Web page origins whose browsers may fetch tokens here (CORS); none by default.
+    cors_origins: Sequence[str] = ()
 
 
 def create_app(config: Mapping[str, Any]) -> Flask:
@@ -99,6 +102,9 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     app = Flask("credentials.issuer")
     app.config["MAX_CONTENT_LENGTH"] = consts.MAX_REQUEST_BODY
     install_problem_handlers(app)
+    install_cors(app, CorsPolicy.build(
+        settings.cors_origins, request_headers=("authorization", "content-type", "accept"),
+        expose_headers=("retry-after",)))
 
     @app.get(consts.DIRECTORY_PATH)
     def directory() -> Response:

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--relay-secret-env", metavar="VAR",
                        help="environment variable holding the secret sent to the gateway")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a web page origin whose browsers may call the relay (repeatable)")
     return parser
 
 
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print("ohttp-relay: --route takes PATH=URL", file=sys.stderr)
         return 2
     config: dict[str, object] = {"gateway_url": args.gateway, "rate_limit": args.rate_limit,
-                                 "rate_window": args.rate_window, "routes": routes}
+                                 "rate_window": args.rate_window, "routes": routes,
+                                 "cors_origins": args.cors_origin}
     if args.relay_secret_env:
         secret = os.environ.get(args.relay_secret_env)
         if not secret:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,6 +31,7 @@ from ohttp_relay.errors import (
     UpstreamUnreachable,
 )
 from ohttp_relay.upstream import UpstreamClient, UpstreamResponse
+from service_kit.cors import CorsPolicy, install_cors
 from service_kit.errors import ConfigError
 from service_kit.events import EventCounter
 from service_kit.problem import ProblemError, install_problem_handlers
@@ -59,6 +60,8 @@ class RelaySettings:
     gateway_timeout: float = 60.0
     #: Where the first gateway's keys are fetched (default: its origin's ``/ohttp-keys``).
     keys_url: str | None = None
+    #: Web page origins whose browsers may call the relay (CORS); none by default.
+    cors_origins: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask("ohttp_relay")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_size
     install_problem_handlers(app)
+    install_cors(app, CorsPolicy.build(settings.cors_origins, expose_headers=("retry-after",)))
 
     def post(route: Route) -> Response:
         relay.admit(request.remote_addr or "")

@@ -4,6 +4,8 @@
     sticker-search query TEXT --issuer URL --credential CRED --relay URL --target URL
                      [--lang L] [--limit N] [--offset N] [--keys URL] [--json]
     sticker-search stack up [--dir DIR] [--account NAME]
+    sticker-search web --relay URL --issuer URL --target URL [--signing-key FILE]
+    sticker-search verify-web URL [--public-key KEY] [--dist DIR]
 
 Exit codes of ``query``: 0 results printed (possibly none), 2 bad query or arguments,
 3 issuer limit reached (retry later), 4 relay, gateway, service or issuer unreachable,
@@ -81,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--dir", type=Path, help="folder for stores and logs (default: temp)")
     stack.add_argument("--host", default="127.0.0.1")
     stack.add_argument("--account", default="demo", help="account to create (default: demo)")
+
+    from sticker_search import web, webverify
+
+    web.add_parser(sub)
+    webverify.add_parser(sub)
     return parser
 
 
@@ -167,7 +174,10 @@ def _stack_up(args: argparse.Namespace) -> int:
     from sticker_search.stack import Stack
 
     base = args.dir or Path(tempfile.mkdtemp(prefix="sticker-stack-"))
-    stack = Stack(base, host=args.host)
+    from sticker_search.web import DEFAULT_DIST
+
+    # The web page too, when it is built (`make web`).
+    stack = Stack(base, host=args.host, web=(DEFAULT_DIST / "index.html").is_file())
 
     def _terminate(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -183,12 +193,17 @@ def _stack_up(args: argparse.Namespace) -> int:
         print(f"  sticker service {stack.sticker_url}")
         print(f"  gateway         {stack.gateway_url}")
         print(f"  relay           {stack.relay_url}")
+        if stack.web:
+            print(f"  web page        {stack.web_url} (manifest: sticker-search verify-web "
+                  f"{stack.web_url})")
         print(f"  stores and logs {base}")
         print(f"  account {args.account!r} credential: {credential}")
         print("try:")
         print("  sticker-search query cat " + " ".join(shlex.quote(a) for a in (
             "--issuer", stack.issuer_url, "--credential", credential, "--relay",
             stack.relay_url, "--target", stack.sticker_url)))
+        if stack.web:
+            print(f"  or open {stack.page_url(credential)} in a browser")
         print("press Ctrl-C to stop", flush=True)
         signal.pause()
     except KeyboardInterrupt:
@@ -206,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "query":
             return _query(args)
+        if args.command in ("web", "verify-web"):
+            from sticker_search import web, webverify
+
+            return web.run(args) if args.command == "web" else webverify.run(args)
         return _stack_up(args)
     except QueryError as exc:
         print(f"sticker-search: {exc}", file=sys.stderr)

@@ -56,3 +56,9 @@ _STOPWORDS_TEXT = """
     do dos das com no na um uma
 """
 STOPWORDS: frozenset[str] = frozenset(_STOPWORDS_TEXT.split())
+
+# The web page's origin (sticker_search.web): the gateway keys are fetched at start while the
+# rest of the stack may still be starting; give up after this many seconds.
+WEB_KEYS_FETCH_TIMEOUT = 30.0
+# Responses smaller than this are sent uncompressed (gzip framing would outweigh the saving).
+WEB_MIN_GZIP_BYTES = 1024

@@ -41,3 +41,7 @@ class AccessDenied(StickerSearchError):
 
 class ProtocolError(StickerSearchError):
     """A peer answered with something this client does not understand."""
+
+
+class ManifestError(StickerSearchError):
+    """The web page's manifest is malformed, unsigned or signed by another key."""

@@ -95,8 +95,11 @@ class Stack:
 
     def __init__(self, base_dir: Path, *, host: str = "127.0.0.1", workers: int = 1,
                  query_stats: bool = True, issuer_rate_limit: int | None = None,
-                 relay_rate_limit: int | None = None) -> None:
+                 relay_rate_limit: int | None = None, web: bool = False) -> None:
         self.base_dir = Path(base_dir)
+        #: Also serve the web page (``sticker-search web``; needs ``make web``'s build).
+        self.web = web
+        self.web_key = self.base_dir / "web-signing.key"
         self.host = host
         self.workers = workers
         self.query_stats = query_stats
@@ -128,6 +131,15 @@ class Stack:
     def relay_url(self) -> str:
         return self.url("relay")
 
+    @property
+    def web_url(self) -> str:
+        return self.url("web")
+
+    def page_url(self, credential: str) -> str:
+        """The web page signed in as ``credential`` (in the fragment, which browsers never
+        send to a server)."""
+        return f"{self.web_url}/#credential={credential}"
+
     # -- life cycle ------------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], probe: str, databases: list[Path],
                port: int) -> Service:
@@ -152,11 +164,14 @@ class Stack:
         """Start issuer, sticker service, gateway and relay (in that order) and wait for each."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         workers = ["--workers", str(self.workers)]
+        web_port = free_port(self.host) if self.web else 0
+        # The page's origin may call the issuer and the relay from browsers (CORS).
+        cors = ["--cors-origin", f"http://{self.host}:{web_port}"] if self.web else []
         try:
             port = free_port(self.host)
             issuer = [*command("token-issuer"), "serve", "--host", self.host, "--port",
                       str(port), "--db", str(self.issuer_db), "--issuer-name",
-                      f"{self.host}:{port}", *workers]
+                      f"{self.host}:{port}", *workers, *cors]
             if self.issuer_rate_limit is not None:
                 issuer += ["--rate-limit", str(self.issuer_rate_limit)]
             self._spawn("issuer", issuer, "/.well-known/private-token-issuer-directory",
@@ -180,10 +195,16 @@ class Stack:
 
             port = free_port(self.host)
             relay = [*command("ohttp-relay"), "serve", "--host", self.host, "--port", str(port),
-                     "--gateway", self.gateway_url, *workers, "--threads", "2"]
+                     "--gateway", self.gateway_url, *workers, "--threads", "2", *cors]
             if self.relay_rate_limit is not None:
                 relay += ["--rate-limit", str(self.relay_rate_limit)]
             self._spawn("relay", relay, "/ohttp-keys", [], port)
+
+            if self.web:
+                web = [*command("sticker-search"), "web", "--host", self.host, "--port",
+                       str(web_port), "--relay", self.relay_url, "--issuer", self.issuer_url,
+                       "--target", self.sticker_url, "--signing-key", str(self.web_key)]
+                self._spawn("web", web, "/config.json", [], web_port)
         except BaseException:
             self.stop()
             raise
