@@ -154,7 +154,9 @@ def parse_www_authenticate(value: str) -> list[PrivateTokenChallenge]:
             continue
         max_age: int | None = None
         raw_age = params.get("max-age")
-        if raw_age is not None and raw_age.isdigit() and len(raw_age) <= 10:
+        # ASCII digits only: str.isdigit() is also true of "¹" or "²", which int() refuses.
+        if raw_age is not None and raw_age.isascii() and raw_age.isdigit() \
+                and len(raw_age) <= 10:
             max_age = int(raw_age)
         out.append(PrivateTokenChallenge(challenge, token_key, max_age))
     return out

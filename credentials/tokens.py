@@ -42,11 +42,12 @@ def encode_token_key(pk: rsa.RSAPublicKey) -> bytes:
 
 def decode_token_key(spki: bytes) -> rsa.RSAPublicKey:
     """Load a ``token-key``: an RSASSA-PSS SPKI with the RFC 9578 parameters, 2048-bit."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     try:
         key = load_der_public_key(spki)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # an unknown key type's OID
         raise DecodeError("token-key is not a public key") from exc
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size != consts.RSA_KEY_BITS:
         raise DecodeError("token-key is not a 2048-bit RSA key")

@@ -1,0 +1,81 @@
+"""The delivery server's JSON wire types (e2ee_core.server.wire): every ``from_json`` on the
+body the server or the client reads (parsed as the app parses it), then a ``to_json`` round
+trip; the bearer credential parsers on header text. The first input byte picks the type."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from e2ee_core.server import wire
+from e2ee_core.server.errors import ServerError
+
+ACCEPTED: tuple[type[Exception], ...] = (ServerError,)
+MAX_LEN = 16384
+
+_TYPES: tuple[Any, ...] = (
+    wire.AccountRequest, wire.DeviceCredential, wire.PreKeyUpload, wire.PreKeyCount,
+    wire.PreKeyBundle, wire.DeviceInfo, wire.DeviceAddress, wire.SendRequest,
+    wire.MultiSendRequest, wire.Envelope, wire.AckRequest)
+
+
+def _bearer(text: str) -> None:
+    wire.parse_credential(wire.bearer_credential(text))
+
+
+def _credential(text: str) -> None:
+    wire.parse_credential(text)
+
+
+_TEXT: tuple[Callable[[str], None], ...] = (_bearer, _credential)
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # e2ee_core.server.app refuses these as 400
+        return None
+
+
+def test_one_input(data: bytes) -> None:
+    if not data:
+        return
+    selector, body = data[0], data[1:]
+    try:
+        if selector >= 0xF0:
+            _TEXT[selector % len(_TEXT)](body.decode("latin-1"))
+            return
+        kind = _TYPES[selector % len(_TYPES)]
+        value = kind.from_json(_json_body(body))
+        again = kind.from_json(json.loads(json.dumps(value.to_json())))
+        assert again == value, "wire value does not round-trip"
+    except ACCEPTED:
+        pass
+
+
+def seeds() -> Iterator[bytes]:
+    key = b"\x05" + bytes(32)
+    signed = wire.SignedPreKey(1, key, bytes(64))
+    prekey = wire.PreKey(2, key)
+    device = wire.DeviceKeys(7, key, signed, signed, (prekey,), (signed,))
+    credential = "alice.1." + "A" * 43
+    out = wire.OutgoingEnvelope("bob", 1, b"sealed")
+    values: list[Any] = [
+        wire.AccountRequest("alice", "correct horse battery", device),
+        wire.DeviceCredential("alice", 1, credential),
+        wire.PreKeyUpload((prekey,), (signed,), signed, signed),
+        wire.PreKeyCount(3, 1),
+        wire.PreKeyBundle("bob", 1, 7, key, signed, signed, False, prekey),
+        wire.DeviceInfo(1, 7, key, 1700000000000),
+        wire.DeviceAddress("bob", 2),
+        wire.SendRequest("bob", (out,), 1700000000000),
+        wire.MultiSendRequest(("bob", "carol"), (out, wire.OutgoingEnvelope("carol", 1, b"x"))),
+        wire.Envelope(1, "message", "alice", 1, 1700000000000, 1700000100000, b"sealed"),
+        wire.Envelope(2, "device_added", "alice", 2, 1700000000000, 1700000100000, None),
+        wire.AckRequest((1, 2), (2,)),
+    ]
+    for value in values:
+        yield bytes([_TYPES.index(type(value))]) + json.dumps(value.to_json()).encode()
+    yield b"\xf0Bearer " + credential.encode()
+    yield b"\xf1" + credential.encode()
