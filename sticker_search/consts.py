@@ -37,6 +37,20 @@ FIELD_ALIAS = 0.85
 # CLDR annotation keywords (cat -> "pet"): related, but weaker than a word of the name itself.
 FIELD_TAG = 0.8
 FIELD_UNICODE = 0.5
+# emojilib's crowd-sourced keywords (English): often apt ("lol", "yes"), sometimes loose
+# ("black" for the red heart, from its Unicode name), so below CLDR tags.
+FIELD_EMOJILIB = 0.75
+# The picker lexicon (lexicon/concepts.json): a phrase names its concept's first sticker at
+# full weight and each later one a step lower, so the canonical sticker ranks first.
+FIELD_LEXICON = 1.0
+LEXICON_RANK_DECAY = 0.06
+# Popularity prior (catalog/popular.txt): weights are scaled by (1 + this x popularity in
+# [0, 1]); large enough to order near-equal matches (❤️ before 💛 for "heart"), small enough
+# never to lift a weaker kind of match (a completion) over a stronger one (an exact word).
+POPULARITY_WEIGHT = 0.3
+# Two adjacent query words that also stand together in a name or phrase of a sticker ("good
+# night", "thumbs up") add this fraction of that phrase's weight.
+PHRASE_BONUS = 0.5
 # With a language hint, keywords of other languages still match, at this factor.
 OTHER_LANGUAGE_FACTOR = 0.6
 # Stickers that match every query term rank above those matching only some.
@@ -46,15 +60,27 @@ NAME_LENGTH_PENALTY = 0.12
 # Skin-tone variants rank just below the base sticker they vary.
 SKIN_TONE_FACTOR = 0.92
 
-# Words that carry no meaning on their own in sticker names; never indexed, dropped from queries.
+# Words that carry no meaning on their own in sticker names; never indexed, dropped from queries
+# (articles, prepositions, conjunctions and pronouns of the catalog's languages; a query word of
+# the picker lexicon is still indexed as a keyword of its own, e.g. "no").
 _STOPWORDS_TEXT = """
-    a an the of with and or in on at to for by from
-    de del la las el los y con en un una al
-    le les des du et avec au aux une
-    der die das den dem des und mit im am zum zur ein eine einem einer
-    di da dello della delle dei degli il lo gli e con nel sul per
-    do dos das com no na um uma
+    a an the of with and or in on at to for by from i me my you your u it is are am so much
+    very im this that
+    de del la las el los y con en un una al te me mi tu yo lo que es muy
+    le les des du et avec au aux une je t moi toi il elle on nous vous c ca m j s
+    der die das den dem des und mit im am zum zur ein eine einem einer ich du dich mir mich
+    ist sehr zu
+    di da dello della delle dei degli il lo gli e con nel sul per ti io che
+    do dos das com no na um uma eu voce o os as
+    в во на с со и у к ко по за для о об обо из от до я ты тебя меня мне а но же
+    ve bu cok
+    aku kamu yang dan di ke untuk
+    و به از که را
 """
+# Segmenting unspaced (CJK) text: pieces are at most this long (longer keywords are rare), and
+# these particles carry no meaning on their own (Japanese の, は, が...; Chinese 的, 了).
+MAX_SEGMENT_CHARS = 8
+SEGMENT_PARTICLES: frozenset[str] = frozenset("のはがをにでともへや的了吗呢吧")
 STOPWORDS: frozenset[str] = frozenset(_STOPWORDS_TEXT.split())
 
 # The web page's origin (sticker_search.web): the gateway keys are fetched at start while the

@@ -27,22 +27,26 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from sticker_search.catalog import Catalog, Sticker
+from sticker_search.catalog.build import sticker_id
 from sticker_search.consts import (
     DEFAULT_LIMIT,
     FIELD_ALIAS,
+    FIELD_EMOJILIB,
+    FIELD_LEXICON,
     FIELD_NAME,
     FIELD_TAG,
     FIELD_UNICODE,
     INFLECTION_CHARS,
+    LEXICON_RANK_DECAY,
     MAX_LIMIT,
     MAX_OFFSET,
     MAX_PREFIX_EXPANSIONS,
-    MAX_QUERY_CHARS,
-    MAX_QUERY_TERMS,
     MIN_TYPO_TERM_CHARS,
     NAME_LENGTH_PENALTY,
     OTHER_LANGUAGE_FACTOR,
     PARTIAL_MATCH_FACTOR,
+    PHRASE_BONUS,
+    POPULARITY_WEIGHT,
     SKIN_TONE_FACTOR,
     STOPWORDS,
     WEIGHT_EXACT,
@@ -51,6 +55,8 @@ from sticker_search.consts import (
     WEIGHT_TYPO,
 )
 from sticker_search.errors import QueryError
+from sticker_search.lexicon import Concept, load_lexicon
+from sticker_search.query import query_words as understand
 from sticker_search.text import is_unsegmented, normalize, tokenize
 
 # A posting: (weight, sticker number, bit mask of the languages the term occurs in).
@@ -101,7 +107,8 @@ def within_one_edit(a: str, b: str) -> bool:
 class SearchIndex:
     """An inverted index over a :class:`Catalog`; :meth:`search` is pure and thread-safe."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, lexicon: Iterable[Concept] | None = None) -> None:
+        """Index ``catalog`` and the picker ``lexicon`` (the shipped one by default)."""
         self.catalog = catalog
         self.languages: tuple[str, ...] = tuple(catalog.languages) or ("en",)
         self._lang_bit = {lang: 1 << i for i, lang in enumerate(self.languages)}
@@ -110,19 +117,42 @@ class SearchIndex:
                        key=lambda n: self._tiebreak(self._stickers[n]))
         rank = {n: r for r, n in enumerate(order)}
         postings: dict[str, dict[int, tuple[float, int]]] = {}
+        # Adjacent word pairs of names and phrases ("good night"): a bonus for phrase queries.
+        self._pairs: dict[str, dict[int, float]] = {}
+        priors: list[float] = []
         for number, sticker in enumerate(self._stickers):
             # The tie-break order rides in the weights as a factor too small to reorder real
             # score differences, so ranking needs no second sort key.
-            prior = (SKIN_TONE_FACTOR if sticker.skin_tone else 1.0) * (1.0 - rank[number] * 1e-8)
+            prior = ((SKIN_TONE_FACTOR if sticker.skin_tone else 1.0)
+                     * (1.0 + POPULARITY_WEIGHT * sticker.popularity)
+                     * (1.0 - rank[number] * 1e-8))
+            priors.append(prior)
             for lang, words in sticker.keywords.items():
                 bit = self._lang_bit.get(lang, 0)
                 self._add(postings, number, words, FIELD_NAME * prior, bit)
+                self._add_pairs(number, words, FIELD_NAME * prior)
                 for phrase in sticker.tags.get(lang, ()):
                     self._add(postings, number, (phrase,), FIELD_TAG * prior, bit)
+                    self._add_pairs(number, phrase.split(), FIELD_TAG * prior)
                 if lang == "en":
                     self._add(postings, number, sticker.aliases, FIELD_ALIAS * prior, bit)
                     self._add(postings, number, sticker.unicode_words, FIELD_UNICODE * prior,
                               bit)
+                    for keyword in sticker.emojilib:
+                        self._add(postings, number, (keyword,), FIELD_EMOJILIB * prior, bit)
+                        self._add_pairs(number, keyword.split(), FIELD_EMOJILIB * prior)
+        numbers = {s.id: n for n, s in enumerate(self._stickers)}
+        for concept in load_lexicon() if lexicon is None else lexicon:
+            for place, glyph in enumerate(concept.glyphs):
+                number = numbers.get(sticker_id(glyph), -1)
+                if number < 0:
+                    continue  # a sticker this catalog lacks
+                weight = FIELD_LEXICON * priors[number] / (1.0 + LEXICON_RANK_DECAY * place)
+                for lang, phrases in concept.phrases.items():
+                    bit = self._lang_bit.get(lang, 0)
+                    for phrase in phrases:
+                        self._add(postings, number, (phrase,), weight, bit, lexicon=True)
+                        self._add_pairs(number, tokenize(phrase), weight)
         # Posting lists by falling weight: a one-word query reads only their heads.
         self._ranked: dict[str, tuple[Posting, ...]] = {
             term: tuple(sorted(((w, n, m) for n, (w, m) in docs.items()), reverse=True))
@@ -177,16 +207,26 @@ class SearchIndex:
 
     @staticmethod
     def _add(postings: dict[str, dict[int, tuple[float, int]]], number: int,
-             words: Iterable[str], field: float, bit: int) -> None:
-        terms = [t for w in words for t in tokenize(w) if t not in STOPWORDS]
+             words: Iterable[str], field: float, bit: int, *, lexicon: bool = False) -> None:
+        tokens = [t for w in words for t in tokenize(w)]
+        terms = [t for t in tokens if t not in STOPWORDS]
         if not terms:
-            return
+            if not (lexicon and len(tokens) == 1):
+                return
+            terms = tokens  # a lexicon word that is a stopword elsewhere ("no") stays a word
         # A name (or tag phrase) of many words is a weaker match for any one of them.
         weight = field / (1.0 + NAME_LENGTH_PENALTY * (len(set(terms)) - 1))
         for term in terms:
             docs = postings.setdefault(term, {})
             old_weight, old_mask = docs.get(number, (0.0, 0))
             docs[number] = (max(old_weight, weight), old_mask | bit)
+
+    def _add_pairs(self, number: int, words: Iterable[str], weight: float) -> None:
+        terms = [t for w in words for t in tokenize(w) if t not in STOPWORDS]
+        for first, second in itertools.pairwise(terms):
+            docs = self._pairs.setdefault(f"{first} {second}", {})
+            if weight > docs.get(number, 0.0):
+                docs[number] = weight
 
     @property
     def term_count(self) -> int:
@@ -241,16 +281,14 @@ class SearchIndex:
                     matches[term] = WEIGHT_TYPO
         return matches
 
+    def _known(self, text: str) -> bool:
+        """True when ``text`` is an indexed term or starts or lies inside one."""
+        return bool(self._prefix_range(self._terms, text)
+                    or self._prefix_range(self._suffixes, text))
+
     def query_words(self, query: str) -> list[str]:
-        """Normalised query words: stopwords dropped, except the last (it may be a prefix)."""
-        if len(query) > MAX_QUERY_CHARS:
-            raise QueryError("query too long")
-        words = tokenize(query)
-        kept = [w for w in words[:-1] if w not in STOPWORDS] + words[-1:]
-        unique = list(dict.fromkeys(kept))
-        if len(unique) > MAX_QUERY_TERMS:
-            raise QueryError("too many query words")
-        return unique
+        """The normalised words of ``query`` to look up (see :mod:`sticker_search.query`)."""
+        return understand(query, self._known, self._weights.__contains__)
 
     def search(self, query: str, *, lang: str | None = None, limit: int = DEFAULT_LIMIT,
                offset: int = 0) -> SearchResult:
@@ -295,6 +333,10 @@ class SearchIndex:
         for number, count in matched.items():
             if count < n_words:
                 totals[number] *= PARTIAL_MATCH_FACTOR ** (n_words - count)
+        for first, second in itertools.pairwise(words):
+            for number, weight in self._pairs.get(f"{first} {second}", {}).items():
+                if number in totals:
+                    totals[number] += PHRASE_BONUS * weight
         return len(totals), heapq.nlargest(k, totals.items(), key=itemgetter(1))
 
     def _top_one_word(self, word: str, hint: int, k: int) -> tuple[int, list[tuple[int, float]]]:

@@ -33,6 +33,11 @@ class Sticker:
     tags: Mapping[str, tuple[str, ...]]
     emoji_version: float
     skin_tone: bool
+    # emojilib's crowd-sourced English keywords (MIT), kept apart so that they can be weighed
+    # on their own and serve as the evaluation's baseline.
+    emojilib: tuple[str, ...] = ()
+    # Prior in [0, 1]: how often people pick this sticker (see catalog/popular.txt).
+    popularity: float = 0.0
 
     def title(self, lang: str | None = None) -> str:
         """The title in ``lang`` when the catalog has one, else in English."""
@@ -96,11 +101,15 @@ def _sticker(raw: Any) -> Sticker:
             tags=_word_lists(raw.get("tags", {})),
             emoji_version=float(raw.get("emoji_version", 0.0)),
             skin_tone=bool(raw.get("skin_tone", False)),
+            emojilib=_strings(raw.get("emojilib", [])),
+            popularity=float(raw.get("popularity", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"catalog entry malformed ({type(exc).__name__})") from None
     if not sticker.id or not sticker.glyph or not sticker.titles:
         raise CatalogError("catalog entry lacks id, glyph or title")
+    if not 0.0 <= sticker.popularity <= 1.0:
+        raise CatalogError("catalog popularity out of range")
     return sticker
 
 

@@ -134,7 +134,7 @@ def test_language_hint_prefers_that_language(index: SearchIndex) -> None:
     assert glyphs(index, "pile", "fr")[0] == "🔋"
     assert glyphs(index, "pile", "en")[0] == "💩"
     assert glyphs(index, "angel", "de")[0] == "🎣"
-    assert glyphs(index, "angel", "en")[0] == "👼"
+    assert glyphs(index, "angel", "en")[0] in ("👼", "😇")  # baby angel, smiling with halo
     # Other languages still match under a hint.
     assert "🐈" in glyphs(index, "chat", "en")
 
