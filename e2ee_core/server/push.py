@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2ee_core.server import consts
 from e2ee_core.server.errors import DeviceWasRemoved, InvalidRequest, ServerError
-from e2ee_core.server.wire import AckRequest, DeviceAddress, bearer_credential
+from e2ee_core.server.wire import DeviceAddress, bearer_credential, decode_ack_frame
 
 if TYPE_CHECKING:
     from e2ee_core.server.service import DeliveryService
@@ -179,11 +179,8 @@ class _Connection:
                 self.closed = True
                 return
             try:
-                frame = json.loads(message.get("text") or "")
-                if not isinstance(frame, dict) or frame.get("type") != "ack":
-                    raise InvalidRequest("unknown frame")
-                ack = AckRequest.from_json({k: v for k, v in frame.items() if k != "type"})
-            except (ValueError, InvalidRequest):
+                ack = decode_ack_frame(message.get("text") or "")
+            except InvalidRequest:
                 log.info("event=push_bad_frame")
                 self.closed = True
                 await self.send({"type": "websocket.close", "code": CLOSE_BAD_FRAME})

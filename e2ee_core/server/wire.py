@@ -10,6 +10,7 @@ are never parsed here, only bounded in size.
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -591,6 +592,17 @@ class AckRequest:
             if not set(refused) <= set(ids):
                 raise InvalidRequest("refused ids must be among the acknowledged ids")
         return cls(ids, refused)
+
+
+def decode_ack_frame(text: str) -> AckRequest:
+    """A push channel frame ``{"type": "ack", "ids": [...], "refused": [...]}``."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the C stack
+        raise InvalidRequest("frame is not JSON") from None
+    if not isinstance(frame, dict) or frame.get("type") != "ack":
+        raise InvalidRequest("unknown frame")
+    return AckRequest.from_json({k: v for k, v in frame.items() if k != "type"})
 
 
 

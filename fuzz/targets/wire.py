@@ -1,6 +1,7 @@
 """The delivery server's JSON wire types (e2ee_core.server.wire): every ``from_json`` on the
 body the server or the client reads (parsed as the app parses it), then a ``to_json`` round
-trip; the bearer credential parsers on header text. The first input byte picks the type."""
+trip; the bearer credential parsers on header text; the push channel's ack frame. The first
+input byte picks the type."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def _credential(text: str) -> None:
     wire.parse_credential(text)
 
 
-_TEXT: tuple[Callable[[str], None], ...] = (_bearer, _credential)
+def _ack_frame(text: str) -> None:
+    wire.decode_ack_frame(text)
+
+
+_TEXT: tuple[Callable[[str], None], ...] = (_bearer, _credential, _ack_frame)
 
 
 def _json_body(raw: bytes) -> Any:
@@ -79,3 +84,4 @@ def seeds() -> Iterator[bytes]:
         yield bytes([_TYPES.index(type(value))]) + json.dumps(value.to_json()).encode()
     yield b"\xf0Bearer " + credential.encode()
     yield b"\xf1" + credential.encode()
+    yield b"\xf2" + b'{"type":"ack","ids":[1,2],"refused":[2]}'

@@ -1,0 +1,50 @@
+"""Inputs the coverage-guided fuzzer (fuzz/, `make fuzz`, target "wire") found or that its
+target made reachable, each a typed refusal now; the inputs sit in fuzz/corpus/wire/."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from e2ee_core.server.app import create_app
+from e2ee_core.server.client import ServerClient
+from e2ee_core.server.errors import InvalidRequest
+from e2ee_core.server.wire import AckRequest, decode_ack_frame
+from tests.server.support import FAST_ARGON2, PASSWORD, device_keys, unique_name
+from tests.support import LiveServer
+
+DEEP = '{"type":"ack","ids":' + "[" * 5000 + "]" * 5000 + "}"
+
+
+def test_an_ack_frame_decodes() -> None:
+    assert decode_ack_frame('{"type":"ack","ids":[3,4],"refused":[4]}') == AckRequest((3, 4), (4,))
+
+
+@pytest.mark.parametrize("text", [DEEP, "[" * 100_000, "", "not json", '{"type":"envelopes"}',
+                                  "[]", '{"type":"ack","ids":[0]}', '{"type":"ack"}'])
+def test_a_malformed_ack_frame_is_an_invalid_request(text: str) -> None:
+    with pytest.raises(InvalidRequest):
+        decode_ack_frame(text)
+
+
+def test_a_deeply_nested_frame_closes_the_socket_as_a_bad_frame(
+        live_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    # json.loads raises RecursionError (not a ValueError) on deep nesting: the push channel let
+    # it escape its reader instead of closing with 1003 like any other malformed frame.
+    server = live_server(create_app, _threads=2, db=str(tmp_path / "push.db"), **FAST_ARGON2)
+    bob = ServerClient(server.url)
+    bob.register(unique_name(), PASSWORD, device_keys())
+    assert bob.credential is not None
+    with connect(server.url.replace("http://", "ws://") + "/v1/websocket",
+                 additional_headers={"Authorization": f"Bearer {bob.credential.credential}"},
+                 open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "queue_empty"}
+        ws.send(DEEP)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
