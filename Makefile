@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
 NODE_PEERS := tests/interop/node_modules/.package-lock.json
+WEB_BUNDLE := web/dist/index.html
 
 .PHONY: demo test lint typecheck unit fuzz-smoke fuzz fuzz-long bench clean
 
-demo: $(INSTALLED)
+demo: $(INSTALLED) $(WEB_BUNDLE)
 	$(PY) -m sticker_search.demo
 
 test: $(DEV_INSTALLED) $(NODE_PEERS) lint typecheck fuzz-smoke unit
@@ -20,7 +21,7 @@ lint: $(DEV_INSTALLED)
 typecheck: $(DEV_INSTALLED)
 	$(VENV)/bin/mypy
 
-unit: $(DEV_INSTALLED) $(NODE_PEERS)
+unit: $(DEV_INSTALLED) $(NODE_PEERS) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing of every decoder of untrusted input (fuzz/, docs/RELIABILITY.md):
@@ -53,5 +54,14 @@ $(NODE_PEERS): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The private sticker search web page (web/): its pinned packages (npm ci; playwright-core for
+# the browser tests, which drive the Debian chromium: no browser is downloaded) and the bundle.
+.PHONY: web
+web: $(WEB_BUNDLE)
+
+$(WEB_BUNDLE): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
+	cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	cd web && npm run --silent build
+
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tests/interop/node_modules web/node_modules web/dist .mypy_cache .ruff_cache .pytest_cache

@@ -86,7 +86,9 @@ def install_cors(app: Flask, policy: CorsPolicy) -> None:
     def mark(response: Response) -> Response:
         response.vary.add("Origin")
         origin = request.headers.get("Origin")
-        if origin is not None and origin in policy.origins:
+        refused_preflight = (request.method == "OPTIONS" and response.status_code != 204
+                             and "Access-Control-Request-Method" in request.headers)
+        if origin is not None and origin in policy.origins and not refused_preflight:
             response.headers["Access-Control-Allow-Origin"] = origin
             if policy.expose_headers:
                 response.headers["Access-Control-Expose-Headers"] = ", ".join(

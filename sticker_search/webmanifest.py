@@ -51,7 +51,7 @@ def b64url(data: bytes) -> str:
 
 def unb64url(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ManifestError("bad base64url in the manifest") from None
 
