@@ -24,9 +24,10 @@ import os
 import select
 import sys
 import threading
+import time
 from pathlib import Path
 
-from e2ee_core.client import ContactChanged, Message, Messenger, Notice
+from e2ee_core.client import AccountBlocked, ContactChanged, Message, Messenger, Notice
 from e2ee_core.client.safety import format_number
 from e2ee_core.client.store import ClientStore
 from e2ee_core.content import AttachmentPointer, Sticker, TimerChange, Unknown
@@ -90,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     accept = sub.add_parser("accept", help="accept a verified contact's device change")
     accept.add_argument("name")
     sub.add_parser("notices", help="all device-change notices")
+    block = sub.add_parser("block", help="block an account: nothing is sent to it, and what "
+                                         "it sends is dropped unread (kept on this device)")
+    block.add_argument("name")
+    unblock = sub.add_parser("unblock", help="unblock an account")
+    unblock.add_argument("name")
+    sub.add_parser("blocked", help="the accounts this device blocked")
     remove = sub.add_parser("remove-device", help="remove a device of this account")
     remove.add_argument("device_id", type=int)
     timer = sub.add_parser("timer", help="disappearing-message timer: SECONDS or off")
@@ -138,15 +145,38 @@ def _describe(message: Message) -> str:
         what = f"[{type(body).__name__}]"
     arrow = "->" if message.outgoing else "<-"
     reactions = "".join(f" {e}{n}" for n, e in sorted(message.reactions.items()))
+    status = f" ({message.status})" if message.status and not message.deleted else ""
     return f"[{message.conversation}] {arrow} {message.sender}/{message.sender_device}: " \
-           f"{what}{reactions}"
+           f"{what}{reactions}{status}"
+
+
+def _describe_notice(notice: Notice) -> str:
+    return f"! {notice.kind.replace('_', ' ')}: {notice.username}/{notice.device_id}"
 
 
 def _print_notices(messenger: Messenger, everything: bool = False) -> None:
+    _print_batch(messenger, [], everything=everything)
+
+
+def _print_batch(messenger: Messenger, messages: list[Message], *,
+                 everything: bool = False) -> None:
+    """Messages and the device notices not shown yet, in the order they happened: a notice
+    about a device comes before the message that revealed it."""
     seen = 0 if everything else int(messenger.store.get_meta(_SEEN_NOTICES) or 0)
     notices: list[Notice] = messenger.notices(seen)
-    for notice in notices:
-        print(f"! {notice.kind.replace('_', ' ')}: {notice.username}/{notice.device_id}")
+    pending = list(notices)
+    for message in messages:
+        while pending and pending[0].at_ms <= message.received_at_ms:
+            print(_describe_notice(pending.pop(0)))
+        current = message
+        if message.outgoing:  # a receipt later in the same batch may have changed its status
+            try:
+                current = messenger.message(message.conversation, message.message_id)
+            except E2EEError:
+                pass  # deleted or expired within the batch: shown as it was
+        print(_describe(current))
+    for notice in pending:
+        print(_describe_notice(notice))
     if notices:
         messenger.store.set_meta(_SEEN_NOTICES, str(notices[-1].id))
 
@@ -155,15 +185,31 @@ def _open(messenger: Messenger, conversation: str) -> None:
     """The live mode: the push channel delivers, stdin sends (on the same thread)."""
     stop = threading.Event()
 
+    sent: dict[bytes, str] = {}  # messages sent in this session and their status shown
+    last_check = [time.monotonic()]
+
     def show(batch: list[Message]) -> None:
-        for message in batch:
-            print(_describe(message), flush=True)
+        _print_batch(messenger, batch)
         seen = [m.message_id for m in batch
                 if m.conversation == conversation and not m.outgoing and not m.deleted]
         if seen:
             messenger.mark_read(conversation, seen)
-        _print_notices(messenger)
         sys.stdout.flush()
+
+    def statuses() -> None:
+        """Delivery and read receipts arrive as content of their own: show the change."""
+        for message_id, shown in list(sent.items()):
+            try:
+                message = messenger.message(conversation, message_id)
+            except E2EEError:  # deleted or expired meanwhile
+                del sent[message_id]
+                continue
+            if message.status and message.status != shown:
+                sent[message_id] = message.status
+                what = message.text if message.text is not None else "message"
+                print(f"[{conversation}] -> {what!r} {message.status}", flush=True)
+                if message.status == "read":
+                    del sent[message_id]
 
     def typed() -> None:
         while not stop.is_set() and select.select([sys.stdin], [], [], 0)[0]:
@@ -173,8 +219,12 @@ def _open(messenger: Messenger, conversation: str) -> None:
                 return
             text = line.rstrip("\n")
             if text:
-                messenger.send_text(conversation, text)
+                content = messenger.send_text(conversation, text)
+                sent[content.message_id] = "sent"
                 print(f"[{conversation}] -> sent", flush=True)
+        if sent and time.monotonic() - last_check[0] >= 0.5:
+            last_check[0] = time.monotonic()
+            statuses()
 
     backlog = messenger.unread(conversation)
     show(backlog)
@@ -236,14 +286,14 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         print(f"saved {message.body.size} bytes")
     elif command == "receive":
         seen: dict[str, list[bytes]] = {}
-        for message in messenger.receive(wait=args.wait):
-            print(_describe(message))
+        got = messenger.receive(wait=args.wait)
+        _print_batch(messenger, got)
+        for message in got:
             if not message.outgoing and not message.deleted:
                 seen.setdefault(message.conversation, []).append(message.message_id)
         if not args.unread:
             for conversation, ids in seen.items():
                 messenger.mark_read(conversation, ids)  # the user has seen them
-        _print_notices(messenger)
     elif command == "open":
         _open(messenger, args.conversation)
     elif command == "chats":
@@ -278,6 +328,15 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         print(f"accepted the changes of {args.name} (now not verified)")
     elif command == "notices":
         _print_notices(messenger, everything=True)
+    elif command == "block":
+        messenger.block(args.name)
+        print(f"blocked {args.name}")
+    elif command == "unblock":
+        messenger.unblock(args.name)
+        print(f"unblocked {args.name}")
+    elif command == "blocked":
+        for name in messenger.blocked():
+            print(name)
     elif command == "remove-device":
         messenger.remove_device(args.device_id)
         print(f"removed device {args.device_id}")
@@ -337,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     except ContactChanged:
         print("error: the devices of a verified contact changed: check `devices`, then "
               "`verify` or `accept`", file=sys.stderr)
+        return 1
+    except AccountBlocked:
+        print("error: you blocked this account: `unblock` it first", file=sys.stderr)
         return 1
     except E2EEError as exc:
         print(f"error: {_plain(exc)}", file=sys.stderr)

@@ -43,7 +43,10 @@ def test_chat_session(stack_server: Callable[..., LiveServer], tmp_path: Path) -
 
     chat("a1", "send", bob, "hello from the phone")
     assert chat("b1", "receive") == f"[{alice}] <- {alice}/1: hello from the phone\n"
-    assert chat("a2", "receive") == f"[{bob}] -> {alice}/1: hello from the phone\n"
+    # the copy on the sender's other device, with bob's receipts in the same batch (bob's
+    # receive showed it, so it is read)
+    assert chat("a2", "receive") == \
+        f"[{bob}] -> {alice}/1: hello from the phone (read)\n"
     chat("b1", "send", alice, "hi both")
     assert f"[{bob}] <- {bob}/1: hi both" in chat("a1", "receive", "--wait", "1")
     assert f"[{bob}] <- {bob}/1: hi both" in chat("a2", "receive")
@@ -162,11 +165,51 @@ def test_open_is_a_live_conversation(stack_server: Callable[..., LiveServer],
         proc.stdin.write("yes, live\n")
         proc.stdin.flush()
         expect("-> sent")
+        # alice's receive sends a delivery receipt and, having shown it, a read receipt:
+        # the open conversation shows the status change (before: no status at all)
+        assert f"[{bob}] <- {bob}/1: yes, live" in chat("a", "receive")
+        expect("'yes, live' read")
         proc.stdin.write("/quit\n")
         proc.stdin.flush()
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert f"[{bob}] <- {bob}/1: yes, live" in chat("a", "receive")
     assert "read" in chat("b", "chats").splitlines()[0]  # shown live, so marked read
+
+
+def test_status_block_list_and_notice_order(stack_server: Callable[..., LiveServer],
+                                            tmp_path: Path) -> None:
+    """Before: no delivery or read status, no block list, and a new device's notice printed
+    after the message that revealed it."""
+    server = stack_server()
+    chat = Chat(server.url, tmp_path)
+    alice, bob, mallory = unique_name(), unique_name(), unique_name()
+    chat("a", "register", alice)
+    chat("b1", "register", bob)
+    chat("m", "register", mallory)
+    chat("a", "send", bob, "first")
+    assert "first (sent)" in chat("a", "history", bob)
+    chat("b1", "receive", "--unread")
+    chat("a", "receive")
+    assert "first (delivered)" in chat("a", "history", bob)
+    chat("b1", "read", alice)
+    chat("a", "receive")
+    assert "first (read)" in chat("a", "history", bob)
+
+    chat("b2", "link", bob)
+    chat("b2", "send", alice, "from my new phone")
+    shown = chat("a", "receive").splitlines()
+    notice = shown.index(f"! device added: {bob}/2")
+    message = next(i for i, line in enumerate(shown) if "from my new phone" in line)
+    assert notice < message, shown
+
+    assert chat("a", "block", mallory) == f"blocked {mallory}\n"
+    assert chat("a", "blocked") == f"{mallory}\n"
+    chat("m", "send", alice, "spam")
+    assert "spam" not in chat("a", "receive")
+    assert "unblock" in chat("a", "send", mallory, "hi", ok=False)
+    chat("a", "unblock", mallory)
+    chat("m", "send", alice, "hello again")
+    assert "hello again" in chat("a", "receive")
+    assert "spam" not in chat("a", "history")

@@ -71,7 +71,8 @@ def test_group_of_20_with_joins_and_leaves(inproc: InProcess) -> None:
     leaver = first[1].devices[0]
     hoard = {d.username: d.store.execute("SELECT * FROM client_sender_keys").fetchall()
              for d in removed}
-    stale_states = {d.username: d.group_chats.groups[bytes.fromhex(group[6:])].state for d in removed}
+    stale_states = {d.username: d.group_chats.groups[bytes.fromhex(group[6:])].state
+                    for d in removed}
     a0.remove_members(group, [d.username for d in removed])
     drain(everyone, 2)
     leaver.leave_group(group)
