@@ -210,7 +210,7 @@ class IssuerDirectory:
         """Parse a directory; DecodeError on anything that is not one."""
         try:
             doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # too deep a nesting
             raise DecodeError("issuer directory is not JSON") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("issuer-request-uri"), str):
             raise DecodeError("issuer directory lacks issuer-request-uri")

@@ -12,7 +12,7 @@ import sys
 import atheris
 
 # The packages whose code is instrumented: the decoders and the wire helpers they share.
-INSTRUMENTED = ["ohttp_relay", "credentials", "e2ee_core", "service_kit"]
+INSTRUMENTED = ["ohttp_relay", "credentials", "e2ee_core", "service_kit", "sticker_search"]
 
 
 def main(argv: list[str]) -> None:

@@ -352,7 +352,7 @@ def _raise_outer(status: int, content_type: str, body: bytes) -> None:
             loaded = json.loads(body)
             if isinstance(loaded, dict):
                 problem = loaded
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             problem = {}
     if problem.get("type") == consts.PROBLEM_OHTTP_KEY:
         raise _KeyProblem()

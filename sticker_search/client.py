@@ -72,7 +72,7 @@ def parse_search_response(body: bytes) -> SearchPage:
             for r in data["results"]
         )
         return SearchPage(int(data["total"]), int(data.get("offset", 0)), results)
-    except (ValueError, KeyError, TypeError, OverflowError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # deep nesting
         raise ProtocolError("malformed search response") from None
 
 

@@ -88,7 +88,7 @@ class Manifest:
             endpoints = {str(k): str(v) for k, v in doc["endpoints"].items()}
             keys = unb64url(str(doc["ohttp_keys"]["config"]))
             digest = str(doc["ohttp_keys"]["digest"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ManifestError("malformed manifest") from None
         if sri(keys) != digest:
             raise ManifestError("manifest key configuration does not match its digest")
@@ -117,7 +117,7 @@ def open_envelope(data: bytes, pinned: bytes | None = None) -> tuple[Manifest, b
         payload = unb64url(str(envelope["manifest"]))
         signature = unb64url(str(envelope["signature"]))
         public = unb64url(str(envelope["public_key"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: deep nesting
         raise ManifestError("malformed manifest envelope") from None
     if pinned is not None and public != pinned:
         raise ManifestError("manifest is signed by another key than the pinned one")

@@ -62,7 +62,8 @@ class PushConnection:
                 return PushEvent([], queue_empty=True)
             if frame.get("type") == "envelopes":
                 return PushEvent([Envelope.from_json(e) for e in frame["envelopes"]])
-        except (ValueError, KeyError, TypeError, AttributeError, InvalidRequest):
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidRequest,
+                RecursionError):  # RecursionError: nesting deeper than the stack
             pass
         raise ServerUnreachable("the server sent a malformed push frame")
 

@@ -24,4 +24,7 @@ TARGETS: tuple[str, ...] = (
     "bundle",
     "content",
     "sender_keys",
+    "fingerprint",
+    "sticker_response",
+    "web_manifest",
 )

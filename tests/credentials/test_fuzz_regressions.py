@@ -45,3 +45,9 @@ def test_a_max_age_of_non_ascii_digits_is_ignored(max_age: str) -> None:
     [challenge] = parse_www_authenticate(value)
     assert challenge.max_age is None
     assert challenge.token_key == b"key"
+
+
+def test_a_deeply_nested_issuer_directory_is_a_decode_error() -> None:
+    # json.loads raises RecursionError (not a ValueError) past the interpreter's nesting limit.
+    with pytest.raises(DecodeError):
+        IssuerDirectory.from_json(b"[" * 100_000)

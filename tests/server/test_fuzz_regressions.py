@@ -3,18 +3,22 @@ target made reachable, each a typed refusal now; the inputs sit in fuzz/corpus/w
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.sync.server import ServerConnection, serve
 
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
-from e2ee_core.server.errors import InvalidRequest
-from e2ee_core.server.wire import AckRequest, decode_ack_frame
+from e2ee_core.server.errors import InvalidRequest, ServerUnreachable
+from e2ee_core.server.push_client import PushConnection
+from e2ee_core.server.wire import AckRequest, DeviceCredential, decode_ack_frame
 from tests.server.support import FAST_ARGON2, PASSWORD, device_keys, unique_name
 from tests.support import LiveServer
 
@@ -48,3 +52,25 @@ def test_a_deeply_nested_frame_closes_the_socket_as_a_bad_frame(
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+
+
+def test_a_deeply_nested_push_frame_from_the_server_is_a_typed_error() -> None:
+    # The client's side of the same frame: PushConnection.next_event let RecursionError out.
+    def handler(connection: ServerConnection) -> None:
+        connection.send(DEEP)
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            connection.recv(timeout=10)  # hold the socket open until the client closes it
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.socket.getsockname()[1]
+        credential = DeviceCredential("alice", 1, "alice.1." + "A" * 43)
+        push = PushConnection(f"http://127.0.0.1:{port}", credential)
+        try:
+            with pytest.raises(ServerUnreachable):
+                push.next_event(timeout=10)
+        finally:
+            push.close()
+            server.shutdown()
+        thread.join(timeout=10)

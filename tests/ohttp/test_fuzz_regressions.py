@@ -1,0 +1,46 @@
+"""Untrusted-input decoders of ohttp_relay that raised something other than an OHTTPError: each
+input here is refused with a typed error now (fuzz/ has the targets, fuzz/corpus/ the inputs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from ohttp_relay import ohttp
+from ohttp_relay.client import ObliviousClient
+from ohttp_relay.errors import RequestRejected
+
+DEEP = b"[" * 100_000
+
+
+class _Answer(requests.adapters.BaseAdapter):
+    """The relay's side at requests' adapter layer: one fixed answer to every request."""
+
+    def __init__(self, status: int, media: str, body: bytes) -> None:
+        super().__init__()
+        self.status, self.media, self.body = status, media, body
+
+    def send(self, request: requests.PreparedRequest, *args: Any,  # type: ignore[override]
+             **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = self.status
+        response.headers["Content-Type"] = self.media
+        response._content = self.body
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_deeply_nested_problem_from_the_relay_is_a_rejection() -> None:
+    # json.loads raises RecursionError, not ValueError, past the interpreter's nesting limit.
+    session = requests.Session()
+    session.mount("http://", _Answer(400, "application/problem+json", DEEP))
+    key = ohttp.GatewayKey.generate(1)
+    client = ObliviousClient("http://relay.example", ohttp.encode_key_configs([key.config]),
+                             session=session)
+    with pytest.raises(RequestRejected):
+        client.request("GET", "http://target.example/")
