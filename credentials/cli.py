@@ -17,6 +17,7 @@ from credentials import consts
 from credentials.errors import CredentialsError
 from credentials.issuer_store import IssuerStore
 from service_kit.errors import DatabaseError
+from service_kit.metrics import add_arguments as add_metrics_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--issuer-name", required=True)
     serve.add_argument("--workers", type=int, default=1)
+    add_metrics_arguments(serve)
     serve.add_argument("--threads", type=int, default=1,
                        help="application threads per worker")
     serve.add_argument("--public-url", help="base URL clients use (for issuer-request-uri)")
@@ -138,7 +140,8 @@ def _serve(args: argparse.Namespace, store: IssuerStore) -> int:
     if args.public_url:
         config["public_url"] = args.public_url
     serving.serve("credentials.issuer_service:create_app", config, host=args.host,
-                  port=args.port, workers=args.workers, threads=args.threads)
+                  port=args.port, workers=args.workers, threads=args.threads,
+                  metrics_listen=args.metrics_listen, metrics_dir=args.metrics_dir)
     return 0
 
 

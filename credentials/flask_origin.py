@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 
 from flask import request
 
+from credentials import metrics
 from credentials.errors import IssuerUnavailable, TokenRejected
 from credentials.origin import TokenVerifier
 from service_kit.problem import problem
@@ -31,6 +32,7 @@ def require_private_token(verifier: TokenVerifier) -> Callable[[F], F]:
             try:
                 verifier.redeem(request.headers.get("Authorization"))
             except TokenRejected as exc:
+                metrics.redeemed(exc.reason)
                 try:
                     challenge = verifier.challenge_header()
                 except IssuerUnavailable:
@@ -39,7 +41,9 @@ def require_private_token(verifier: TokenVerifier) -> Callable[[F], F]:
                 return problem(401, "Unauthorized", detail=exc.reason,
                                headers={"WWW-Authenticate": challenge})
             except IssuerUnavailable:
+                metrics.redeemed("issuer_unavailable")
                 return problem(503, "Service Unavailable", detail="token issuer unavailable")
+            metrics.redeemed("accepted")
             return view(*args, **kwargs)
 
         return cast(F, wrapped)

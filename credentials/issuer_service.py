@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from credentials import consts
+from credentials import consts, metrics
 from credentials.batched import (
     decode_batch_request,
     encode_batch_response,
@@ -126,6 +126,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         account = store.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
         if account is None:
             log.info("issuance refused reason=unauthenticated")
+            metrics.issuance_refused("unauthenticated")
             raise ProblemError(401, "Unauthorized", detail="a valid bearer credential is needed",
                                headers={"WWW-Authenticate": 'Bearer realm="token-issuer"'})
         return account
@@ -133,6 +134,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     def body_of(expected: int | None = None) -> bytes:
         data = request.get_data(cache=False)
         if expected is not None and len(data) != expected:
+            metrics.issuance_refused("malformed")
             raise ProblemError(400, "Bad Request", detail="token request has the wrong size")
         return data
 
@@ -141,6 +143,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
             return store.reserve(account, wanted, limit=rate_limit, window=rate_window)
         except IssuanceRateLimited as exc:
             log.info("issuance refused reason=rate_limited")
+            metrics.issuance_refused("rate_limited")
             raise ProblemError(429, "Too Many Requests", detail="issuance allowance used up",
                                headers={"Retry-After": str(exc.retry_after)}) from exc
 
@@ -152,6 +155,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
             return issue_single(account)
         if media == consts.MEDIA_BATCH_REQUEST:
             return issue_batch(account)
+        metrics.issuance_refused("unsupported_media_type")
         raise ProblemError(415, "Unsupported Media Type",
                            detail="expected a private-token request media type")
 
@@ -159,35 +163,43 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         try:
             token_request = TokenRequest.decode(body_of(consts.TOKEN_REQUEST_LENGTH))
         except DecodeError as exc:
+            metrics.issuance_refused("malformed")
             raise ProblemError(400, "Bad Request", detail="malformed TokenRequest") from exc
         keys = cache.refresh()
         if not keys.has_truncated(token_request.truncated_token_key_id):
+            metrics.issuance_refused("unknown_key")
             raise ProblemError(422, "Unprocessable Content", detail="unknown token key")
         reserve(account, 1)
         try:
             response = keys.evaluate(token_request, int(time.time()))
         except IssuanceError as exc:
             store.refund(account, 1, window=rate_window)
+            metrics.issuance_refused("unsignable")
             raise ProblemError(422, "Unprocessable Content",
                                detail="token request cannot be signed") from exc
         log.info("issuance single issued=1")
+        metrics.TOKENS_ISSUED.labels("single").inc()
         return Response(response.encode(), mimetype=consts.MEDIA_TOKEN_RESPONSE)
 
     def issue_batch(account: str) -> Response:
         try:
             items = decode_batch_request(body_of())
         except DecodeError as exc:
+            metrics.issuance_refused("malformed")
             raise ProblemError(422, "Unprocessable Content",
                                detail="malformed batched token request") from exc
         if not items:
+            metrics.issuance_refused("empty_batch")
             raise ProblemError(400, "Bad Request", detail="empty batch")
         if len(items) > max_batch:
+            metrics.issuance_refused("batch_too_large")
             raise ProblemError(422, "Unprocessable Content", detail="batch too large")
         keys = cache.refresh()
         signable = [(index, item) for index, item in enumerate(items)
                     if isinstance(item, TokenRequest)
                     and keys.has_truncated(item.truncated_token_key_id)]
         if not signable:
+            metrics.issuance_refused("unknown_key")
             raise ProblemError(400, "Bad Request", detail="no token request can be issued")
         granted = reserve(account, len(signable))
         # The first `granted` signable items are signed (their checks batched per key).
@@ -202,7 +214,10 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         issued = sum(1 for r in responses if r is not None)
         store.refund(account, granted - issued, window=rate_window)
         log.info("issuance batch requested=%d issued=%d", len(items), issued)
+        metrics.TOKENS_ISSUED.labels("batch").inc(issued)
+        metrics.BATCH_ITEMS_NOT_ISSUED.inc(len(items) - issued if issued else 0)
         if issued == 0:
+            metrics.issuance_refused("unsignable")
             raise ProblemError(400, "Bad Request", detail="no token request could be issued")
         status = 200 if issued == len(items) else 206
         return Response(encode_batch_response(responses), status=status,

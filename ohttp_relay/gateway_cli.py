@@ -16,6 +16,7 @@ from ohttp_relay.errors import OHTTPError, OriginError
 from ohttp_relay.gateway import parse_origin
 from ohttp_relay.ohttp import KEM_P256, KEM_X25519, encode_key_configs
 from ohttp_relay.store import DatabaseStore
+from service_kit.metrics import add_arguments as add_metrics_arguments
 
 _KEMS = {"x25519": KEM_X25519, "p256": KEM_P256}
 
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--target", action="append", default=[], metavar="ORIGIN",
                        help="allowed target origin, e.g. http://127.0.0.1:9000 (repeatable)")
     serve.add_argument("--workers", type=int, default=2)
+    add_metrics_arguments(serve)
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--date-window", type=int, default=consts.DEFAULT_DATE_WINDOW,
                        help="seconds a request's Date may differ from now (0 = off)")
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         DatabaseStore(args.db).ensure_key(int(time.time()))  # first key before workers fork
         from service_kit.serving import serve
         serve("ohttp_relay.gateway_service:create_app", config, host=args.host, port=args.port,
-              workers=args.workers, threads=args.threads)
+              workers=args.workers, threads=args.threads,
+              metrics_listen=args.metrics_listen, metrics_dir=args.metrics_dir)
         return 0
     except OHTTPError as exc:
         print(f"ohttp-gateway: {exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from ohttp_relay import bhttp, consts
+from ohttp_relay import bhttp, consts, metrics
 from ohttp_relay.chunked import ChunkedRequestOpener, ChunkedResponseSealer
 from ohttp_relay.errors import (
     DecodeError,
@@ -162,15 +162,18 @@ class Gateway:
         if self.relay_secret is not None and not hmac.compare_digest(
                 offered_secret.encode(), self.relay_secret):
             log.info("gateway event=relay_unauthenticated")
+            metrics.gateway_refused("relay_unauthenticated")
             raise ProblemError(403, "Forbidden", detail="requests must come through the relay")
         media = media_type.lower()
         chunked = media == consts.MEDIA_TYPE_CHUNKED_REQUEST and self.settings.chunked
         if media != consts.MEDIA_TYPE_REQUEST and not chunked:
             log.info("gateway event=rejected_media_type")
+            metrics.gateway_refused("media_type")
             raise ProblemError(415, "Unsupported Media Type",
                                detail=f"expected {consts.MEDIA_TYPE_REQUEST}")
         if length is not None and length > self.settings.max_request_size:
             log.info("gateway event=too_large")
+            metrics.gateway_refused("too_large")
             raise ProblemError(413, "Content Too Large")
         return chunked
 
@@ -189,9 +192,11 @@ class Gateway:
                                                 now + self.policy.remember_for)
         except StoreError:
             log.error("gateway event=replay_store_failed")
+            metrics.gateway_refused("replay_store_failed")
             raise ProblemError(503, "Service Unavailable") from None
         if not fresh:
             log.info("gateway event=replay_rejected")
+            metrics.gateway_refused("replayed")
             raise ProblemError(400, "Replayed request")
 
     # 4. inner request
@@ -201,11 +206,13 @@ class Gateway:
             req = bhttp.decode_request(inner)
         except DecodeError:
             log.info("gateway event=inner_malformed")
+            metrics.inner_failed("malformed")
             return problem_response(400, "Malformed Binary HTTP request")
         try:
             check_date(req.header("date"), time.time(), self.policy)
         except ReplayError:
             log.info("gateway event=date_rejected")
+            metrics.inner_failed("date_rejected")
             return problem_response(400, "Date outside the accepted window",
                                     type_=consts.PROBLEM_DATE,
                                     headers=(("date", format_http_date(time.time())),))
@@ -213,9 +220,11 @@ class Gateway:
             target = request_target(req)
         except OriginError:
             log.info("gateway event=target_invalid")
+            metrics.inner_failed("target_invalid")
             return problem_response(400, "Invalid request target")
         if target.origin not in self.allowlist:
             log.info("gateway event=target_forbidden")
+            metrics.inner_failed("target_forbidden")
             return problem_response(403, "Target origin not allowed")
         return req, target
 
@@ -226,9 +235,11 @@ class Gateway:
                 req.method, target.url, forward_headers(req.headers), req.content)
         except TargetTimeout:
             log.info("gateway event=target_timeout")
+            metrics.inner_failed("target_timeout")
             return problem_response(504, "Target timed out")
         except TargetError:
             log.info("gateway event=target_unreachable")
+            metrics.inner_failed("target_unreachable")
             return problem_response(502, "Target unreachable")
 
     def respond(self, inner: bytes) -> bhttp.Response:
@@ -243,9 +254,11 @@ class Gateway:
             content = answer.read_all(consts.MAX_CONTENT_BYTES)
         except TargetTimeout:
             log.info("gateway event=target_timeout")
+            metrics.inner_failed("target_timeout")
             return problem_response(504, "Target timed out")
         except TargetError:
             log.info("gateway event=target_failed")
+            metrics.inner_failed("target_failed")
             return problem_response(502, "Target response failed or too large")
         return bhttp.Response(answer.status, response_headers(answer.headers), content)
 
@@ -256,6 +269,7 @@ class Gateway:
         self.check_replay(context.header, context.enc)
         response = self.respond(inner)
         self.events.hit(f"gateway event=answered status={response.status}")
+        metrics.gateway_answered("whole", response.status)
         return context.encapsulate(response.to_bytes())  # type: ignore[no-any-return]
 
     def answer_chunked(self, body: bytes) -> Iterator[bytes]:
@@ -274,6 +288,7 @@ class Gateway:
         yield sealer.prefix()
         checked = self.inner_request(inner)
         answer = checked if isinstance(checked, bhttp.Response) else self.send(*checked)
+        metrics.gateway_answered("chunked", answer.status)
         if isinstance(answer, bhttp.Response):
             yield sealer.seal(answer.to_bytes(bhttp.Mode.INDETERMINATE), final=True)
             return
@@ -285,6 +300,7 @@ class Gateway:
                     yield sealer.seal(bhttp.encode_content_chunk(piece))
         except TargetError:
             log.info("gateway event=target_stream_failed")
+            metrics.inner_failed("target_stream_failed")
             return  # no final chunk: the client sees a truncated (failed) response
         finally:
             answer.close()
@@ -322,14 +338,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 def _outer_problem(exc: Exception) -> ProblemError:
     if isinstance(exc, (UnknownKeyId, KeyConfigError)):
         log.info("gateway event=key_problem")
+        metrics.decapsulation_failed("key_unknown")
         return ProblemError(400, "Key configuration not recognised",
                             type_=consts.PROBLEM_OHTTP_KEY)
     if isinstance(exc, LimitExceeded):
         log.info("gateway event=too_large")
+        metrics.decapsulation_failed("too_large")
         return ProblemError(413, "Content Too Large")
     if isinstance(exc, DecryptError):
         log.info("gateway event=decrypt_failed")
+        metrics.decapsulation_failed("decrypt_failed")
         return ProblemError(400, "Bad Request", detail="request could not be decrypted")
     log.info("gateway event=malformed")
+    metrics.decapsulation_failed("malformed")
     return ProblemError(400, "Bad Request", detail="malformed encapsulated request")
 

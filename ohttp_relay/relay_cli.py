@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+from service_kit.metrics import add_arguments as add_metrics_arguments
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohttp-relay", description=__doc__.split("\n")[0])
@@ -24,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="requests per window per client address (0 = off)")
     serve.add_argument("--rate-window", type=float, default=60.0, help="seconds")
     serve.add_argument("--workers", type=int, default=2)
+    add_metrics_arguments(serve)
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--relay-secret-env", metavar="VAR",
                        help="environment variable holding the secret sent to the gateway")
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         config["relay_secret"] = secret
     from service_kit.serving import serve
     serve("ohttp_relay.relay_service:create_app", config, host=args.host, port=args.port,
-          workers=args.workers, threads=args.threads)
+          workers=args.workers, threads=args.threads, metrics_listen=args.metrics_listen,
+          metrics_dir=args.metrics_dir)
     return 0
 
 

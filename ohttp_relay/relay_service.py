@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, request
 
-from ohttp_relay import consts
+from ohttp_relay import consts, metrics
 from ohttp_relay.errors import (
     UpstreamError,
     UpstreamTimeout,
@@ -106,6 +106,7 @@ class Relay:
         retry = self.limiter.hit(client_address)
         if retry is not None:
             log.info("relay event=rate_limited")
+            metrics.RELAY_RATE_LIMITED.inc()
             raise ProblemError(429, "Too Many Requests",
                                headers={"Retry-After": str(max(1, math.ceil(retry)))})
 
@@ -113,15 +114,18 @@ class Relay:
         media = media_type.lower()
         if media not in _ACCEPTED:
             log.info("relay event=rejected_media_type")
+            metrics.relay_refused("media_type")
             raise ProblemError(415, "Unsupported Media Type")
         if length is not None and length > self.settings.max_request_size:
             log.info("relay event=too_large")
+            metrics.relay_refused("too_large")
             raise ProblemError(413, "Content Too Large")
         return media
 
     def forward(self, route: Route, media: str, body: bytes) -> UpstreamResponse:
         if len(body) > self.settings.max_request_size:
             log.info("relay event=too_large")
+            metrics.relay_refused("too_large")
             raise ProblemError(413, "Content Too Large")
         headers = [("Content-Type", media)]
         if self.settings.relay_secret:
@@ -131,12 +135,15 @@ class Relay:
                                            body=body, limit=consts.MAX_ENCAPSULATED_REQUEST)
         except UpstreamUnreachable:
             log.info("relay event=gateway_unreachable")
+            metrics.relay_upstream_failed("unreachable")
             raise ProblemError(502, "Bad Gateway") from None
         except UpstreamTimeout:
             log.info("relay event=gateway_timeout")
+            metrics.relay_upstream_failed("timeout")
             raise ProblemError(504, "Gateway Timeout") from None
         except UpstreamError:
             log.info("relay event=gateway_failed")
+            metrics.relay_upstream_failed("failed")
             raise ProblemError(502, "Bad Gateway") from None
         return upstream
 
@@ -149,10 +156,12 @@ class Relay:
             if upstream.status != 200:
                 upstream.close()
                 log.info("relay event=keys_failed status=%d", upstream.status)
+                metrics.relay_upstream_failed("keys_failed")
                 raise ProblemError(502, "Bad Gateway")
             body = upstream.read_all()
         except UpstreamError:
             log.info("relay event=keys_unreachable")
+            metrics.relay_upstream_failed("keys_unreachable")
             raise ProblemError(502, "Bad Gateway") from None
         return body, upstream.header("Cache-Control") or "max-age=60"
 
@@ -165,11 +174,13 @@ def _relayed(upstream: UpstreamResponse) -> Response:
                 yield from upstream.chunks()
             except UpstreamError:
                 log.info("relay event=gateway_stream_failed")  # the client sees a truncation
+                metrics.relay_upstream_failed("stream_failed")
         return Response(stream(), status=upstream.status, content_type=out_type)
     try:
         content = upstream.read_all()
     except UpstreamError:
         log.info("relay event=gateway_stream_failed")
+        metrics.relay_upstream_failed("stream_failed")
         raise ProblemError(502, "Bad Gateway") from None
     return Response(content, status=upstream.status, content_type=out_type)
 
@@ -191,6 +202,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         media = relay.check_outer(request.mimetype or "", request.content_length)
         upstream = relay.forward(route, media, request.get_data())
         events.hit(f"relay event=forwarded status={upstream.status}")
+        metrics.relay_forwarded(upstream.status)
         return _relayed(upstream)
 
     def keys(route: Route) -> Response:

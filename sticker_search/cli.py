@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from service_kit.metrics import add_arguments as add_metrics_arguments
 from sticker_search.errors import (
     AccessDenied,
     ProtocolError,
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="origin name bound into token challenges (repeatable)")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--threads", type=int, default=2)
+    add_metrics_arguments(serve)
 
     query = sub.add_parser("query", help="search privately through the relay")
     query.add_argument("text")
@@ -144,7 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
 
         QueryStats(args.query_stats)
     serving.serve("sticker_search.service:create_app", config, host=args.host, port=args.port,
-                  workers=args.workers, threads=args.threads)
+                  workers=args.workers, threads=args.threads,
+                  metrics_listen=args.metrics_listen, metrics_dir=args.metrics_dir)
     return EXIT_OK
 
 

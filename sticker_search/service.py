@@ -34,6 +34,7 @@ from service_kit.database import Database
 from service_kit.errors import ConfigError
 from service_kit.problem import ProblemError, install_problem_handlers
 from service_kit.settings import load_settings
+from sticker_search import metrics
 from sticker_search.catalog import load_catalog
 from sticker_search.consts import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS
 from sticker_search.errors import QueryError, UnknownSticker
@@ -86,6 +87,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not low <= int(raw) <= high:
+        metrics.searched("bad_query")
         raise ProblemError(400, "Bad Request", type_=PROBLEM_BAD_QUERY,
                            detail=f"{name} must be an integer in {low}..{high}")
     return int(raw)
@@ -133,11 +135,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int_arg("offset", 0, 0, MAX_OFFSET)
         if not query.strip() or len(query) > MAX_QUERY_CHARS:
+            metrics.searched("bad_query")
             raise ProblemError(400, "Bad Request", type_=PROBLEM_BAD_QUERY,
                                detail=f"q must hold 1..{MAX_QUERY_CHARS} characters")
         try:
             result = index.search(query, lang=lang, limit=limit, offset=offset)
         except QueryError as exc:
+            metrics.searched("bad_query")
             raise ProblemError(400, "Bad Request", type_=PROBLEM_BAD_QUERY,
                                detail=str(exc)) from None
         if stats is not None:
@@ -155,6 +159,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         }
         response = jsonify(body)
         response.headers["Cache-Control"] = "no-store"
+        metrics.searched("served", len(result.hits))
         log.info("search served results=%d total=%d ms=%.2f", len(result.hits), result.total,
                  (time.perf_counter() - started) * 1000)
         return response
@@ -176,6 +181,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         response.headers["Cache-Control"] = f"public, max-age={PICTURE_MAX_AGE}"
         response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:16])
         log.info("picture served format=%s", "text" if wants_text else "svg")
+        metrics.PICTURES.labels("text" if wants_text else "svg").inc()
         response.make_conditional(request)
         return response
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from service_kit.serving import CONFIG_ENV, LIMITS_ENV, factory_path
+from service_kit.serving import CONFIG_ENV, LIMITS_ENV, METRICS_ENV, factory_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INTEROP_DIR = REPO_ROOT / "tests" / "interop"
@@ -65,6 +65,7 @@ def start_live_server(
     keepalive: int = 2,
     timeout: float = 90.0,
     limits: Mapping[str, Any] | None = None,
+    metrics_listen: str | None = None,
 ) -> LiveServer:
     path = app_factory if isinstance(app_factory, str) else factory_path(app_factory)
     port = free_port()
@@ -73,6 +74,8 @@ def start_live_server(
     env = dict(os.environ, **{CONFIG_ENV: json.dumps(dict(config))})
     if limits:
         env[LIMITS_ENV] = json.dumps(dict(limits))
+    if metrics_listen:
+        env[METRICS_ENV] = metrics_listen
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "service_kit.serving", path, "127.0.0.1", str(port),

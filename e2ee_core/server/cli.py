@@ -19,6 +19,7 @@ from typing import Any
 
 from e2ee_core.server.errors import ConfigurationError
 from service_kit.errors import DatabaseError
+from service_kit.metrics import add_arguments as add_metrics_arguments
 from service_kit.serving import serve
 
 FACTORY = "e2ee_core.server.app:create_app"
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=8,
                      help="application threads per worker (each waiting long-poll holds one)")
     run.add_argument("--config", type=Path, help="JSON file with limits and timings")
+    add_metrics_arguments(run)
     purge = sub.add_parser("purge", help="delete expired envelopes and attachments now")
     purge.add_argument("--db", default=default_db)
     purge.add_argument("--config", type=Path)
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigurationError("the in-memory store needs exactly one worker")
         create_app(config)  # fail fast on a bad config or database, before forking workers
         serve(FACTORY, config, host=args.host, port=args.port, workers=args.workers,
-              threads=args.threads)
+              threads=args.threads, metrics_listen=args.metrics_listen,
+              metrics_dir=args.metrics_dir)
         return 0
     except (ConfigurationError, DatabaseError) as exc:
         print(f"e2ee-server: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from e2ee_core.server import consts
+from e2ee_core.server import consts, metrics
 from e2ee_core.server.errors import DeviceWasRemoved, InvalidRequest, ServerError
 from e2ee_core.server.wire import DeviceAddress, bearer_credential, decode_ack_frame
 
@@ -113,13 +113,16 @@ class PushChannel:
         except DeviceWasRemoved:
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": CLOSE_DEVICE_REMOVED})
+            metrics.push_connection("device_removed")
             return
         except ServerError:
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": CLOSE_AUTH_FAILED})
+            metrics.push_connection("auth_failed")
             return
         await send({"type": "websocket.accept"})
         log.info("event=push_connected")
+        metrics.push_connection("accepted")
         await _Connection(service, who, receive, send, self.poll_seconds).run()
         log.info("event=push_disconnected")
 
@@ -143,6 +146,7 @@ class _Connection:
         hub = self.service.push
         hub.register(self.address, loop, self.wake)
         reader = asyncio.create_task(self._read())
+        metrics.PUSH_OPEN.inc()
         try:
             while not reader.done():
                 self.wake.clear()
@@ -154,6 +158,8 @@ class _Connection:
         finally:
             hub.unregister(self.address, loop, self.wake)
             reader.cancel()
+            metrics.PUSH_OPEN.dec()
+            metrics.PUSH_IN_FLIGHT.dec(len(self.in_flight))
 
     async def _push_queued(self) -> None:
         service, who = self.service, self.who
@@ -163,11 +169,13 @@ class _Connection:
             return
         if fresh:
             self.in_flight.update(e.id for e in fresh)
+            metrics.PUSH_IN_FLIGHT.inc(len(fresh))
             self.said_empty = False
             await self.send({"type": "websocket.send", "text": json.dumps(
                 {"type": "envelopes", "envelopes": [e.to_json() for e in fresh]},
                 separators=(",", ":"))})
             log.info("event=envelopes_pushed envelopes=%d", len(fresh))
+            metrics.ENVELOPES_DELIVERED.labels("push").inc(len(fresh))
         elif not found and not self.said_empty:
             self.said_empty = True
             await self.send({"type": "websocket.send", "text": '{"type":"queue_empty"}'})
@@ -182,9 +190,12 @@ class _Connection:
                 ack = decode_ack_frame(message.get("text") or "")
             except InvalidRequest:
                 log.info("event=push_bad_frame")
+                metrics.PUSH_BAD_FRAMES.inc()
                 self.closed = True
                 await self.send({"type": "websocket.close", "code": CLOSE_BAD_FRAME})
                 return
             await asyncio.to_thread(self.service.acknowledge, self.who, ack.ids, ack.refused)
+            before = len(self.in_flight)
             self.in_flight.difference_update(ack.ids)
+            metrics.PUSH_IN_FLIGHT.dec(before - len(self.in_flight))
             self.wake.set()  # more may be queued behind what was in flight

@@ -21,7 +21,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from e2ee_core.server import consts
+from e2ee_core.server import consts, metrics
 from e2ee_core.server.errors import (
     AuthenticationFailed,
     ConfigurationError,
@@ -319,6 +319,7 @@ class DeliveryService:
         sends = self.store.count_event(f"sends:{actor.username}:{actor.device_id}", now, 60_000)
         if sends > self.settings.sends_per_device_per_minute:
             log.info("event=sends_limited")
+            metrics.send_refused("rate_limited")
             raise RateLimited(retry_after=60)
         expires = self._envelope_expiry(now)
         if expires_at_ms is not None:
@@ -330,9 +331,11 @@ class DeliveryService:
                 max_queued_bytes=self.settings.max_queued_bytes_per_device)
         except QueueFull:
             log.info("event=queue_full")
+            metrics.send_refused("queue_full")
             raise
         self._signal.notify()
         self.push.notify((m.username, m.device_id) for m in messages)
+        metrics.ENVELOPES_STORED.inc(count)
         log.info("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d", count,
                  sum(len(m.content) for m in messages), len(recipients))
         return count
@@ -355,6 +358,7 @@ class DeliveryService:
             self._signal.wait(seen, min(remaining, self.settings.poll_interval_seconds))
         if found:
             log.info("event=envelopes_delivered envelopes=%d", min(len(found), limit))
+            metrics.ENVELOPES_DELIVERED.labels("http").inc(min(len(found), limit))
         return found[:limit], len(found) > limit
 
     def queued(self, actor: DeviceAddress, limit: int) -> list[Envelope]:
@@ -366,6 +370,7 @@ class DeliveryService:
                     refused: tuple[int, ...] = ()) -> int:
         deleted = self.store.acknowledge(actor.username, actor.device_id, ids, refused)
         log.info("event=envelopes_acknowledged envelopes=%d", deleted)
+        metrics.ENVELOPES_ACKED.inc(deleted)
         return deleted
 
     # -- attachments ----------------------------------------------------------------------------
@@ -403,6 +408,7 @@ class DeliveryService:
     def purge(self) -> PurgeCounts:
         """Delete every expired envelope and attachment now."""
         counts = self.store.purge_expired(self.now_ms())
+        metrics.ENVELOPES_EXPIRED.inc(counts.envelopes)
         if counts.envelopes or counts.attachments:
             log.info("event=expired_purged envelopes=%d attachments=%d", counts.envelopes,
                      counts.attachments)
