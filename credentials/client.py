@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -23,6 +23,7 @@ from credentials.errors import (
     IssuanceError,
     IssuanceRateLimited,
     IssuerUnavailable,
+    StaleChallenge,
 )
 from credentials.headers import PrivateTokenChallenge, b64url_encode, parse_www_authenticate
 from credentials.issuance import PendingToken, begin_issuance
@@ -32,6 +33,11 @@ from credentials.tokens import Token, TokenResponse
 log = logging.getLogger("credentials.client")
 
 _DEFAULT_RETRY_AFTER = 1
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 class IssuerClient:
@@ -97,7 +103,7 @@ class IssuerClient:
             for challenge in offered:
                 if challenge.token_key in known:
                     return challenge
-        raise CredentialsError("no challenge names a key of this issuer")
+        raise StaleChallenge("the challenge names a key this issuer no longer publishes")
 
     def _post(self, url: str, body: bytes, media: str, accept: str) -> requests.Response:
         headers = {"Content-Type": media, "Accept": accept,
@@ -120,6 +126,10 @@ class IssuerClient:
     def _fetch(self, challenge: PrivateTokenChallenge, n: int) -> list[Token]:
         directory = self.directory.get()
         url = urljoin(self.directory.url, directory.issuer_request_uri)
+        if _origin(url) != _origin(self.issuer_url):
+            # The bearer credential goes to the issuer configured here, never where a
+            # directory (possibly cached by a proxy) points.
+            raise IssuanceError("issuer directory points issuance at another origin; refused")
         try:
             pendings: list[PendingToken] = [
                 begin_issuance(challenge.challenge, challenge.token_key) for _ in range(n)]

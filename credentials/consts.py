@@ -49,8 +49,25 @@ MAX_HEADER_LENGTH: Final = 16 * 1024
 # Issuer defaults (overridable in the service config).
 DEFAULT_RATE_LIMIT: Final = 1000
 DEFAULT_RATE_WINDOW: Final = 3600
-DEFAULT_DIRECTORY_MAX_AGE: Final = 300
+# Short, so a key retirement reaches every cache within a minute (it was 300 s: retired keys
+# kept being challenged for five minutes).
+DEFAULT_DIRECTORY_MAX_AGE: Final = 60
 # How long a key is published before it signs anything, so every client/origin cache sees it.
 DEFAULT_KEY_PUBLISH_AHEAD: Final = 0
 # The max-age origins put in their challenges and use when caching the issuer directory.
-DEFAULT_CHALLENGE_MAX_AGE: Final = 300
+DEFAULT_CHALLENGE_MAX_AGE: Final = 60
+# Origins cache the directory at most this long whatever the issuer's max-age says: it bounds
+# how long an origin keeps accepting (and challenging with) a retired key.
+ORIGIN_MAX_DIRECTORY_AGE: Final = 60
+# An origin that cannot reach the issuer keeps using its expired copy this much longer, then
+# answers 503: a retired key is never accepted indefinitely by a cut-off instance.
+DIRECTORY_STALE_LIMIT: Final = 600
+# Spent records of a key withdrawn from the directory are kept this long after an origin first
+# saw it withdrawn: far beyond ORIGIN_MAX_DIRECTORY_AGE + DIRECTORY_STALE_LIMIT, the longest any
+# instance sharing the store may still accept the key, so a token is never accepted twice.
+SPENT_PURGE_DELAY: Final = 3600
+# An unknown key id may mean a rotation: origins re-read the directory, at most this often.
+FORCED_REFRESH_INTERVAL: Final = 2.0
+# The environment variable holding the issuer's key-encryption key (base64url, 32 bytes) when
+# private keys are stored AES-256-GCM-wrapped.
+KEK_ENV_DEFAULT: Final = "TOKEN_ISSUER_KEK"

@@ -43,9 +43,19 @@ class IssuanceRateLimited(IssuanceError):
         self.retry_after = int(retry_after)
 
 
+class StaleChallenge(CredentialsError):
+    """An origin's challenge names a key its issuer no longer publishes (a key was retired and
+    the origin's directory copy is older): transient, the origin refreshes within its cache
+    lifetime (``ORIGIN_MAX_DIRECTORY_AGE``)."""
+
+
 class IssuerUnavailable(CredentialsError):
     """The issuer (or its directory) could not be reached or answered with a server error."""
 
 
 class KeyStoreError(CredentialsError):
     """Issuer key management failed (no usable key, unknown key id, bad key file)."""
+
+
+class AccountExists(KeyStoreError):
+    """An issuer account of that name exists already."""

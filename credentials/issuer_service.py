@@ -24,7 +24,7 @@ from credentials.batched import (
 )
 from credentials.errors import DecodeError, IssuanceError, IssuanceRateLimited
 from credentials.issuance import DirectoryKey, IssuerDirectory, IssuerKey, IssuerKeys
-from credentials.issuer_store import IssuerStore
+from credentials.issuer_store import IssuerStore, load_kek
 from credentials.tokens import TokenRequest, TokenResponse
 from service_kit.cors import CorsPolicy, install_cors
 from service_kit.errors import ConfigError
@@ -76,10 +76,14 @@ class IssuerSettings:
     #: Where private keys are kept as 0600 files (default: in the store).
     key_dir: str | None = None
     directory_max_age: int = consts.DEFAULT_DIRECTORY_MAX_AGE
-    #: The base URL clients reach, used in ``issuer-request-uri`` (default: the request's own).
+    #: The base URL clients reach, used in ``issuer-request-uri``. Empty: the URI is relative
+    #: to the directory (RFC 9578 §4 allows it); never taken from the request's Host.
     public_url: str = ""
     #: Web page origins whose browsers may fetch tokens here (CORS); none by default.
     cors_origins: Sequence[str] = ()
+    #: Name of the environment variable holding the key-encryption key (base64url, 32 bytes)
+    #: that wraps private keys in the store (AES-256-GCM); the key itself is never a setting.
+    key_encryption_key_env: str | None = None
 
 
 def create_app(config: Mapping[str, Any]) -> Flask:
@@ -92,7 +96,10 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     max_batch = min(settings.max_batch, consts.MAX_BATCH_SIZE)
     max_age = settings.directory_max_age
     public_url = settings.public_url.rstrip("/")
-    store = IssuerStore(settings.db, key_dir=settings.key_dir)
+    if public_url and not public_url.startswith(("http://", "https://")):
+        raise ConfigError("issuer setting 'public_url' must be an http(s) URL")
+    store = IssuerStore(settings.db, key_dir=settings.key_dir,
+                        key_encryption_key=load_kek(settings.key_encryption_key_env))
     store.ensure_key()
     cache = _KeyCache(store)
     cache.refresh()
@@ -110,8 +117,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     def directory() -> Response:
         keys = tuple(DirectoryKey(consts.TOKEN_TYPE_BLIND_RSA, k.token_key, k.not_before)
                      for k in store.list_keys())
-        base = public_url or request.url_root.rstrip("/")
-        doc = IssuerDirectory(base + consts.ISSUANCE_PATH, keys)
+        doc = IssuerDirectory(public_url + consts.ISSUANCE_PATH, keys)
         body = doc.to_json()
         etag = hashlib.sha256(body).hexdigest()[:32]
         response = Response(body, mimetype=consts.MEDIA_DIRECTORY)

@@ -1,24 +1,36 @@
 """The issuer's storage: keys, accounts and per-account issuance counters.
 
 A thin adapter over :class:`service_kit.database.Database` (SQLite by default, PostgreSQL
-for several issuer instances). Private keys live in the database (PKCS#8 PEM) or, with
-``key_dir``, in 0600 files named by key id; they are never logged.
+for several issuer instances; SQLite files are created 0600). Private keys (PKCS#8 PEM) live:
+
+- in the database, in clear (the default: whoever reads the store can mint tokens);
+- in the database wrapped with AES-256-GCM under a key-encryption key that only the issuer's
+  environment holds (``key_encryption_key``, see :func:`load_kek`): a stolen store or backup
+  is useless without it;
+- or, with ``key_dir``, in 0600 files named by key id in a 0700 folder, outside the database.
+
+They are never logged.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from credentials import consts
-from credentials.errors import IssuanceRateLimited, KeyStoreError
+from credentials.errors import AccountExists, IssuanceRateLimited, KeyStoreError
 from credentials.spent_store import create_schema_retrying
 from credentials.tokens import encode_token_key, token_key_id
 from service_kit.database import Database
@@ -71,6 +83,31 @@ class StoredKey:
 
 
 CREDENTIAL_PREFIX = "ppc_"
+# Marks a private key wrapped under the key-encryption key: magic || nonce(12) || AES-GCM.
+_WRAPPED = b"ppkek1:"
+_KEK_LENGTH = 32
+
+
+def load_kek(env_name: str | None) -> bytes | None:
+    """The key-encryption key from the environment variable ``env_name`` (base64url of 32
+    bytes, e.g. from ``python -c 'import secrets; print(secrets.token_urlsafe(32))'``)."""
+    if not env_name:
+        return None
+    value = os.environ.get(env_name, "").strip()
+    if not value:
+        raise KeyStoreError(f"key-encryption key variable {env_name} is empty or unset")
+    try:
+        kek = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise KeyStoreError(f"{env_name} is not base64url") from None
+    if len(kek) != _KEK_LENGTH:
+        raise KeyStoreError(f"{env_name} must hold {_KEK_LENGTH} bytes (base64url)")
+    return kek
+
+
+def _aad(key_id: bytes) -> bytes:
+    # Binds a wrapped key to its id: a wrapped blob moved to another row does not unwrap.
+    return b"token-issuer private key\x00" + key_id
 
 
 def _credential_hash(credential: str) -> bytes:
@@ -80,10 +117,49 @@ def _credential_hash(credential: str) -> bytes:
 class IssuerStore:
     """Keys, accounts and issuance counters of one issuer."""
 
-    def __init__(self, db_url: str, *, key_dir: str | None = None) -> None:
+    def __init__(self, db_url: str, *, key_dir: str | None = None,
+                 key_encryption_key: bytes | None = None) -> None:
+        if key_encryption_key is not None and len(key_encryption_key) != _KEK_LENGTH:
+            raise KeyStoreError(f"the key-encryption key must be {_KEK_LENGTH} bytes")
+        self._kek = AESGCM(key_encryption_key) if key_encryption_key is not None else None
         self.db = Database(db_url)
         self.key_dir = Path(key_dir) if key_dir else None
+        if self.key_dir is not None:
+            self.key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         create_schema_retrying(self.db, SCHEMA)
+
+    def _seal(self, key_id: bytes, pem: bytes) -> bytes:
+        if self._kek is None:
+            return pem
+        nonce = os.urandom(12)
+        return _WRAPPED + nonce + self._kek.encrypt(nonce, pem, _aad(key_id))
+
+    def _unseal(self, key_id: bytes, stored: bytes) -> bytes:
+        if not stored.startswith(_WRAPPED):
+            return stored
+        if self._kek is None:
+            raise KeyStoreError("private keys are wrapped; the key-encryption key is not set")
+        body = stored[len(_WRAPPED):]
+        try:
+            return self._kek.decrypt(body[:12], body[12:], _aad(key_id))
+        except InvalidTag:
+            raise KeyStoreError("the key-encryption key does not unwrap this key") from None
+
+    def wrap_keys(self) -> int:
+        """Wrap every live private key still stored in clear; return how many were wrapped."""
+        if self._kek is None:
+            raise KeyStoreError("no key-encryption key given")
+        rows = self.db.fetchall("SELECT key_id, private_pem FROM issuer_keys WHERE "
+                                "retired_at IS NULL AND private_pem IS NOT NULL")
+        wrapped = 0
+        for key_id, pem in rows:
+            key_id, pem = bytes(key_id), bytes(pem)
+            if pem.startswith(_WRAPPED):
+                continue
+            self.db.execute("UPDATE issuer_keys SET private_pem = ? WHERE key_id = ? AND "
+                            "private_pem = ?", (self._seal(key_id, pem), key_id, pem))
+            wrapped += 1
+        return wrapped
 
     # -- keys ------------------------------------------------------------------------------
     def list_keys(self, *, include_retired: bool = False) -> list[StoredKey]:
@@ -119,7 +195,7 @@ class IssuerStore:
             pem = sk.private_bytes(serialization.Encoding.PEM,
                                    serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption())
-            stored_pem: bytes | None = pem
+            stored_pem: bytes | None = self._seal(key_id, pem)
             if self.key_dir is not None:
                 write_secret_file(self.key_dir / f"{key_id.hex()}.pem", pem)
                 stored_pem = None
@@ -141,7 +217,7 @@ class IssuerStore:
                                "retired_at IS NULL", (key_id,))
         if row is None:
             raise KeyStoreError("unknown or retired key")
-        pem = bytes(row[0]) if row[0] is not None else None
+        pem = self._unseal(key_id, bytes(row[0])) if row[0] is not None else None
         if pem is None:
             if self.key_dir is None:
                 raise KeyStoreError("key is stored in a key directory; none configured")
@@ -199,9 +275,11 @@ class IssuerStore:
         # A fixed prefix: a credential never starts with "-" (command lines would take it for
         # an option) and secret scanners can recognise it.
         credential = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
-        self.db.execute("INSERT INTO issuer_accounts (name, credential_hash, created_at) "
-                        "VALUES (?, ?, ?)", (name, _credential_hash(credential),
-                                             int(time.time())))
+        cursor = self.db.execute(
+            "INSERT INTO issuer_accounts (name, credential_hash, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING", (name, _credential_hash(credential), int(time.time())))
+        if cursor.rowcount != 1:
+            raise AccountExists("an account of that name exists already")
         return credential
 
     def accounts(self) -> list[str]:

@@ -26,36 +26,52 @@ from credentials.tokens import TokenChallenge
 log = logging.getLogger("credentials.origin")
 
 _MAX_AGE = re.compile(r"max-age\s*=\s*(\d{1,9})")
-# An unknown key id may mean a rotation: re-read the directory, but at most this often.
-_FORCED_REFRESH_INTERVAL = 2.0
+# Clients keep a directory at most a day, whatever the issuer says.
+_CLIENT_MAX_DIRECTORY_AGE = 86400
 
 
-def _max_age(response: requests.Response, default: int) -> int:
+def _max_age(response: requests.Response, default: int, cap: int) -> int:
     match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
     age = int(match.group(1)) if match else default
-    return max(1, min(age, 86400))
+    return max(1, min(age, cap))
 
 
 class DirectoryCache:
-    """The issuer directory, fetched on demand and kept for its ``Cache-Control`` max-age."""
+    """The issuer directory, fetched on demand and kept for its ``Cache-Control`` max-age
+    (at most ``max_age_cap`` seconds; origins pass :data:`consts.ORIGIN_MAX_DIRECTORY_AGE`).
+
+    When a refresh fails, the expired copy keeps serving for ``stale_limit`` more seconds, then
+    :class:`IssuerUnavailable` is raised: a copy is never used indefinitely. ``generation``
+    counts successful fetches.
+    """
 
     def __init__(self, issuer_url: str, session: requests.Session | None = None,
-                 *, default_max_age: int = consts.DEFAULT_CHALLENGE_MAX_AGE) -> None:
+                 *, default_max_age: int = consts.DEFAULT_CHALLENGE_MAX_AGE,
+                 max_age_cap: int = _CLIENT_MAX_DIRECTORY_AGE,
+                 stale_limit: int = consts.DIRECTORY_STALE_LIMIT) -> None:
         self.url = issuer_url.rstrip("/") + consts.DIRECTORY_PATH
         self.session = session or requests.Session()
-        self.default_max_age = default_max_age
+        self.default_max_age = min(default_max_age, max_age_cap)
+        self.max_age_cap = max_age_cap
+        self.stale_limit = stale_limit
         self._lock = threading.Lock()
         self._directory: IssuerDirectory | None = None
         self._expires = 0.0
         self._fetched = -1e9
-        self.max_age = default_max_age
+        self.max_age = self.default_max_age
+        self.generation = 0
+
+    def expire(self) -> None:
+        """Treat the copy as expired: the next :meth:`get` fetches (e.g. its max-age passed)."""
+        with self._lock:
+            self._expires = 0.0
 
     def get(self, *, force: bool = False) -> IssuerDirectory:
         """The directory, re-fetched when stale (or when ``force``d, at most every 2 s)."""
         with self._lock:
             now = time.monotonic()
             fresh = self._directory is not None and now < self._expires
-            if fresh and not (force and now - self._fetched >= _FORCED_REFRESH_INTERVAL):
+            if fresh and not (force and now - self._fetched >= consts.FORCED_REFRESH_INTERVAL):
                 assert self._directory is not None
                 return self._directory
             try:
@@ -64,13 +80,14 @@ class DirectoryCache:
                     raise IssuerUnavailable("issuer directory answered with an error")
                 directory = IssuerDirectory.from_json(response.content)
             except (requests.RequestException, DecodeError, IssuerUnavailable) as exc:
-                if self._directory is not None:  # serve a stale copy rather than fail
+                if self._directory is not None and now < self._expires + self.stale_limit:
                     log.warning("issuer directory refresh failed; using cached copy")
                     return self._directory
                 raise IssuerUnavailable("issuer directory unavailable") from exc
-            self.max_age = _max_age(response, self.default_max_age)
+            self.max_age = _max_age(response, self.default_max_age, self.max_age_cap)
             self._directory, self._fetched = directory, now
             self._expires = now + self.max_age
+            self.generation += 1
             return directory
 
 
@@ -99,9 +116,10 @@ class TokenVerifier:
                                         tuple(origin_info))
         self._challenge_bytes = self.challenge.encode()
         self._digest = self.challenge.digest()
-        self.directory = DirectoryCache(issuer_url, session)
+        self.directory = DirectoryCache(issuer_url, session,
+                                        max_age_cap=consts.ORIGIN_MAX_DIRECTORY_AGE)
         self.spent = DatabaseSpentStore(spent_db, durable=durable_spent)
-        self._keys_for: tuple[DirectoryKey, ...] | None = None
+        self._noted_generation = 0
         self._valid_for: tuple[DirectoryKey, ...] | None = None
         self._keys: dict[bytes, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
@@ -116,9 +134,11 @@ class TokenVerifier:
             if self._valid_for != valid_t:
                 self._keys = public_keys(valid)
                 self._valid_for = valid_t
-            if self._keys_for != directory.token_keys:
-                self._keys_for = directory.token_keys
-                purged = self.spent.purge(k.key_id for k in directory.blind_rsa_keys())
+            generation = self.directory.generation
+            if self._noted_generation != generation:
+                # Each fresh copy: note withdrawn keys; purge only long-withdrawn ones.
+                self._noted_generation = generation
+                purged = self.spent.note_directory(k.key_id for k in directory.blind_rsa_keys())
                 if purged:
                     log.info("spent tokens purged count=%d", purged)
             return valid, self._keys

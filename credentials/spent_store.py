@@ -2,8 +2,13 @@
 
 ``mark_spent`` is one statement, ``INSERT ... ON CONFLICT DO NOTHING``, whose row count says
 whether this call was first: the database's unique constraint does the arbitration, so no
-read-then-write race exists. Records carry the signing key's id and are purged when that key
-leaves the issuer directory (a token of a retired key can no longer verify anyway).
+read-then-write race exists.
+
+Records carry the signing key's id. A key's records are purged only once no instance sharing the
+store can still accept the key (two-phase retirement): an origin that finds a key missing from
+a freshly fetched directory records *when* it first saw it missing, and the records go only
+``SPENT_PURGE_DELAY`` seconds later (longer than any instance's directory cache may last). A
+client can make an origin re-read the directory, never make it forget a spent token.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from credentials import consts
 from service_kit.database import Database
 
 SCHEMA = """
@@ -22,7 +28,11 @@ CREATE TABLE IF NOT EXISTS spent_tokens (
     key_id {blob} NOT NULL,
     spent_at {bigint} NOT NULL
 );
-CREATE INDEX IF NOT EXISTS spent_tokens_key ON spent_tokens (key_id)
+CREATE INDEX IF NOT EXISTS spent_tokens_key ON spent_tokens (key_id);
+CREATE TABLE IF NOT EXISTS spent_withdrawn_keys (
+    key_id {blob} PRIMARY KEY,
+    missing_since {bigint} NOT NULL
+)
 """
 
 
@@ -51,8 +61,10 @@ class SpentTokenStore(Protocol):
         """Record the token; True if it was not spent before (exactly one caller wins)."""
         ...
 
-    def purge(self, live_key_ids: Iterable[bytes]) -> int:
-        """Drop records of keys no longer live; return how many were dropped."""
+    def note_directory(self, published_key_ids: Iterable[bytes], *,
+                       now: int | None = None) -> int:
+        """Record which keys a freshly fetched directory publishes; drop the records of keys
+        withdrawn for at least ``SPENT_PURGE_DELAY`` seconds; return how many were dropped."""
         ...
 
 
@@ -61,6 +73,7 @@ class MemorySpentStore:
 
     def __init__(self) -> None:
         self._spent: dict[bytes, bytes] = {}
+        self._missing_since: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
     def mark_spent(self, key_id: bytes, nonce: bytes) -> bool:
@@ -72,15 +85,25 @@ class MemorySpentStore:
             self._spent[ident] = key_id
             return True
 
-    def purge(self, live_key_ids: Iterable[bytes]) -> int:
-        """Drop records of keys not in ``live_key_ids`` (never all of them)."""
-        live = set(live_key_ids)
+    def note_directory(self, published_key_ids: Iterable[bytes], *,
+                       now: int | None = None) -> int:
+        """See :meth:`SpentTokenStore.note_directory`."""
+        live = set(published_key_ids)
         if not live:
             return 0  # an empty directory is a fault, not a reason to forget every token
+        now = int(time.time()) if now is None else now
         with self._lock:
-            dead = [k for k, v in self._spent.items() if v not in live]
+            for key in live:
+                self._missing_since.pop(key, None)
+            for key in set(self._spent.values()) - live:
+                self._missing_since.setdefault(key, now)
+            expired = {k for k, since in self._missing_since.items()
+                       if now - since >= consts.SPENT_PURGE_DELAY}
+            dead = [k for k, v in self._spent.items() if v in expired]
             for k in dead:
                 del self._spent[k]
+            for key in expired:
+                del self._missing_since[key]
         return len(dead)
 
 
@@ -109,15 +132,27 @@ class DatabaseSpentStore:
             "ON CONFLICT DO NOTHING", (spent_id(key_id, nonce), key_id, int(time.time())))
         return cursor.rowcount == 1
 
-    def purge(self, live_key_ids: Iterable[bytes]) -> int:
-        """Delete records of keys no longer published (never all of them)."""
-        live = sorted(set(live_key_ids))
+    def note_directory(self, published_key_ids: Iterable[bytes], *,
+                       now: int | None = None) -> int:
+        """See :meth:`SpentTokenStore.note_directory` (one transaction; several instances may
+        run it at once: the first sighting of a withdrawal wins, later ones change nothing)."""
+        live = sorted(set(published_key_ids))
         if not live:
             return 0  # an empty directory is a fault, not a reason to forget every token
+        now = int(time.time()) if now is None else now
         marks = ", ".join("?" for _ in live)
-        cursor = self.db.execute(f"DELETE FROM spent_tokens WHERE key_id NOT IN ({marks})",
-                                 live)
-        return max(0, cursor.rowcount)
+        with self.db.transaction() as tx:
+            tx.execute(f"DELETE FROM spent_withdrawn_keys WHERE key_id IN ({marks})", live)
+            tx.execute("INSERT INTO spent_withdrawn_keys (key_id, missing_since) "
+                       f"SELECT DISTINCT key_id, ? FROM spent_tokens WHERE key_id NOT IN "
+                       f"({marks}) ON CONFLICT DO NOTHING", [now, *live])
+            cutoff = now - consts.SPENT_PURGE_DELAY
+            cursor = tx.execute(
+                "DELETE FROM spent_tokens WHERE key_id IN (SELECT key_id FROM "
+                "spent_withdrawn_keys WHERE missing_since <= ?)", (cutoff,))
+            purged = max(0, cursor.rowcount)
+            tx.execute("DELETE FROM spent_withdrawn_keys WHERE missing_since <= ?", (cutoff,))
+        return purged
 
     def count(self) -> int:
         """How many spent records are kept."""

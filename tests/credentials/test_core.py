@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from credentials import blind_rsa
+from credentials import blind_rsa, consts
 from credentials.errors import BlindRSAError, InvalidSignatureError, IssuanceRateLimited
 from credentials.issuer_store import IssuerStore
 from credentials.rsa_private import GmpyPrivateOp
@@ -111,9 +111,10 @@ def test_spent_stores_accept_once_and_purge(tmp_path: Path) -> None:
         assert store.mark_spent(b"k1" * 16, b"n" * 32)
         assert not store.mark_spent(b"k1" * 16, b"n" * 32)
         assert store.mark_spent(b"k2" * 16, b"n" * 32)  # same nonce, other key: distinct
-        assert store.purge([b"k2" * 16]) == 1
+        assert store.note_directory([b"k2" * 16], now=0) == 0  # withdrawn: kept a while
+        assert store.note_directory([b"k2" * 16], now=consts.SPENT_PURGE_DELAY) == 1
         assert store.mark_spent(b"k1" * 16, b"n" * 32)
-        assert store.purge([]) == 0  # an empty key list never wipes the store
+        assert store.note_directory([], now=10**9) == 0  # an empty list never wipes the store
 
 
 def test_rate_limit_never_over_grants_under_threads(tmp_path: Path) -> None:
