@@ -25,12 +25,13 @@ unit: $(DEV_INSTALLED) $(NODE_PEERS) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing of every decoder of untrusted input (fuzz/, docs/RELIABILITY.md):
-# a second per target in `make test`, 30 s per target, or 10 minutes per target niced.
+# a second per target in `make test` (two at a time), 30 s per target, or 10 minutes per
+# target, one at a time, niced.
 fuzz-smoke: $(DEV_INSTALLED)
-	$(PY) -m fuzz --seconds 1
+	$(PY) -m fuzz --seconds 1 --jobs 2
 
 fuzz: $(DEV_INSTALLED)
-	$(PY) -m fuzz --seconds 30
+	$(PY) -m fuzz --seconds 30 --jobs 2
 
 fuzz-long: $(DEV_INSTALLED)
 	nice -n 19 $(PY) -m fuzz --seconds 600

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -139,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="where crashing inputs go (default: %(default)s)")
     parser.add_argument("--log-dir", type=Path, help="keep each target's libFuzzer log here")
     parser.add_argument("--json", type=Path, help="append the results as JSON lines here")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="targets run at once (default: 1; CI's smoke pass uses 2)")
     parser.add_argument("--merge", action="store_true",
                         help="add new inputs that raise coverage to the committed corpus")
     parser.add_argument("--seed", action="store_true",
@@ -161,13 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     print(f"{'target':<18}{'outcome':<9}{'execs':>11}{'cov':>7}{'ft':>7}{'corpus':>8}"
           f"{'secs':>8}{'rss MB':>8}", flush=True)
-    for target in targets:
-        result = run_target(target, args, args.artifacts)
-        failed += result.outcome != "ok"
-        print(f"{result.target:<18}{result.outcome:<9}{result.executions:>11}{result.cov:>7}"
-              f"{result.ft:>7}{result.corpus:>8}{result.seconds:>8}{result.peak_rss_mb:>8}"
-              + (f"  input: {result.artifact}" if result.artifact else ""), flush=True)
-        if args.json:
-            with args.json.open("a") as out:
-                out.write(json.dumps(asdict(result)) + "\n")
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        # Results come back in target order, each as soon as it and those before it are done.
+        for result in pool.map(lambda t: run_target(t, args, args.artifacts), targets):
+            failed += result.outcome != "ok"
+            print(f"{result.target:<18}{result.outcome:<9}{result.executions:>11}"
+                  f"{result.cov:>7}{result.ft:>7}{result.corpus:>8}{result.seconds:>8}"
+                  f"{result.peak_rss_mb:>8}"
+                  + (f"  input: {result.artifact}" if result.artifact else ""), flush=True)
+            if args.json:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(asdict(result)) + "\n")
     return 1 if failed else 0
