@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -152,8 +152,8 @@ class IssuerStore:
         rows = self.db.fetchall("SELECT key_id, private_pem FROM issuer_keys WHERE "
                                 "retired_at IS NULL AND private_pem IS NOT NULL")
         wrapped = 0
-        for key_id, pem in rows:
-            key_id, pem = bytes(key_id), bytes(pem)
+        for row in rows:
+            key_id, pem = bytes(row[0]), bytes(row[1])
             if pem.startswith(_WRAPPED):
                 continue
             self.db.execute("UPDATE issuer_keys SET private_pem = ? WHERE key_id = ? AND "
