@@ -77,7 +77,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--issuer-name", required=True, help="the issuer's name (host[:port])")
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     add_metrics_arguments(serve)
-    add_metrics_arguments(serve)
     serve.add_argument("--threads", type=int, default=1, help="application threads per worker")
     serve.add_argument("--public-url", default="",
                        help="base URL clients reach, for issuer-request-uri (default: a URI "
