@@ -447,6 +447,11 @@ class ResponseStream:
                 if self._content_total > self.limits.max_content_bytes:
                     raise LimitExceeded("content too large")
                 out.append(piece)
+        # The trailer section and padding wait here for close(): bound them as the whole-message
+        # decoder is bounded by the message's size (padding no longer than content may be).
+        if self._state == "trailers" and len(self._buf) > (self.limits.max_section_bytes
+                                                           + self.limits.max_content_bytes):
+            raise LimitExceeded("trailer section and padding too large")
         return out
 
     def _parse_head(self) -> bool:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import requests
 
-from ohttp_relay import ohttp
+from ohttp_relay import bhttp, ohttp
 from ohttp_relay.client import ObliviousClient
-from ohttp_relay.errors import RequestRejected
+from ohttp_relay.errors import LimitExceeded, RequestRejected
 
 DEEP = b"[" * 100_000
 
@@ -44,3 +44,25 @@ def test_a_deeply_nested_problem_from_the_relay_is_a_rejection() -> None:
                              session=session)
     with pytest.raises(RequestRejected):
         client.request("GET", "http://target.example/")
+
+
+@pytest.mark.parametrize("mode", list(bhttp.Mode))
+def test_a_streamed_response_cannot_grow_without_bound_after_its_content(
+        mode: bhttp.Mode) -> None:
+    # ResponseStream kept every byte after the content (trailers, then padding) until close():
+    # a peer sending zero padding forever grew the client's memory without limit.
+    limits = bhttp.Limits(max_section_bytes=1024, max_content_bytes=4096)
+    stream = bhttp.ResponseStream(limits)
+    assert stream.feed(bhttp.Response(200, content=b"hi").to_bytes(mode)) == [b"hi"]
+    with pytest.raises(LimitExceeded):
+        for _ in range(100):
+            stream.feed(bytes(1024))
+
+
+def test_a_streamed_response_with_padding_within_the_bound_still_decodes() -> None:
+    limits = bhttp.Limits(max_section_bytes=1024, max_content_bytes=4096)
+    stream = bhttp.ResponseStream(limits)
+    raw = bhttp.Response(200, content=b"hi", trailers=(("x-t", "1"),)).to_bytes(padding=4000)
+    pieces = [piece for i in range(0, len(raw), 100) for piece in stream.feed(raw[i:i + 100])]
+    assert b"".join(pieces) == b"hi"
+    assert stream.close().trailers == (("x-t", "1"),)
