@@ -35,10 +35,9 @@ from typing import Any
 
 import uvicorn
 from a2wsgi import WSGIMiddleware
-from flask import Flask
 from uvicorn.supervisors import Multiprocess
 
-from service_kit import consts, logging_filter, metrics
+from service_kit import consts, logging_filter
 from service_kit.asgi_guard import ASGIApp, BufferedBody, PrereadInput
 from service_kit.errors import ConfigError
 from service_kit.http_protocol import GuardedHttpToolsProtocol, HeadLimits
@@ -48,8 +47,6 @@ CONFIG_ENV = "E2EE_SERVICE_CONFIG"
 WORKERS_ENV = "SERVICE_KIT_WORKERS"
 #: Optional JSON of :class:`HeadLimits` fields for :func:`main` (tests shorten the timeouts).
 LIMITS_ENV = "E2EE_SERVICE_LIMITS"
-#: Optional ``HOST:PORT`` of the metrics endpoint for :func:`main` (see service_kit.metrics).
-METRICS_ENV = "E2EE_SERVICE_METRICS"
 
 
 def worker_count() -> int:
@@ -85,6 +82,11 @@ def body_limit(wsgi_app: Any) -> int:
 #: of path to an ASGI application for ``websocket`` scopes (served natively on the event loop,
 #: not through a2wsgi: a connection holds no thread).
 WEBSOCKETS_EXTENSION = "service_kit.websockets"
+#: Flask ``app.extensions`` key under which a service lists HTTP endpoints served in front of
+#: the WSGI stack: a mapping of path to a function that takes the HTTP stack (an ASGI app) and
+#: returns the endpoint's ASGI app (e.g. a long-poll that waits on the event loop, then hands
+#: the request to the Flask app).
+HTTP_ROUTES_EXTENSION = "service_kit.http_routes"
 
 
 def build_asgi(factory: str, config: Mapping[str, Any], threads: int) -> ASGIApp:
@@ -92,22 +94,24 @@ def build_asgi(factory: str, config: Mapping[str, Any], threads: int) -> ASGIApp
     service's WebSocket endpoints, if it has any."""
     logging_filter.install()
     wsgi_app = load_factory(factory)(config)
-    if isinstance(wsgi_app, Flask):
-        metrics.instrument(wsgi_app)  # request latency by route template
     adapter = WSGIMiddleware(PrereadInput(wsgi_app), workers=threads)  # type: ignore[arg-type]
     http = BufferedBody(adapter, max_body=body_limit(wsgi_app))  # type: ignore[arg-type]
     extensions = getattr(wsgi_app, "extensions", None)
-    sockets = extensions.get(WEBSOCKETS_EXTENSION) if isinstance(extensions, Mapping) else None
-    return Router(http, dict(sockets or {}))
+    ext: Mapping[str, Any] = extensions if isinstance(extensions, Mapping) else {}
+    sockets = ext.get(WEBSOCKETS_EXTENSION) or {}
+    routes = {path: wrap(http) for path, wrap in (ext.get(HTTP_ROUTES_EXTENSION) or {}).items()}
+    return Router(http, dict(sockets), routes)
 
 
 class Router:
-    """HTTP to the WSGI stack; a WebSocket handshake to its endpoint, or refused (403) when the
-    path has none."""
+    """HTTP to the WSGI stack (or to the endpoint a service put in front of it for that path);
+    a WebSocket handshake to its endpoint, or refused (403) when the path has none."""
 
-    def __init__(self, http: ASGIApp, sockets: Mapping[str, ASGIApp]) -> None:
+    def __init__(self, http: ASGIApp, sockets: Mapping[str, ASGIApp],
+                 routes: Mapping[str, ASGIApp] | None = None) -> None:
         self.http = http
         self.sockets = dict(sockets)
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
@@ -117,7 +121,7 @@ class Router:
                 return
             await endpoint(scope, receive, send)
             return
-        await self.http(scope, receive, send)
+        await self.routes.get(scope.get("path", ""), self.http)(scope, receive, send)
 
 
 def uvicorn_config(factory: str, config: Mapping[str, Any], *, host: str, port: int,
@@ -160,54 +164,19 @@ def serve(
     threads: int = consts.DEFAULT_THREADS,
     keepalive: int = consts.KEEPALIVE_TIMEOUT,
     limits: HeadLimits | None = None,
-    metrics_listen: str | None = None,
-    metrics_dir: str | None = None,
 ) -> None:
     """Serve ``factory(config)`` until SIGTERM/SIGINT (graceful for
-    :data:`~service_kit.consts.GRACEFUL_TIMEOUT` seconds).
-
-    ``metrics_listen`` (``HOST:PORT``): serve Prometheus metrics there, apart from the public
-    port (off by default); ``metrics_dir``: the workers' metric files when there are several
-    (default: a temporary 0700 directory). See :mod:`service_kit.metrics`."""
+    :data:`~service_kit.consts.GRACEFUL_TIMEOUT` seconds)."""
     logging_filter.install()
     os.environ[WORKERS_ENV] = str(workers)  # the workers inherit it (see worker_count)
     cfg = uvicorn_config(factory, config, host=host, port=port, workers=workers,
                          threads=threads, keepalive=keepalive, limits=limits or HeadLimits())
-    exposition = (metrics.Exposition(metrics_listen, workers=workers, directory=metrics_dir)
-                  if metrics_listen else None)
-    if exposition is None:
-        os.environ.pop(metrics.MULTIPROC_ENV, None)  # no stray files from the workers
-    else:
-        exposition.start()  # before the workers start: they inherit its environment
-    try:
-        if workers == 1:
-            uvicorn.Server(cfg).run()
-            return
-        sock = cfg.bind_socket()
-        Supervisor(cfg, sockets=[sock],
-                   on_exit=exposition.worker_exited if exposition else None).run()
-    finally:
-        if exposition is not None:
-            exposition.close()
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, also telling ``on_exit`` the id of each worker that is gone
-    (killed, crashed, or replaced on SIGHUP): the metrics drop its live gauges."""
-
-    def __init__(self, config: uvicorn.Config, sockets: list[Any], *,
-                 on_exit: Callable[[int], None] | None = None) -> None:
-        super().__init__(config, sockets)
-        self.on_exit = on_exit
-        self._known: set[int] = set()
-
-    def keep_subprocess_alive(self) -> None:
-        super().keep_subprocess_alive()  # called every 0.5 s, after signals were handled
-        current = {p.pid for p in self.processes if p.pid is not None}
-        if self.on_exit is not None:
-            for pid in self._known - current:
-                self.on_exit(pid)
-        self._known = current
+    server = uvicorn.Server(cfg)
+    if workers == 1:
+        server.run()
+        return
+    sock = cfg.bind_socket()
+    Multiprocess(cfg, sockets=[sock]).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,8 +184,7 @@ def main(argv: list[str] | None = None) -> None:
 
     The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable, and
     optionally the limits in ``E2EE_SERVICE_LIMITS`` (the test suite's and the benchmarks' way to
-    start a service) and the metrics address in ``E2EE_SERVICE_METRICS``; all are removed from
-    the environment before the service starts.
+    start a service); both are removed from the environment before the service starts.
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (3, 4, 5, 6):
@@ -228,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = int(args[4]) if len(args) >= 5 else consts.DEFAULT_THREADS
     keepalive = int(args[5]) if len(args) >= 6 else consts.KEEPALIVE_TIMEOUT
     serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads,
-          keepalive=keepalive, limits=limits, metrics_listen=os.environ.pop(METRICS_ENV, None))
+          keepalive=keepalive, limits=limits)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from e2ee_core.server.errors import (
     ServerError,
     UnsupportedMediaType,
 )
+from e2ee_core.server.longpoll import LongPoll
 from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.push import PushChannel
 from e2ee_core.server.service import DeliveryService, Settings
@@ -49,7 +50,7 @@ from e2ee_core.server.wire import (
 )
 from service_kit.database import Database, is_postgres_url
 from service_kit.problem import install_problem_handlers, problem
-from service_kit.serving import WEBSOCKETS_EXTENSION, worker_count
+from service_kit.serving import HTTP_ROUTES_EXTENSION, WEBSOCKETS_EXTENSION, worker_count
 
 # ``db`` value selecting the in-memory store: one process only, nothing survives a restart.
 MEMORY_DB = "memory:"
@@ -127,6 +128,9 @@ def create_app(config: Mapping[str, Any]) -> Flask:
             if listener is None and db_url != MEMORY_DB and worker_count() > 1 else None)
     app.extensions[WEBSOCKETS_EXTENSION] = {"/v1/websocket": PushChannel(service,
                                                                          poll_seconds=poll)}
+    # GET /v1/messages?wait= waits on the event loop, then this app answers (longpoll.py).
+    app.extensions[HTTP_ROUTES_EXTENSION] = {
+        "/v1/messages": lambda http: LongPoll(service, http, poll_seconds=poll)}
     install_problem_handlers(app)
 
     @app.errorhandler(ServerError)
