@@ -35,9 +35,10 @@ from typing import Any
 
 import uvicorn
 from a2wsgi import WSGIMiddleware
+from flask import Flask
 from uvicorn.supervisors import Multiprocess
 
-from service_kit import consts, logging_filter
+from service_kit import consts, logging_filter, metrics
 from service_kit.asgi_guard import ASGIApp, BufferedBody, PrereadInput
 from service_kit.errors import ConfigError
 from service_kit.http_protocol import GuardedHttpToolsProtocol, HeadLimits
@@ -47,6 +48,8 @@ CONFIG_ENV = "E2EE_SERVICE_CONFIG"
 WORKERS_ENV = "SERVICE_KIT_WORKERS"
 #: Optional JSON of :class:`HeadLimits` fields for :func:`main` (tests shorten the timeouts).
 LIMITS_ENV = "E2EE_SERVICE_LIMITS"
+#: Optional ``HOST:PORT`` of the metrics endpoint for :func:`main` (see service_kit.metrics).
+METRICS_ENV = "E2EE_SERVICE_METRICS"
 
 
 def worker_count() -> int:
@@ -94,6 +97,8 @@ def build_asgi(factory: str, config: Mapping[str, Any], threads: int) -> ASGIApp
     service's WebSocket endpoints, if it has any."""
     logging_filter.install()
     wsgi_app = load_factory(factory)(config)
+    if isinstance(wsgi_app, Flask):
+        metrics.instrument(wsgi_app)  # request latency by route template
     adapter = WSGIMiddleware(PrereadInput(wsgi_app), workers=threads)  # type: ignore[arg-type]
     http = BufferedBody(adapter, max_body=body_limit(wsgi_app))  # type: ignore[arg-type]
     extensions = getattr(wsgi_app, "extensions", None)
@@ -164,19 +169,54 @@ def serve(
     threads: int = consts.DEFAULT_THREADS,
     keepalive: int = consts.KEEPALIVE_TIMEOUT,
     limits: HeadLimits | None = None,
+    metrics_listen: str | None = None,
+    metrics_dir: str | None = None,
 ) -> None:
     """Serve ``factory(config)`` until SIGTERM/SIGINT (graceful for
-    :data:`~service_kit.consts.GRACEFUL_TIMEOUT` seconds)."""
+    :data:`~service_kit.consts.GRACEFUL_TIMEOUT` seconds).
+
+    ``metrics_listen`` (``HOST:PORT``): serve Prometheus metrics there, apart from the public
+    port (off by default); ``metrics_dir``: the workers' metric files when there are several
+    (default: a temporary 0700 directory). See :mod:`service_kit.metrics`."""
     logging_filter.install()
     os.environ[WORKERS_ENV] = str(workers)  # the workers inherit it (see worker_count)
     cfg = uvicorn_config(factory, config, host=host, port=port, workers=workers,
                          threads=threads, keepalive=keepalive, limits=limits or HeadLimits())
-    server = uvicorn.Server(cfg)
-    if workers == 1:
-        server.run()
-        return
-    sock = cfg.bind_socket()
-    Multiprocess(cfg, sockets=[sock]).run()
+    exposition = (metrics.Exposition(metrics_listen, workers=workers, directory=metrics_dir)
+                  if metrics_listen else None)
+    if exposition is None:
+        os.environ.pop(metrics.MULTIPROC_ENV, None)  # no stray files from the workers
+    else:
+        exposition.start()  # before the workers start: they inherit its environment
+    try:
+        if workers == 1:
+            uvicorn.Server(cfg).run()
+            return
+        sock = cfg.bind_socket()
+        Supervisor(cfg, sockets=[sock],
+                   on_exit=exposition.worker_exited if exposition else None).run()
+    finally:
+        if exposition is not None:
+            exposition.close()
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, also telling ``on_exit`` the id of each worker that is gone
+    (killed, crashed, or replaced on SIGHUP): the metrics drop its live gauges."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[Any], *,
+                 on_exit: Callable[[int], None] | None = None) -> None:
+        super().__init__(config, sockets)
+        self.on_exit = on_exit
+        self._known: set[int] = set()
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()  # called every 0.5 s, after signals were handled
+        current = {p.pid for p in self.processes if p.pid is not None}
+        if self.on_exit is not None:
+            for pid in self._known - current:
+                self.on_exit(pid)
+        self._known = current
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
 
     The config mapping comes as JSON in the ``E2EE_SERVICE_CONFIG`` environment variable, and
     optionally the limits in ``E2EE_SERVICE_LIMITS`` (the test suite's and the benchmarks' way to
-    start a service); both are removed from the environment before the service starts.
+    start a service) and the metrics address in ``E2EE_SERVICE_METRICS``; all are removed from
+    the environment before the service starts.
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (3, 4, 5, 6):
@@ -196,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = int(args[4]) if len(args) >= 5 else consts.DEFAULT_THREADS
     keepalive = int(args[5]) if len(args) >= 6 else consts.KEEPALIVE_TIMEOUT
     serve(args[0], config, host=args[1], port=int(args[2]), workers=workers, threads=threads,
-          keepalive=keepalive, limits=limits)
+          keepalive=keepalive, limits=limits, metrics_listen=os.environ.pop(METRICS_ENV, None))
 
 
 if __name__ == "__main__":
