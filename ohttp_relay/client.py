@@ -201,10 +201,15 @@ class ObliviousClient:
         followed. (Also a quarter less client CPU than ``Session.post``, which merges all of
         that per request; measured.)"""
         session = self.session
-        headers: dict[str, str | bytes] = {"Content-Type": media} if media else {}
+        # Below requests, urllib3 would add "User-Agent: python-urllib3/x" and http.client
+        # "Accept-Encoding: identity": SKIP_HEADER suppresses both unless the caller set them.
+        headers: dict[str, str | bytes] = {"User-Agent": urllib3.util.SKIP_HEADER,
+                                           "Accept-Encoding": urllib3.util.SKIP_HEADER}
+        if media:
+            headers["Content-Type"] = media
         for name, value in session.headers.items():
             if _DEFAULT_HEADERS.get(name.lower()) != value and name.lower() != "content-type":
-                headers[name] = value
+                headers[_CANONICAL.get(name.lower(), name)] = value
         prepared = requests.PreparedRequest()
         prepared.prepare(method=method, url=url, headers=headers, data=body, auth=session.auth)
         settings: Any = {"proxies": session.proxies, "verify": session.verify,
@@ -247,6 +252,8 @@ class ObliviousClient:
 _T = TypeVar("_T")
 #: requests' default session headers (lower-case names): never sent to the relay as such.
 _DEFAULT_HEADERS = {k.lower(): v for k, v in requests.utils.default_headers().items()}
+#: A caller's own User-Agent or Accept-Encoding replaces the SKIP_HEADER entry (one spelling).
+_CANONICAL = {"user-agent": "User-Agent", "accept-encoding": "Accept-Encoding"}
 
 
 def _aborted(exc: requests.ConnectionError) -> bool:

@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--date-window", type=int, default=consts.DEFAULT_DATE_WINDOW,
                        help="seconds a request's Date may differ from now (0 = off)")
-    serve.add_argument("--require-date", action="store_true",
-                       help="refuse inner requests without a Date field")
+    serve.add_argument("--allow-undated", action="store_true",
+                       help="accept inner requests without a Date field (their replays are "
+                            "then refused only for 2 x the date window + 1 s)")
     serve.add_argument("--keys-max-age", type=int, default=consts.DEFAULT_KEYS_MAX_AGE)
     serve.add_argument("--target-timeout", type=float, default=30.0)
     serve.add_argument("--relay-secret-env", metavar="VAR",
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         config: dict[str, object] = {
             "db": args.db, "targets": targets, "date_window": args.date_window,
-            "require_date": args.require_date, "keys_max_age": args.keys_max_age,
+            "require_date": not args.allow_undated, "keys_max_age": args.keys_max_age,
             "target_timeout": args.target_timeout,
         }
         if args.relay_secret_env:

@@ -123,7 +123,9 @@ class GatewaySettings:
     relay_secret: str | None = None
     #: Seconds a request's ``Date`` may differ from the gateway's clock (0: no Date check).
     date_window: int = consts.DEFAULT_DATE_WINDOW
-    require_date: bool = False
+    #: Refuse inner requests without ``Date``: replays of undated ones are refused only while
+    #: the replay cache remembers them (2 x ``date_window`` + 1 s).
+    require_date: bool = True
     keys_max_age: int = consts.DEFAULT_KEYS_MAX_AGE
     #: Seconds between rereads of the key store (rotations propagate).
     key_refresh: float = 5.0

@@ -4,6 +4,12 @@ Two layers: the inner request's ``Date`` must lie within ``window`` seconds of t
 clock, and every accepted Encapsulated Request's ``enc`` (unique per HPKE encapsulation) is
 remembered per key id for as long as a request carrying it could still pass the Date check, so a
 byte-identical replay inside the window is refused (the store does the remembering).
+
+The two layers only cover each other when every request is dated: an undated request would be
+forgotten after ``remember_for`` and then pass again. So a request without ``Date`` is refused
+by default (``require_date``; the client library always adds one). A gateway that allows undated
+requests (or turns the Date check off, ``window = 0``) is protected against replays only for
+``remember_for`` seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ class ReplayPolicy:
     """``window`` seconds either side of now (0 disables the Date check)."""
 
     window: int = consts.DEFAULT_DATE_WINDOW
-    require_date: bool = False
+    #: Refuse requests without ``Date`` (see the module docstring for why this is the default).
+    require_date: bool = True
     #: How long a seen ``enc`` is remembered when the Date check is disabled.
     ttl_without_window: int = consts.DEFAULT_REPLAY_TTL
 

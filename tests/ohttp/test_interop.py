@@ -4,6 +4,7 @@ our relay, gateway and client."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from ohttp_relay import bhttp, ohttp
 from ohttp_relay.gateway_service import create_app as create_gateway
 from ohttp_relay.relay_service import create_app as create_relay
+from ohttp_relay.replay import format_http_date
 from tests.apps import create_echo_app
 from tests.support import LiveServer, NodePeer
 
@@ -40,7 +42,9 @@ def test_node_client_through_our_relay_and_gateway(
     relay = live_server(create_relay, gateway_url=gateway.url + "/gateway")
     peer = node_peer("ohttp_peer.mjs")
     answer = peer.call(op="request", relay_url=relay.url, method="POST",
-                       url=echo.url + "/stickers?q=caf%C3%A9", headers={"X-Test": "node"},
+                       url=echo.url + "/stickers?q=caf%C3%A9",
+                       # the gateway refuses undated requests (RFC 9458 §6.5 replay defence)
+                       headers={"X-Test": "node", "Date": format_http_date(time.time())},
                        body=b"from node".hex())
     assert answer["outer_status"] == 200 and answer["status"] == 200
     seen = json.loads(bytes.fromhex(answer["body"]))
@@ -50,7 +54,8 @@ def test_node_client_through_our_relay_and_gateway(
     assert answer["headers"]["content-type"] == "application/json"
     # A target outside the allowlist: the sealed 403 is decoded by bhttp-js too.
     refused = peer.call(op="request", relay_url=relay.url, method="GET",
-                        url="http://127.0.0.1:1/")
+                        url="http://127.0.0.1:1/",
+                        headers={"Date": format_http_date(time.time())})
     assert refused["status"] == 403
 
 

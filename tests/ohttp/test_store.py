@@ -96,7 +96,9 @@ def test_date_window() -> None:
 
     policy = ReplayPolicy(window=60)
     check_date(format_http_date(1_000_000), 1_000_030, policy)
-    check_date(None, 1_000_000, policy)  # no Date: accepted unless required
+    check_date(None, 1_000_000, ReplayPolicy(window=60, require_date=False))  # when allowed
+    with pytest.raises(ReplayError):
+        check_date(None, 1_000_000, policy)  # no Date: refused by default
     for bad in (format_http_date(1_000_000), "yesterday", None):
         with pytest.raises(ReplayError):
             check_date(bad, 1_000_061, ReplayPolicy(window=60, require_date=True))
