@@ -189,9 +189,9 @@ class DeviceSets:
         if key is None:
             return
         store.put_device(user, device_id, key)
-        if known:
+        if known and user not in self.first_contacts:
             self.device_added(user, device_id)
-        else:
+        else:  # first heard of in this batch (maybe from several of its devices): no notice
             self.first_contacts.add(user)  # learn its other devices after this batch
 
     def handle_notice(self, envelope: Envelope) -> None:

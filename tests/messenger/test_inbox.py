@@ -109,3 +109,18 @@ def test_a_blocked_account_cannot_reach_or_be_reached(inproc: InProcess) -> None
     b0.unblock(mallory.name)
     m0.send_text(bob.name, "sorry")
     assert [m.text for m in b0.receive()] == ["sorry"]
+
+
+def test_a_new_account_heard_from_two_devices_in_one_batch_makes_no_notice(
+        inproc: InProcess) -> None:
+    """First contact is trust on first use: messages from two devices of an account never seen
+    before, in one batch, must not announce the second as 'added' (seen with delivery
+    receipts from both of a recipient's devices)."""
+    alice = Account(inproc.url, 2, session=inproc.session)
+    bob = Account(inproc.url, 2, session=inproc.session)
+    a0, a1 = alice.devices
+    a0.send_text(bob.name, "hello")
+    for device in bob.devices:
+        device.receive()  # both send a delivery receipt to every alice device
+    a1.receive()  # a1 has never exchanged a message with bob
+    assert [n for n in a1.notices() if n.username == bob.name] == []
