@@ -31,6 +31,8 @@ WEIGHT_EXACT = 1.0
 WEIGHT_PREFIX = 0.7
 WEIGHT_INFIX = 0.45  # a CJK term found inside a longer unsegmented word
 WEIGHT_TYPO = 0.5
+# ... and lower still for a word that also begins indexed terms (likely unfinished: "pizz").
+TYPING_TYPO_FACTOR = 0.5
 # Field weights: the sticker's own name in a language beats aliases and Unicode character names.
 FIELD_NAME = 1.0
 FIELD_ALIAS = 0.85

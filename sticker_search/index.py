@@ -20,6 +20,7 @@ fixed order: base stickers before skin-tone variants, shorter names, older emoji
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 import itertools
 from collections.abc import Iterable
@@ -49,6 +50,7 @@ from sticker_search.consts import (
     POPULARITY_WEIGHT,
     SKIN_TONE_FACTOR,
     STOPWORDS,
+    TYPING_TYPO_FACTOR,
     WEIGHT_EXACT,
     WEIGHT_INFIX,
     WEIGHT_PREFIX,
@@ -77,6 +79,12 @@ class SearchResult:
 
     total: int
     hits: tuple[Hit, ...]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tokens(text: str) -> tuple[str, ...]:
+    # Catalog keywords repeat across stickers and fields: tokenising each once speeds the build.
+    return tuple(tokenize(text))
 
 
 def _deletes(term: str) -> set[str]:
@@ -119,14 +127,14 @@ class SearchIndex:
         postings: dict[str, dict[int, tuple[float, int]]] = {}
         # Adjacent word pairs of names and phrases ("good night"): a bonus for phrase queries.
         self._pairs: dict[str, dict[int, float]] = {}
-        priors: list[float] = []
+        lexicon_priors: list[float] = []
         for number, sticker in enumerate(self._stickers):
             # The tie-break order rides in the weights as a factor too small to reorder real
             # score differences, so ranking needs no second sort key.
-            prior = ((SKIN_TONE_FACTOR if sticker.skin_tone else 1.0)
-                     * (1.0 + POPULARITY_WEIGHT * sticker.popularity)
-                     * (1.0 - rank[number] * 1e-8))
-            priors.append(prior)
+            base = (SKIN_TONE_FACTOR if sticker.skin_tone else 1.0) * (1.0 - rank[number] * 1e-8)
+            prior = base * (1.0 + POPULARITY_WEIGHT * sticker.popularity)
+            # A lexicon concept's own order ranks its stickers, so each counts as most popular.
+            lexicon_priors.append(base * (1.0 + POPULARITY_WEIGHT))
             for lang, words in sticker.keywords.items():
                 bit = self._lang_bit.get(lang, 0)
                 self._add(postings, number, words, FIELD_NAME * prior, bit)
@@ -147,12 +155,13 @@ class SearchIndex:
                 number = numbers.get(sticker_id(glyph), -1)
                 if number < 0:
                     continue  # a sticker this catalog lacks
-                weight = FIELD_LEXICON * priors[number] / (1.0 + LEXICON_RANK_DECAY * place)
+                weight = (FIELD_LEXICON * lexicon_priors[number]
+                          / (1.0 + LEXICON_RANK_DECAY * place))
                 for lang, phrases in concept.phrases.items():
                     bit = self._lang_bit.get(lang, 0)
                     for phrase in phrases:
                         self._add(postings, number, (phrase,), weight, bit, lexicon=True)
-                        self._add_pairs(number, tokenize(phrase), weight)
+                        self._add_pairs(number, _tokens(phrase), weight)
         # Posting lists by falling weight: a one-word query reads only their heads.
         self._ranked: dict[str, tuple[Posting, ...]] = {
             term: tuple(sorted(((w, n, m) for n, (w, m) in docs.items()), reverse=True))
@@ -208,7 +217,7 @@ class SearchIndex:
     @staticmethod
     def _add(postings: dict[str, dict[int, tuple[float, int]]], number: int,
              words: Iterable[str], field: float, bit: int, *, lexicon: bool = False) -> None:
-        tokens = [t for w in words for t in tokenize(w)]
+        tokens = [t for w in words for t in _tokens(w)]
         terms = [t for t in tokens if t not in STOPWORDS]
         if not terms:
             if not (lexicon and len(tokens) == 1):
@@ -222,7 +231,7 @@ class SearchIndex:
             docs[number] = (max(old_weight, weight), old_mask | bit)
 
     def _add_pairs(self, number: int, words: Iterable[str], weight: float) -> None:
-        terms = [t for w in words for t in tokenize(w) if t not in STOPWORDS]
+        terms = [t for w in words for t in _tokens(w) if t not in STOPWORDS]
         for first, second in itertools.pairwise(terms):
             docs = self._pairs.setdefault(f"{first} {second}", {})
             if weight > docs.get(number, 0.0):
@@ -276,9 +285,11 @@ class SearchIndex:
             candidates: set[str] = set(self._deletes.get(word, ()))
             for variant in _deletes(word):
                 candidates.update(self._deletes.get(variant, ()))
+            # A word that begins real words is more likely unfinished than mistyped.
+            typo = WEIGHT_TYPO * (TYPING_TYPO_FACTOR if matches else 1.0)
             for term in candidates:
                 if term not in matches and within_one_edit(word, term):
-                    matches[term] = WEIGHT_TYPO
+                    matches[term] = typo
         return matches
 
     def _known(self, text: str) -> bool:

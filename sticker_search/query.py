@@ -54,7 +54,7 @@ def query_words(query: str, known: Callable[[str], bool],
         raise QueryError("query too long")
     words: list[str] = []
     for word in tokenize(query):
-        if len(word) > 1 and is_unsegmented(word) and not is_term(word):
+        if len(word) > 1 and not is_term(word) and is_unsegmented(word):
             words.extend(segment(word, known))
         else:
             words.append(word)

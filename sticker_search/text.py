@@ -46,11 +46,10 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_UNSEGMENTED = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}"
+                                         for low, high in _UNSEGMENTED_RANGES) + "]")
+
+
 def is_unsegmented(term: str) -> bool:
     """True when ``term`` contains a character of a script written without word spaces."""
-    for char in term:
-        code = ord(char)
-        for low, high in _UNSEGMENTED_RANGES:
-            if low <= code <= high:
-                return True
-    return False
+    return _UNSEGMENTED.search(term) is not None
