@@ -16,6 +16,7 @@ import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from ohttp_relay import consts
 from ohttp_relay._wire import Reader, encode_varint
@@ -298,7 +299,7 @@ def _read_section(reader: Reader, mode: Mode, limits: Limits) -> tuple[Field, ..
         if length > limits.max_section_bytes:
             raise LimitExceeded("field section too large")
         if length > reader.remaining():
-            raise Truncated("truncated field section")
+            reader.take(length, "field section")  # raises Truncated (a stream notes the need)
         return _read_field_lines(reader, reader.pos + length, limits)
     return _read_field_lines(reader, None, limits)
 
@@ -414,6 +415,27 @@ def framing_of(data: bytes) -> Framing:
     return _framing(Reader(bytes(data)))
 
 
+class _StreamReader(Reader):
+    """A reader that notes how long the input must be for the read that fell short."""
+
+    __slots__ = ("need",)
+
+    def __init__(self, data: bytes | bytearray, pos: int = 0) -> None:
+        # A bytearray reads like bytes here (slices, indexing, int.from_bytes): no copy made.
+        super().__init__(cast(bytes, data), pos)
+        self.need = 0
+
+    def take(self, n: int, what: str = "input") -> bytes:
+        if n >= 0 and self.pos + n > len(self.data):
+            self.need = self.pos + n
+        return super().take(n, what)
+
+    def varint(self, what: str = "varint", *, minimal: bool = False) -> int:
+        if self.pos >= len(self.data):
+            self.need = self.pos + 1
+        return super().varint(what, minimal=minimal)
+
+
 class ResponseStream:
     """Incremental response decoder: content is released as it arrives.
 
@@ -432,6 +454,15 @@ class ResponseStream:
         self._remaining = 0  # known-length content bytes still to come
         self._content_total = 0
         self._trailers: tuple[Field, ...] = ()
+        self._head_need = 0  # the head cannot be complete before the buffer is this long
+        # The head is parsed incrementally: parsing resumes at _head_pos (after the framing
+        # indicator, a status code, each complete field line), so a head sent in small pieces
+        # costs linear, not quadratic, time.
+        self._head_pos = 0
+        self._interim: list[InformationalResponse] = []
+        self._status: int | None = None  # the status code whose field section is being read
+        self._section_start = 0
+        self._fields: list[Field] = []
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
@@ -455,34 +486,62 @@ class ResponseStream:
         return out
 
     def _parse_head(self) -> bool:
-        reader = Reader(bytes(self._buf))
+        if len(self._buf) < self._head_need:
+            return False  # the read that fell short still cannot succeed
+        reader = _StreamReader(self._buf, self._head_pos)  # no copy: parsed before any feed
         try:
-            framing = _framing(reader)
-            if framing not in (Framing.KNOWN_LENGTH_RESPONSE, Framing.INDETERMINATE_RESPONSE):
-                raise DecodeError("not a response")
-            mode = (Mode.KNOWN_LENGTH if framing is Framing.KNOWN_LENGTH_RESPONSE
-                    else Mode.INDETERMINATE)
-            interim: list[InformationalResponse] = []
+            if self._head_pos == 0:
+                framing = _framing(reader)
+                if framing not in (Framing.KNOWN_LENGTH_RESPONSE,
+                                   Framing.INDETERMINATE_RESPONSE):
+                    raise DecodeError("not a response")
+                self._mode = (Mode.KNOWN_LENGTH if framing is Framing.KNOWN_LENGTH_RESPONSE
+                              else Mode.INDETERMINATE)
+                self._head_pos = reader.pos
             while True:
-                status = reader.varint("status code")
-                if 100 <= status <= 199:
-                    if len(interim) >= self.limits.max_informational:
-                        raise LimitExceeded("too many informational responses")
-                    interim.append(InformationalResponse(
-                        status, _read_section(reader, mode, self.limits)))
-                    continue
-                if not 200 <= status <= 599:
-                    raise DecodeError("invalid status code")
-                break
-            headers = _read_section(reader, mode, self.limits)
+                if self._status is None:
+                    status = reader.varint("status code")
+                    if 100 <= status <= 199:
+                        if len(self._interim) >= self.limits.max_informational:
+                            raise LimitExceeded("too many informational responses")
+                    elif not 200 <= status <= 599:
+                        raise DecodeError("invalid status code")
+                    self._status, self._section_start = status, reader.pos
+                    self._head_pos = reader.pos
+                section = self._head_section(reader)
+                status, self._status = self._status, None
+                self._head_pos = reader.pos
+                if status >= 200:
+                    break
+                self._interim.append(InformationalResponse(status, section))
         except Truncated:
+            self._head_need = max(reader.need, len(self._buf) + 1)
             return False  # wait for more bytes
-        self.head = Response(status, headers, b"", (), tuple(interim))
-        self._mode = mode
+        self.head = Response(status, section, b"", (), tuple(self._interim))
         self._state = "content"
         self._remaining = -1
         del self._buf[:reader.pos]
         return True
+
+    def _head_section(self, reader: _StreamReader) -> tuple[Field, ...]:
+        """The field section after a status code, resumable after each complete field line."""
+        if self._mode is Mode.KNOWN_LENGTH:
+            return _read_section(reader, self._mode, self.limits)  # waits for all of it at once
+        limits = self.limits
+        while reader.peek_varint("field section") != 0:
+            if len(self._fields) >= limits.max_field_lines:
+                raise LimitExceeded("too many field lines")
+            name = _read_vbytes(reader, limits.max_field_bytes, "field name")
+            if not name:
+                raise DecodeError("empty field name")
+            value = _read_vbytes(reader, limits.max_field_bytes, "field value")
+            if reader.pos - self._section_start > limits.max_section_bytes:
+                raise LimitExceeded("field section too large")
+            self._fields.append(_check_field(bytes(name), bytes(value)))
+            self._head_pos = reader.pos
+        reader.varint("field section")
+        section, self._fields = tuple(self._fields), []
+        return section
 
     def _content_piece(self) -> bytes | None:
         """The next piece of content, ``b""`` when content ended, ``None`` to wait."""

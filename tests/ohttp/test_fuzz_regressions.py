@@ -66,3 +66,28 @@ def test_a_streamed_response_with_padding_within_the_bound_still_decodes() -> No
     pieces = [piece for i in range(0, len(raw), 100) for piece in stream.feed(raw[i:i + 100])]
     assert b"".join(pieces) == b"hi"
     assert stream.close().trailers == (("x-t", "1"),)
+
+
+@pytest.mark.parametrize("mode", list(bhttp.Mode))
+def test_a_head_sent_in_one_byte_pieces_is_parsed_once_per_field_line(
+        mode: bhttp.Mode, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ResponseStream re-parsed the whole buffer on every feed until the head was complete: a
+    # peer sending a large head a byte at a time made the client's work quadratic (a 0.9 MB
+    # head took minutes). It now resumes where the last read fell short.
+    checked: list[bytes] = []
+    real_check = bhttp._check_field
+
+    def counting_check(name: bytes, value: bytes) -> bhttp.Field:
+        checked.append(name)
+        return real_check(name, value)
+
+    monkeypatch.setattr(bhttp, "_check_field", counting_check)
+    fields = tuple((f"x-{i:03d}", "v" * 20) for i in range(200))
+    interim = (bhttp.InformationalResponse(103, fields[:50]),)
+    raw = bhttp.Response(200, headers=fields, content=b"hi", informational=interim).to_bytes(mode)
+    stream = bhttp.ResponseStream()
+    content = [piece for i in range(len(raw)) for piece in stream.feed(raw[i:i + 1])]
+    assert b"".join(content) == b"hi"
+    assert stream.head is not None and stream.head.headers == fields
+    assert stream.head.informational == interim
+    assert len(checked) == len(fields) + 50
