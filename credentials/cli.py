@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from credentials import consts
 from credentials.errors import AccountExists, CredentialsError, KeyStoreError
 from credentials.issuer_store import IssuerStore, load_kek
+from service_kit.clihelp import HelpFormatter
 from service_kit.database import is_postgres_url
 from service_kit.errors import DatabaseError
 from service_kit.metrics import add_arguments as add_metrics_arguments
@@ -51,7 +52,7 @@ class _Refused(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     parser = argparse.ArgumentParser(
         prog="token-issuer", formatter_class=fmt,
         description="Run a Privacy Pass issuer (RFC 9578, token type 2); manage its accounts "

@@ -17,6 +17,7 @@ from ohttp_relay.errors import OHTTPError, OriginError
 from ohttp_relay.gateway import parse_origin
 from ohttp_relay.ohttp import KEM_P256, KEM_X25519, encode_key_configs
 from ohttp_relay.store import DatabaseStore
+from service_kit.clihelp import HelpFormatter
 from service_kit.errors import DatabaseError
 from service_kit.metrics import add_arguments as add_metrics_arguments
 
@@ -24,7 +25,7 @@ _KEMS = {"x25519": KEM_X25519, "p256": KEM_P256}
 
 
 def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     parser = argparse.ArgumentParser(
         prog="ohttp-gateway", description=__doc__.split("\n")[0], formatter_class=fmt,
         epilog="exit status: 0 ok, 1 key store error, 2 bad arguments, 3 no such store or "

@@ -9,15 +9,18 @@ import argparse
 import os
 import sys
 
+from service_kit.clihelp import HelpFormatter
 from service_kit.metrics import add_arguments as add_metrics_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ohttp-relay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="ohttp-relay", description=__doc__.split("\n")[0],
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the relay (uvicorn, see service_kit.serving)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8081)
+    serve = sub.add_parser("serve", help="run the relay (uvicorn, see service_kit.serving)",
+                           formatter_class=HelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8081, help="port to listen on")
     serve.add_argument("--gateway", required=True, metavar="URL",
                        help="the gateway's POST /gateway URL")
     serve.add_argument("--route", action="append", default=[], metavar="PATH=URL",
@@ -25,9 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit", type=int, default=120,
                        help="requests per window per client address (0 = off)")
     serve.add_argument("--rate-window", type=float, default=60.0, help="seconds")
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--workers", type=int, default=2, help="server processes")
     add_metrics_arguments(serve)
-    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--threads", type=int, default=4, help="application threads per worker")
     serve.add_argument("--relay-secret-env", metavar="VAR",
                        help="environment variable holding the secret sent to the gateway")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",

@@ -7,9 +7,11 @@
     sticker-search web --relay URL --issuer URL --target URL [--signing-key FILE]
     sticker-search verify-web URL [--public-key KEY] [--dist DIR]
 
-Exit codes of ``query``: 0 results printed (possibly none), 2 bad query or arguments,
-3 issuer limit reached (retry later), 4 relay, gateway, service or issuer unreachable,
-5 token or credential refused, 6 unexpected answer.
+Exit codes: 0 results printed (possibly none), 2 bad query or arguments, 3 issuer limit
+reached (retry later), 4 relay, gateway, service or issuer unreachable (or a key rotation in
+progress: retry later), 5 token or credential refused, 6 unexpected answer, 7 the gateway does
+not forward to the target, 8 a store cannot be created or opened (``serve``). Every error is
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import unicodedata
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
+from service_kit.clihelp import HelpFormatter
 from service_kit.metrics import add_arguments as add_metrics_arguments
 from sticker_search.errors import (
     AccessDenied,
@@ -33,6 +37,7 @@ from sticker_search.errors import (
     RateLimited,
     ServiceUnavailable,
     StickerSearchError,
+    TargetRefused,
 )
 
 EXIT_OK = 0
@@ -41,31 +46,40 @@ EXIT_RATE_LIMITED = 3
 EXIT_UNAVAILABLE = 4
 EXIT_DENIED = 5
 EXIT_PROTOCOL = 6
+EXIT_TARGET_REFUSED = 7
+EXIT_STORE = 8
+_EPILOG = ("exit status: 0 ok, 2 bad query or arguments, 3 issuer limit reached, 4 unreachable "
+           "or rotating (retry later), 5 token or credential refused, 6 unexpected answer, "
+           "7 target not forwarded by the gateway, 8 store cannot be created or opened")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sticker-search",
+    fmt = HelpFormatter
+    parser = argparse.ArgumentParser(prog="sticker-search", formatter_class=fmt, epilog=_EPILOG,
                                      description="Private sticker search (Privacy Pass + OHTTP).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the sticker service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9000)
+    serve = sub.add_parser("serve", help="run the sticker service", formatter_class=fmt)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=9000, help="port to listen on")
     serve.add_argument("--issuer", required=True, metavar="URL",
                        help="the token issuer's base URL (its directory is fetched)")
-    serve.add_argument("--spent-db", default="sticker-spent.sqlite3", metavar="DB",
-                       help="spent-token store: SQLite path or postgresql:// DSN")
+    serve.add_argument("--spent-db", required=True, metavar="DB",
+                       help="spent-token store: SQLite path (its folder must exist) or "
+                            "postgresql:// DSN shared by every instance")
     serve.add_argument("--query-stats", metavar="DB",
                        help="keep aggregate per-query counts here (no time, no requester)")
     serve.add_argument("--origin-name", action="append", default=[], metavar="NAME",
                        help="origin name bound into token challenges (repeatable)")
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--threads", type=int, default=2)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument("--threads", type=int, default=2, help="application threads per worker")
     add_metrics_arguments(serve)
 
-    query = sub.add_parser("query", help="search privately through the relay")
-    query.add_argument("text")
-    query.add_argument("--issuer", required=True, metavar="URL")
+    query = sub.add_parser("query", help="search privately through the relay",
+                           formatter_class=fmt, epilog=_EPILOG)
+    query.add_argument("text", help="what to search for (at most 8 words)")
+    query.add_argument("--issuer", required=True, metavar="URL",
+                       help="the token issuer's base URL (tokens are fetched from it directly)")
     query.add_argument("--credential", required=True, metavar="CRED",
                        help="the account's bearer credential (token-issuer accounts add)")
     query.add_argument("--relay", required=True, metavar="URL", help="the relay's base URL")
@@ -74,17 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--keys", metavar="URL",
                        help="where to fetch the gateway key config (default: the relay's)")
     query.add_argument("--lang", help="language hint (en, es, fr, de, ja, ...)")
-    query.add_argument("--limit", type=int, default=10)
-    query.add_argument("--offset", type=int, default=0)
+    query.add_argument("--limit", type=int, default=10, help="results per page (1..100)")
+    query.add_argument("--offset", type=int, default=0, help="results to skip (0..1000)")
     query.add_argument("--batch", type=int, default=1,
                        help="tokens fetched per issuer request (a one-shot command uses 1)")
     query.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    stack = sub.add_parser("stack", help="run issuer, sticker service, gateway and relay")
-    stack.add_argument("action", choices=["up"])
-    stack.add_argument("--dir", type=Path, help="folder for stores and logs (default: temp)")
-    stack.add_argument("--host", default="127.0.0.1")
-    stack.add_argument("--account", default="demo", help="account to create (default: demo)")
+    stack = sub.add_parser("stack", help="run issuer, sticker service, gateway and relay",
+                           formatter_class=fmt)
+    stack.add_argument("action", choices=["up"], help="start the four services and wait")
+    stack.add_argument("--dir", type=Path,
+                       help="folder for stores and logs, created 0700 (default: a new "
+                            "temporary folder)")
+    stack.add_argument("--host", default="127.0.0.1", help="address every service listens on")
+    stack.add_argument("--account", default="demo", help="issuer account to create")
 
     from sticker_search import web, webverify
 
@@ -128,9 +145,37 @@ def format_table(rows: list[tuple[str, str, str, str]],
     return "\n".join(lines)
 
 
+class _StoreError(Exception):
+    """A store cannot be created or opened (exit status 8)."""
+
+
+def _http_url(value: str | None, option: str) -> None:
+    if value is None:
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise QueryError(f"{option} must be an http(s) URL such as http://127.0.0.1:8001")
+
+
+def _check_store_path(url: str, option: str) -> None:
+    """An SQLite store's folder must exist: never create folders (or a new store) by typo."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return
+    path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://")).expanduser()
+    if not path.parent.is_dir():
+        raise _StoreError(f"{option}: folder {path.parent} does not exist (create it first)")
+    if path.is_dir():
+        raise _StoreError(f"{option}: {path} is a folder, not a store file")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service_kit import serving
+    from service_kit.errors import DatabaseError
 
+    _http_url(args.issuer, "--issuer")
+    _check_store_path(args.spent_db, "--spent-db")
+    if args.query_stats:
+        _check_store_path(args.query_stats, "--query-stats")
     config: dict[str, Any] = {
         "issuer_url": args.issuer, "spent_db": args.spent_db,
         "origin_info": args.origin_name or None,
@@ -140,11 +185,14 @@ def _serve(args: argparse.Namespace) -> int:
     # Build the spent store before the fork so workers do not race to create its schema.
     from credentials.spent_store import DatabaseSpentStore
 
-    DatabaseSpentStore(args.spent_db)
-    if args.query_stats:
-        from sticker_search.service import QueryStats
+    try:
+        DatabaseSpentStore(args.spent_db)
+        if args.query_stats:
+            from sticker_search.service import QueryStats
 
-        QueryStats(args.query_stats)
+            QueryStats(args.query_stats)
+    except DatabaseError as exc:
+        raise _StoreError(str(exc)) from None
     serving.serve("sticker_search.service:create_app", config, host=args.host, port=args.port,
                   workers=args.workers, threads=args.threads,
                   metrics_listen=args.metrics_listen, metrics_dir=args.metrics_dir)
@@ -152,8 +200,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from sticker_search.client import StickerClient
+    from sticker_search.client import StickerClient, check_query
 
+    for value, option in ((args.issuer, "--issuer"), (args.relay, "--relay"),
+                          (args.target, "--target"), (args.keys, "--keys")):
+        _http_url(value, option)
+    if args.batch < 1 or args.batch > 64:
+        raise QueryError("--batch must be 1..64")
+    check_query(args.text, args.lang, args.limit, args.offset)
     client = StickerClient(issuer_url=args.issuer, credential=args.credential,
                            relay_url=args.relay, target_url=args.target, key_config=args.keys,
                            batch_size=max(1, args.batch))
@@ -242,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     except AccessDenied as exc:
         print(f"sticker-search: {exc}", file=sys.stderr)
         return EXIT_DENIED
+    except TargetRefused as exc:
+        print(f"sticker-search: {exc}", file=sys.stderr)
+        return EXIT_TARGET_REFUSED
+    except _StoreError as exc:
+        print(f"sticker-search: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except (ProtocolError, StickerSearchError) as exc:
         print(f"sticker-search: {exc}", file=sys.stderr)
         return EXIT_PROTOCOL

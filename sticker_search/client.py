@@ -17,6 +17,7 @@ tokens can be fetched ahead of time.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,19 +26,37 @@ from urllib.parse import urlencode
 import requests
 
 from credentials.client import IssuerClient
-from credentials.errors import CredentialsError, IssuanceRateLimited, IssuerUnavailable
+from credentials.consts import ORIGIN_MAX_DIRECTORY_AGE
+from credentials.errors import (
+    CredentialsError,
+    IssuanceRateLimited,
+    IssuerUnavailable,
+    StaleChallenge,
+)
 from ohttp_relay.client import ObliviousClient, ObliviousResponse
 from ohttp_relay.errors import KeyMismatch, OHTTPError, RelayUnavailable, RequestRejected
-from sticker_search.consts import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY_CHARS
+from sticker_search.consts import (
+    DEFAULT_LIMIT,
+    LANGUAGES,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_QUERY_CHARS,
+    MAX_QUERY_TERMS,
+    STOPWORDS,
+)
 from sticker_search.errors import (
     AccessDenied,
     ProtocolError,
     QueryError,
     RateLimited,
     ServiceUnavailable,
+    TargetRefused,
 )
+from sticker_search.text import normalize, tokenize
 
 SEARCH_PATH = "/v1/search"
+#: The gateway's sealed 403 detail for a target outside its allowlist.
+_NOT_ALLOWED = "Target origin not allowed"
 STICKER_PATH = "/v1/stickers/"
 DEFAULT_BATCH_SIZE = 16
 
@@ -76,6 +95,37 @@ def parse_search_response(body: bytes) -> SearchPage:
         raise ProtocolError("malformed search response") from None
 
 
+def check_query(query: str, lang: str | None = None, limit: int = DEFAULT_LIMIT,
+                offset: int = 0) -> None:
+    """Refuse, before any token is spent, what the service would refuse: an empty or long
+    query, too many words, an unknown language, a page out of range (:class:`QueryError`)."""
+    if not query.strip() or len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"query must hold 1..{MAX_QUERY_CHARS} characters")
+    if not 1 <= limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
+        raise QueryError("limit or offset out of range")
+    if lang and normalize(lang) not in LANGUAGES:
+        raise QueryError("unknown language")
+    words = tokenize(query)
+    # The service drops stopwords (but the last word) and repeats; it may split unspaced text
+    # further, so this is a lower bound and the service checks again before redeeming.
+    kept = {w for w in words[:-1] if w not in STOPWORDS} | set(words[-1:])
+    if len(kept) > MAX_QUERY_TERMS:
+        raise QueryError("too many query words")
+
+
+def _problem_detail(response: ObliviousResponse, field: str = "detail") -> str | None:
+    """A field of a problem+json answer (the service's fixed wording, no user data)."""
+    if not response.headers.get("content-type", "").startswith("application/problem+json"):
+        return None
+    try:
+        detail = json.loads(response.body).get(field)
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(detail, str) and 0 < len(detail) <= 120 and detail.isprintable():
+        return detail
+    return None
+
+
 class StickerClient:
     """Private sticker search: tokens from the issuer, queries through the OHTTP relay.
 
@@ -101,14 +151,17 @@ class StickerClient:
         self.relay_url = relay_url.rstrip("/")
         self._key_config = key_config
         self._timeout = timeout
-        self._session = session or requests.Session()
+        # The relay-bound session is the caller's, or ObliviousClient's own (environment read
+        # once, nothing identifying); the issuer, which knows the account anyway, gets another.
+        self._relay_session = session
         self.tokens = IssuerClient(issuer_url, credential, batch_size=batch_size,
-                                   session=self._session)
+                                   session=session or requests.Session())
         self.oblivious = self._new_oblivious()
         self._challenge: str | None = None
+        self._challenge_lock = threading.Lock()
 
     def _new_oblivious(self) -> ObliviousClient:
-        return ObliviousClient(self.relay_url, self._key_config, session=self._session,
+        return ObliviousClient(self.relay_url, self._key_config, session=self._relay_session,
                                timeout=self._timeout)
 
     # -- transport -----------------------------------------------------------------------------
@@ -136,13 +189,24 @@ class StickerClient:
                     from None
             if response.status in (502, 503, 504):
                 raise ServiceUnavailable(f"sticker service unavailable (HTTP {response.status})")
+            if response.status == 403 and _problem_detail(response, "title") == _NOT_ALLOWED:
+                raise TargetRefused("the gateway does not forward to this target (not on its "
+                                    "allowlist); check --target")
             return response
         raise ServiceUnavailable("gateway keys changed and could not be refetched")
 
     def _with_tokens(self, call: Callable[[str], T]) -> T:
         """Run an issuer-client call for the service's challenge, mapping its errors."""
         try:
-            return call(self.challenge())
+            try:
+                return call(self.challenge())
+            except StaleChallenge:
+                # The issuer retired the key this challenge names: ask the service again.
+                return call(self.challenge(refresh=True))
+        except StaleChallenge:
+            raise ServiceUnavailable(
+                "the sticker service still challenges with a retired issuer key; it switches "
+                f"to the new key within {ORIGIN_MAX_DIRECTORY_AGE} s, retry then") from None
         except IssuanceRateLimited as exc:
             raise RateLimited(exc.retry_after) from None
         except IssuerUnavailable:
@@ -153,13 +217,15 @@ class StickerClient:
     # -- public API ----------------------------------------------------------------------------
     def challenge(self, *, refresh: bool = False) -> str:
         """The sticker service's ``WWW-Authenticate`` challenge (fetched through the relay)."""
-        if self._challenge is None or refresh:
-            response = self._through_relay("GET", self.target_url + SEARCH_PATH)
-            value = response.headers.get("www-authenticate")
-            if response.status != 401 or not value:
-                raise ProtocolError("sticker service did not answer with a token challenge")
-            self._challenge = value
-        return self._challenge
+        with self._challenge_lock:
+            if self._challenge is None or refresh:
+                response = self._through_relay("GET", self.target_url + SEARCH_PATH)
+                value = response.headers.get("www-authenticate")
+                if response.status != 401 or not value:
+                    raise ProtocolError("the target did not answer with a token challenge "
+                                        f"(HTTP {response.status}): is it a sticker service?")
+                self._challenge = value
+            return self._challenge
 
     def prefetch_tokens(self, n: int) -> int:
         """Fetch tokens ahead of time (one batched issuer request per batch); return the count
@@ -178,10 +244,7 @@ class StickerClient:
         up; ``retry_after``), :class:`ServiceUnavailable` (relay, gateway, service or issuer
         down), :class:`AccessDenied` (tokens refused twice), :class:`ProtocolError`.
         """
-        if not query.strip() or len(query) > MAX_QUERY_CHARS:
-            raise QueryError(f"query must hold 1..{MAX_QUERY_CHARS} characters")
-        if not 1 <= limit <= MAX_LIMIT or offset < 0:
-            raise QueryError("limit or offset out of range")
+        check_query(query, lang, limit, offset)
         params: dict[str, Any] = {"q": query, "limit": limit}
         if lang:
             params["lang"] = lang
@@ -202,7 +265,7 @@ class StickerClient:
             if response.status == 401:
                 raise AccessDenied("sticker service refused the token twice")
             if response.status == 400:
-                raise QueryError("sticker service refused the query")
+                raise QueryError(_problem_detail(response) or "sticker service refused the query")
             raise ProtocolError(f"sticker service answered HTTP {response.status}")
         raise AccessDenied("sticker service refused the token twice")
 

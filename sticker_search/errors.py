@@ -35,6 +35,10 @@ class RateLimited(StickerSearchError):
         self.retry_after = int(retry_after)
 
 
+class TargetRefused(StickerSearchError):
+    """The gateway does not forward to the given target (not on its allowlist)."""
+
+
 class AccessDenied(StickerSearchError):
     """The sticker service refused the search (token rejected twice, or credential refused)."""
 

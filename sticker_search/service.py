@@ -40,7 +40,7 @@ from sticker_search.consts import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_QUER
 from sticker_search.errors import QueryError, UnknownSticker
 from sticker_search.index import SearchIndex
 from sticker_search.picture import SVG_MEDIA_TYPE, TEXT_MEDIA_TYPE, render_svg
-from sticker_search.text import tokenize
+from sticker_search.text import normalize, tokenize
 
 log = logging.getLogger("sticker_search.service")
 
@@ -126,9 +126,32 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_problem_handlers(app)
     log.info("sticker service ready stickers=%d terms=%d", len(index.catalog), index.term_count)
 
+    def check_search_args() -> None:
+        """A 400 problem for a query the search would refuse, raised before the token is
+        redeemed: a malformed query never costs the client a token."""
+        _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        _int_arg("offset", 0, 0, MAX_OFFSET)
+        query = request.args.get("q", "")
+        lang = request.args.get("lang") or None
+        try:
+            if not query.strip() or len(query) > MAX_QUERY_CHARS:
+                raise QueryError(f"q must hold 1..{MAX_QUERY_CHARS} characters")
+            if lang and normalize(lang) not in index.languages:
+                raise QueryError("unknown language")
+            index.query_words(query)
+        except QueryError as exc:
+            metrics.searched("bad_query")
+            raise ProblemError(400, "Bad Request", type_=PROBLEM_BAD_QUERY,
+                               detail=str(exc)) from None
+
     @app.get("/v1/search")
-    @require_private_token(verifier)
     def search() -> Response:
+        if request.headers.get("Authorization"):
+            check_search_args()
+        return redeemed_search()
+
+    @require_private_token(verifier)
+    def redeemed_search() -> Response:
         started = time.perf_counter()
         query = request.args.get("q", "")
         lang = request.args.get("lang") or None

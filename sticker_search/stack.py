@@ -43,6 +43,17 @@ def command(script: str) -> list[str]:
     return [sys.executable, "-m", _SCRIPTS[script]]
 
 
+def prepare_folder(folder: Path) -> None:
+    """Create the stack's folder 0700 (its stores hold the issuer's and the gateway's private
+    keys and account hashes, its logs the services' events); an existing one is left as is."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -162,7 +173,7 @@ class Stack:
 
     def start(self) -> Stack:
         """Start issuer, sticker service, gateway and relay (in that order) and wait for each."""
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        prepare_folder(self.base_dir)
         workers = ["--workers", str(self.workers)]
         web_port = free_port(self.host) if self.web else 0
         # The page's origin may call the issuer and the relay from browsers (CORS).
