@@ -52,22 +52,28 @@ try {
       await page.fill("#q", "");
       await page.waitForSelector('#results[data-query=""]', { state: "attached", timeout: 15000 });
       for (const char of word) {
-        const timing = page.evaluate(() => new Promise((resolve) => {
+        await page.evaluate(() => {
           const input = document.getElementById("q");
           const list = document.getElementById("results");
-          let start = 0;
-          input.addEventListener("keydown", () => { start = performance.now(); }, { once: true });
-          const observer = new MutationObserver(() => {
-            if (start && list.dataset.query === input.value) {
-              observer.disconnect();
-              resolve(performance.now() - start);
-            }
+          window.keyTiming = new Promise((resolve, reject) => {
+            let start = 0;
+            // keydown, or beforeinput for text typed without a key (an IME, "ó").
+            const begin = () => { start = start || performance.now(); };
+            input.addEventListener("keydown", begin, { once: true });
+            input.addEventListener("beforeinput", begin, { once: true });
+            const observer = new MutationObserver(() => {
+              if (start && list.dataset.query === input.value) {
+                observer.disconnect();
+                resolve(performance.now() - start);
+              }
+            });
+            observer.observe(list, { attributes: true, attributeFilter: ["data-query"] });
+            setTimeout(() => reject(new Error(`no results for "${input.value}" within 15 s`)),
+              15000);
           });
-          observer.observe(list, { attributes: true, attributeFilter: ["data-query"] });
-        }));
-        await page.waitForTimeout(5);
+        });
         await page.keyboard.type(char);
-        out.latencies.push(await timing);
+        out.latencies.push(await page.evaluate(() => window.keyTiming));
       }
     }
   }
