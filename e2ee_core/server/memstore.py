@@ -24,6 +24,7 @@ from e2ee_core.server.errors import (
 )
 from e2ee_core.server.store import PurgeCounts
 from e2ee_core.server.wire import (
+    Acknowledgement,
     DeviceInfo,
     DeviceKeys,
     Envelope,
@@ -260,6 +261,9 @@ class MemoryStore:
             if device is None:
                 return []
             return [e for e in device.queue if e.expires_at_ms > now_ms][:limit]
+
+    def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
+        return sum(self.acknowledge(a.username, a.device_id, a.ids, a.refused) for a in acks)
 
     def acknowledge(self, username: str, device_id: int, ids: Iterable[int],
                     refused: Iterable[int] = ()) -> int:

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from e2ee_core.server import consts, metrics
 from e2ee_core.server.errors import DeviceWasRemoved, InvalidRequest, ServerError
-from e2ee_core.server.wire import DeviceAddress, bearer_credential, decode_ack_frame
+from e2ee_core.server.wire import (
+    Acknowledgement,
+    DeviceAddress,
+    bearer_credential,
+    decode_ack_frame,
+)
 
 if TYPE_CHECKING:
     from e2ee_core.server.service import DeliveryService
@@ -94,11 +99,51 @@ def _bearer(scope: Message) -> str:
     return ""
 
 
+class AckBatcher:
+    """The acknowledgements of every push connection on one event loop, written together:
+    while one store transaction runs, the next acknowledgements gather, and go in the next one
+    (no timer, so a lone acknowledgement is written at once). A connection's acknowledgement
+    completes once its transaction committed."""
+
+    def __init__(self, service: DeliveryService) -> None:
+        self.service = service
+        self._pending: list[tuple[Acknowledgement, asyncio.Future[None]]] = []
+        self._writing = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def acknowledge(self, ack: Acknowledgement) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((ack, done))
+        if not self._writing:
+            self._writing = True
+            self._task = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self.service.acknowledge_many,
+                                            [ack for ack, _ in batch])
+                except Exception as exc:  # each waiting connection learns of it
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._writing = False
+
+
 class PushChannel:
     """The ASGI endpoint of ``/v1/websocket`` (see the module docstring)."""
 
     def __init__(self, service: DeliveryService, *, poll_seconds: float | None = None) -> None:
         self.service = service
+        self._batchers: dict[asyncio.AbstractEventLoop, AckBatcher] = {}
         #: When sends in other processes cannot wake this one (several workers on SQLite),
         #: each connection also re-checks its queue this often; None: never (PostgreSQL
         #: LISTEN/NOTIFY, or a single process).
@@ -123,14 +168,19 @@ class PushChannel:
         await send({"type": "websocket.accept"})
         log.info("event=push_connected")
         metrics.push_connection("accepted")
-        await _Connection(service, who, receive, send, self.poll_seconds).run()
+        loop = asyncio.get_running_loop()
+        acks = self._batchers.get(loop)
+        if acks is None:
+            acks = self._batchers[loop] = AckBatcher(service)
+        await _Connection(service, who, receive, send, self.poll_seconds, acks=acks).run()
         log.info("event=push_disconnected")
 
 
 class _Connection:
     def __init__(self, service: DeliveryService, who: DeviceAddress, receive: Receive,
-                 send: Send, poll_seconds: float | None) -> None:
+                 send: Send, poll_seconds: float | None, *, acks: AckBatcher) -> None:
         self.service = service
+        self.acks = acks
         self.poll_seconds = poll_seconds
         self.who = who
         self.receive = receive
@@ -194,7 +244,8 @@ class _Connection:
                 self.closed = True
                 await self.send({"type": "websocket.close", "code": CLOSE_BAD_FRAME})
                 return
-            await asyncio.to_thread(self.service.acknowledge, self.who, ack.ids, ack.refused)
+            await self.acks.acknowledge(Acknowledgement(self.who.username, self.who.device_id,
+                                                        ack.ids, ack.refused))
             before = len(self.in_flight)
             self.in_flight.difference_update(ack.ids)
             metrics.PUSH_IN_FLIGHT.dec(before - len(self.in_flight))

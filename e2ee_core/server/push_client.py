@@ -39,7 +39,8 @@ class PushConnection:
         try:
             self._ws: ClientConnection = connect(
                 url, additional_headers={"Authorization": f"Bearer {credential.credential}"},
-                open_timeout=timeout, max_size=_MAX_FRAME, user_agent_header=None)
+                open_timeout=timeout, max_size=_MAX_FRAME, user_agent_header=None,
+                compression=None)  # ciphertext does not compress (see service_kit.serving)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError):
             raise ServerUnreachable() from None
 

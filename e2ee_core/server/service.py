@@ -14,7 +14,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -37,6 +37,7 @@ from e2ee_core.server.push import PushHub
 from e2ee_core.server.store import PurgeCounts, Store
 from e2ee_core.server.wire import (
     AccountRequest,
+    Acknowledgement,
     DeviceAddress,
     DeviceCredential,
     DeviceInfo,
@@ -370,6 +371,13 @@ class DeliveryService:
                     refused: tuple[int, ...] = ()) -> int:
         deleted = self.store.acknowledge(actor.username, actor.device_id, ids, refused)
         log.info("event=envelopes_acknowledged envelopes=%d", deleted)
+        metrics.ENVELOPES_ACKED.inc(deleted)
+        return deleted
+
+    def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
+        """Several devices' acknowledgements in one store transaction (the push channel's)."""
+        deleted = self.store.acknowledge_many(acks)
+        log.info("event=envelopes_acknowledged envelopes=%d devices=%d", deleted, len(acks))
         metrics.ENVELOPES_ACKED.inc(deleted)
         return deleted
 

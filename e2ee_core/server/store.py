@@ -30,6 +30,7 @@ from e2ee_core.server.errors import (
     TooManyPreKeys,
 )
 from e2ee_core.server.wire import (
+    Acknowledgement,
     DeviceInfo,
     DeviceKeys,
     Envelope,
@@ -219,6 +220,11 @@ class Store(Protocol):
         """Delete the given envelopes from the device's own queue; return how many existed.
         The senders of the accepted (not ``refused``) messages become contacts of
         ``username``: they hear of its device changes from now on."""
+        ...
+
+    def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
+        """Several devices' :meth:`acknowledge` in one transaction (the push channel gathers
+        them); the total deleted."""
         ...
 
     def put_attachment(self, data: bytes, now_ms: int, expires_at_ms: int) -> str:
@@ -579,28 +585,41 @@ class SqlStore:
 
     def acknowledge(self, username: str, device_id: int, ids: Iterable[int],
                     refused: Iterable[int] = ()) -> int:
+        return self.acknowledge_many([Acknowledgement(username, device_id, tuple(ids),
+                                                      tuple(refused))])
+
+    def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
+        deleted = 0
+        with self._tx() as tx:
+            for ack in acks:
+                deleted += self._acknowledge_in(tx, ack.username, ack.device_id, ack.ids,
+                                                ack.refused)
+        return deleted
+
+    @staticmethod
+    def _acknowledge_in(tx: Transaction, username: str, device_id: int,
+                        ids: Iterable[int], refused: Iterable[int]) -> int:
         wanted = sorted(set(ids))
         no = set(refused)
         deleted = 0
-        with self._tx() as tx:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start:start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                accepted = [c for c in chunk if c not in no]
-                if accepted:
-                    amarks = ",".join("?" * len(accepted))
-                    senders = tx.fetchall(
-                        f"SELECT DISTINCT source FROM envelopes WHERE username = ? AND "
-                        f"device_id = ? AND kind = 'message' AND source <> ? AND "
-                        f"id IN ({amarks})", (username, device_id, username, *accepted))
-                    if senders:
-                        tx.executemany(
-                            "INSERT INTO contacts (username, contact) VALUES (?, ?) "
-                            "ON CONFLICT (username, contact) DO NOTHING",
-                            [(username, str(r[0])) for r in senders])
-                cur = tx.execute(f"DELETE FROM envelopes WHERE username = ? AND device_id = ? "
-                                 f"AND id IN ({marks})", (username, device_id, *chunk))
-                deleted += max(cur.rowcount, 0)
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            accepted = [c for c in chunk if c not in no]
+            if accepted:
+                amarks = ",".join("?" * len(accepted))
+                senders = tx.fetchall(
+                    f"SELECT DISTINCT source FROM envelopes WHERE username = ? AND "
+                    f"device_id = ? AND kind = 'message' AND source <> ? AND "
+                    f"id IN ({amarks})", (username, device_id, username, *accepted))
+                if senders:
+                    tx.executemany(
+                        "INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                        "ON CONFLICT (username, contact) DO NOTHING",
+                        [(username, str(r[0])) for r in senders])
+            cur = tx.execute(f"DELETE FROM envelopes WHERE username = ? AND device_id = ? "
+                             f"AND id IN ({marks})", (username, device_id, *chunk))
+            deleted += max(cur.rowcount, 0)
         return deleted
 
     # -- attachments and expiry -----------------------------------------------------------------

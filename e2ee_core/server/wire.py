@@ -107,6 +107,16 @@ def _list(value: Any, what: str, max_items: int) -> Sequence[Any]:
 
 # -- keys ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Acknowledgement:
+    """One device's acknowledgement: envelope ids processed, those refused among them."""
+
+    username: str
+    device_id: int
+    ids: tuple[int, ...]
+    refused: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class PreKey:
     """A one-time (EC) prekey: id and opaque public key."""
 

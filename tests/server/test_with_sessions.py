@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from e2ee_core.client.messenger import session_bundle
+from e2ee_core.client.devices import session_bundle
 from e2ee_core.device import Ciphertext, Device
 from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
