@@ -49,7 +49,7 @@ LEXICON_RANK_DECAY = 0.06
 # Popularity prior (catalog/popular.txt): weights are scaled by (1 + this x popularity in
 # [0, 1]); large enough to order near-equal matches (❤️ before 💛 for "heart"), small enough
 # never to lift a weaker kind of match (a completion) over a stronger one (an exact word).
-POPULARITY_WEIGHT = 0.3
+POPULARITY_WEIGHT = 0.2
 # Two adjacent query words that also stand together in a name or phrase of a sticker ("good
 # night", "thumbs up") add this fraction of that phrase's weight.
 PHRASE_BONUS = 0.5
