@@ -188,8 +188,8 @@ class Exposition:
             registry = CollectorRegistry()
             prometheus_multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
                 registry, path=self.directory)
-        else:
-            os.environ.pop(MULTIPROC_ENV, None)
+        # One worker: the process's own registry. MULTIPROC_ENV is left as it is: the client
+        # read it at import, and its values look it up again when they are created.
         try:
             self._server, _thread = start_http_server(self.port, self.host, registry)
         except OSError as exc:

@@ -188,9 +188,7 @@ def serve(
                          threads=threads, keepalive=keepalive, limits=limits or HeadLimits())
     exposition = (metrics.Exposition(metrics_listen, workers=workers, directory=metrics_dir)
                   if metrics_listen else None)
-    if exposition is None:
-        os.environ.pop(metrics.MULTIPROC_ENV, None)  # no stray files from the workers
-    else:
+    if exposition is not None:
         exposition.start()  # before the workers start: they inherit its environment
     try:
         if workers == 1:

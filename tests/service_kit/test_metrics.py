@@ -293,9 +293,19 @@ def test_several_workers_share_one_endpoint_and_a_killed_worker_stops_counting(
         service.server.stop()
 
 
-def test_the_workers_directory_is_private_and_emptied_at_start(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+@pytest.fixture
+def own_environment() -> Iterator[None]:
+    """The environment as it was (an Exposition sets the client's directory variable)."""
+    saved = os.environ.get(metrics.MULTIPROC_ENV)
+    yield
+    if saved is None:
+        os.environ.pop(metrics.MULTIPROC_ENV, None)
+    else:
+        os.environ[metrics.MULTIPROC_ENV] = saved
+
+
+@pytest.mark.usefixtures("own_environment")
+def test_the_workers_directory_is_private_and_emptied_at_start(tmp_path: Path) -> None:
     directory = tmp_path / "metrics"
     directory.mkdir(mode=0o755)
     (directory / "counter_99999.db").write_bytes(b"stale")
@@ -309,7 +319,6 @@ def test_the_workers_directory_is_private_and_emptied_at_start(
         assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
     finally:
         exposition.close()
-        monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
     temporary = metrics.Exposition(f"127.0.0.1:{free_port()}", workers=2)
     temporary.start()
     try:
@@ -318,8 +327,29 @@ def test_the_workers_directory_is_private_and_emptied_at_start(
         assert stat.S_IMODE(made.stat().st_mode) == 0o700
     finally:
         temporary.close()
-        monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
     assert not made.exists()
+
+
+@pytest.mark.usefixtures("own_environment")
+def test_a_service_starts_when_the_operator_set_the_client_directory(tmp_path: Path) -> None:
+    """The client reads PROMETHEUS_MULTIPROC_DIR at import: it is left in place, never removed
+    under values that will look it up."""
+    directory = tmp_path / "operator-metrics"
+    directory.mkdir(mode=0o700)
+    os.environ[metrics.MULTIPROC_ENV] = str(directory)
+    for listen in (True, False):
+        port = free_port()
+        server = start_live_server("ohttp_relay.relay_service:create_app",
+                                   {"gateway_url": "http://127.0.0.1:9/gateway"}, tmp_path,
+                                   metrics_listen=f"127.0.0.1:{port}" if listen else None)
+        try:
+            assert requests.post(server.url + "/relay", data=b"x", timeout=10).status_code == 415
+            if listen:
+                text = Service(server, port).scrape()
+                assert value(text, "http_request_duration_seconds_count", route="/relay",
+                             status="415") == 1
+        finally:
+            server.stop()
 
 
 @pytest.mark.parametrize("listen", ["9101", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000",
