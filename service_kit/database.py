@@ -120,7 +120,11 @@ class Database:
 
     def connection(self) -> Any:
         local = self._local
-        if getattr(local, "pid", None) != os.getpid() or local.conn is None:
+        conn = getattr(local, "conn", None)
+        # psycopg marks a connection closed when the server went away (restart, failover,
+        # terminated backend): the next statement of this thread connects afresh.
+        if getattr(local, "pid", None) != os.getpid() or conn is None \
+                or getattr(conn, "closed", False):
             local.conn = self._connect()
             local.pid = os.getpid()
         return local.conn
@@ -162,13 +166,30 @@ class Database:
                 raise
             conn.execute("COMMIT")
         else:
-            with conn.transaction():
-                yield Transaction(self, conn)
+            try:
+                with conn.transaction():
+                    yield Transaction(self, conn)
+            except Exception as exc:
+                self._raise_if_lost(conn, exc)
+                raise
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """One statement in its own transaction (autocommit)."""
-        cursor: Cursor = self.connection().execute(self.translate(sql), tuple(params))
+        conn = self.connection()
+        try:
+            cursor: Cursor = conn.execute(self.translate(sql), tuple(params))
+        except Exception as exc:
+            self._raise_if_lost(conn, exc)
+            raise
         return cursor
+
+    def _raise_if_lost(self, conn: Any, exc: Exception) -> None:
+        """A statement failed because the connection is gone: forget it (the next statement
+        reconnects) and raise :class:`DatabaseError`, which services answer with 503."""
+        if self.dialect == "postgres" and getattr(conn, "closed", False):
+            if getattr(self._local, "conn", None) is conn:
+                self._local.conn = None
+            raise DatabaseError("connection to PostgreSQL lost") from exc
 
     def fetchone(self, sql: str, params: Params = ()) -> Any:
         return self.execute(sql, params).fetchone()

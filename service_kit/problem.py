@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from service_kit.errors import DatabaseError
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,14 @@ def install_problem_handlers(app: Flask) -> None:
         if status == 405 and err.get_response().headers.get("Allow"):
             headers["Allow"] = err.get_response().headers["Allow"]
         return problem(status, err.name, headers=headers)
+
+    @app.errorhandler(DatabaseError)
+    def _store_unavailable(err: DatabaseError) -> Response:
+        # The store is unreachable (PostgreSQL restarting, connection lost): a retriable 503,
+        # never a 500; the next request reconnects.
+        log.warning("store unavailable class=%s", type(err.__cause__ or err).__name__)
+        return problem(503, "Service Unavailable", detail="store temporarily unavailable",
+                       headers={"Retry-After": "1"})
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:

@@ -61,7 +61,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def service_env() -> dict[str, str]:
+    """The environment a service process is started with (this checkout on PYTHONPATH)."""
     env = dict(os.environ)
     package_root = str(Path(sticker_search.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -156,7 +157,8 @@ class Stack:
                port: int) -> Service:
         log_path = self.base_dir / f"{name}.log"
         handle = log_path.open("ab")
-        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=_env(),
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
+                                env=service_env(),
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         service = Service(name, f"http://{self.host}:{port}", log_path, proc, databases, handle)
         self.services[name] = service
@@ -225,7 +227,7 @@ class Stack:
         """Create an issuer account; return its bearer credential."""
         result = subprocess.run(
             [*command("token-issuer"), "accounts", "add", name, "--db", str(self.issuer_db)],
-            capture_output=True, text=True, env=_env(), timeout=60, check=False)
+            capture_output=True, text=True, env=service_env(), timeout=60, check=False)
         lines = result.stdout.strip().splitlines()
         if result.returncode != 0 or not lines:
             raise ServiceUnavailable("token-issuer could not create the account")
