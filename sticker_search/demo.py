@@ -128,6 +128,9 @@ def run(base: Path) -> int:
     print(f"   (client address: {source or 'not separable on this machine'}; "
           f"account: {account!r})\n")
     print(ledger.render(ledger.collect(stack), markers))
+    print("\n== The same private search from a web page (all services are stopped now): run\n"
+          "   .venv/bin/sticker-search stack up\n"
+          "   and open the web page URL it prints (\"or open http://127.0.0.1:…/#credential=…\")")
     return 0
 
 
