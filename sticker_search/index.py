@@ -26,6 +26,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import NamedTuple
 
 from sticker_search.catalog import Catalog, Sticker
 from sticker_search.catalog.build import sticker_id
@@ -65,9 +66,9 @@ from sticker_search.text import is_unsegmented, normalize, tokenize
 Posting = tuple[float, int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One ranked result."""
+class Hit(NamedTuple):
+    """One ranked result (a named tuple: a page builds up to 100 of them per query, and a
+    tuple is built in half the time of a frozen dataclass)."""
 
     sticker: Sticker
     score: float
@@ -168,14 +169,14 @@ class SearchIndex:
             for term, docs in postings.items()
         }
         # The same per language, for language hints: ``{term: {language bit: ((w, n), ...)}}``.
-        self._ranked_lang: dict[str, dict[int, tuple[tuple[float, int], ...]]] = {}
+        self._ranked_lang: dict[str, dict[int, tuple[Posting, ...]]] = {}
         for term, ranked in self._ranked.items():
-            by_lang: dict[int, list[tuple[float, int]]] = {}
+            by_lang: dict[int, list[Posting]] = {}
             for weight, number, mask in ranked:
                 rest = mask
                 while rest:
                     bit = rest & -rest  # lowest set bit: one language of this posting
-                    by_lang.setdefault(bit, []).append((weight, number))
+                    by_lang.setdefault(bit, []).append((weight, number, mask))
                     rest ^= bit
             self._ranked_lang[term] = {bit: tuple(p) for bit, p in by_lang.items()}
         # Without a language hint only the weights matter: a dict per term merges fastest.
@@ -375,14 +376,15 @@ class SearchIndex:
                 # With a hint the top k lie among the k heaviest postings in the hinted language
                 # (full score) and the k heaviest in other languages (x OTHER): two sorted runs.
                 other = match_weight * OTHER_LANGUAGE_FACTOR
-                runs: tuple[Iterable[tuple[float, int]], ...] = (
-                    ((w * match_weight, n) for w, n in self._ranked_lang[term].get(hint, ())),
-                    ((w * other, n) for w, n, m in ranked if not m & hint),
+                runs: tuple[tuple[Iterable[Posting], float], ...] = (
+                    (self._ranked_lang[term].get(hint, ())[:k], match_weight),
+                    (itertools.islice((p for p in ranked if not p[2] & hint), k), other),
                 )
             else:
-                runs = (((w * match_weight, n) for w, n, _m in ranked),)
-            for run in runs:
-                for score, number in itertools.islice(run, k):
+                runs = ((ranked[:k], match_weight),)
+            for run, factor in runs:
+                for weight, number, _mask in run:
+                    score = weight * factor
                     if len(floor) >= k and score <= floor[0]:
                         break
                     old = get(number)
