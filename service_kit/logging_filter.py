@@ -42,6 +42,10 @@ def redact(text: str) -> str:
     return text
 
 
+_LISTENING = re.compile(r"Uvicorn running on (?:http|https|unix)://[\w.:\[\]/-]{1,128}"
+                        r"(?: \(Press CTRL\+C to quit\))?")
+
+
 class RedactionFilter(logging.Filter):
     """A handler filter that redacts the rendered message and any traceback text.
 
@@ -54,7 +58,10 @@ class RedactionFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):
             message = f"{record.msg!s} [unformattable arguments dropped]"
-        record.msg = redact(message)
+        # The server's own listening address is the operator's configuration, not client data:
+        # only uvicorn's start-up line keeps it (it was "http://[redacted]:8001").
+        listening = record.name == "uvicorn.error" and _LISTENING.fullmatch(message)
+        record.msg = message if listening else redact(message)
         record.args = None
         if record.exc_info:
             formatter = logging.Formatter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import logging
 import os
 import secrets
 import sqlite3
@@ -12,6 +13,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +133,18 @@ def test_keys_stored_in_clear_can_be_wrapped_later(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError):
         IssuerStore(db).private_key(key_id)
     assert IssuerStore(db, key_encryption_key=kek).private_key(key_id)
+
+
+def test_the_log_shows_where_the_server_listens(tmp_path: Path, live_server: Any) -> None:
+    from credentials.issuer_service import create_app
+
+    db = str(tmp_path / "i.db")
+    IssuerStore(db).ensure_key()
+    server = live_server(create_app, db=db, issuer_name="issuer.test")
+    assert f"running on http://127.0.0.1:{server.port}" in server.logs()
+    from service_kit.logging_filter import RedactionFilter
+
+    forged = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
+                               "Uvicorn running on http://10.1.2.3:80 token=abc", None, None)
+    RedactionFilter().filter(forged)
+    assert "10.1.2.3" not in forged.getMessage()  # only the exact start-up line is kept
