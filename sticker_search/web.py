@@ -191,6 +191,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             raise ProblemError(404, "Not Found") from None
         return respond(body, _TYPES.get(file.suffix, "application/octet-stream"))
 
+    @app.get("/favicon.ico")
+    def no_icon() -> Response:
+        return Response(status=204)  # browsers ask for one; the page has none
+
     @app.get(CONFIG_PATH)
     def page_configuration() -> Response:
         return respond(page_config, "application/json")

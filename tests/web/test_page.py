@@ -63,6 +63,8 @@ def test_typing_cat_shows_the_cat_privately(stack: Stack, tmp_path: Path) -> Non
                   "screenshot": str(tmp_path / "page.png")})
     assert seen["errors"] == [], seen
     assert seen["ready"], seen["status"]
+    # No policy violation, failed load or script error under the strict policy.
+    assert [line for line in seen["console"] if line.startswith("error")] == []
     assert "🐈" in seen["glyphs"][:3]
     assert (tmp_path / "page.png").stat().st_size > 0
     # The credential lived in the fragment: no request carried it, and the page dropped it.

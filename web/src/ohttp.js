@@ -117,6 +117,10 @@ export class ObliviousClient {
       const problem = JSON.parse(new TextDecoder().decode(body));
       if (String(problem.type || "").endsWith("#ohttp-key")) throw new KeyMismatch("keys changed");
     }
+    if (outer.status === 429) {
+      const retry = outer.headers.get("Retry-After") || "a few";
+      throw new OhttpError(`the relay's limit is reached: try again in ${retry} s`);
+    }
     if (outer.status !== 200 || type !== "message/ohttp-res") {
       throw new OhttpError(`relay answered HTTP ${outer.status}`);
     }
