@@ -7,6 +7,7 @@ libFuzzer sees the decoders' branch coverage. :mod:`fuzz.run` starts one worker 
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
 
 import atheris
@@ -23,7 +24,10 @@ def main(argv: list[str]) -> None:
         module = importlib.import_module(f"fuzz.targets.{name}")
     if not any(flag.startswith("-max_len=") for flag in flags):
         flags.append(f"-max_len={module.MAX_LEN}")
-    atheris.Setup([argv[0], *flags], module.test_one_input)
+    # libFuzzer re-runs argv[0] through the shell for -merge (and -fork): make it a command
+    # that starts this worker again, not the path of this (non-executable) module file.
+    command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "fuzz.worker", name))
+    atheris.Setup([command, *flags], module.test_one_input)
     atheris.Fuzz()
 
 
