@@ -78,11 +78,16 @@ def test_spent_tokens_stay_spent_after_retirement_across_instances(issuer: Any,
             first.redeem(value)
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
 def test_spent_records_are_purged_only_after_the_longest_cache_lifetime(
-        kind: str, tmp_path: Path) -> None:
-    store = MemorySpentStore() if kind == "memory" else DatabaseSpentStore(
-        str(tmp_path / "s.db"))
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store: MemorySpentStore | DatabaseSpentStore
+    if kind == "memory":
+        store = MemorySpentStore()
+    elif kind == "sqlite":
+        store = DatabaseSpentStore(str(tmp_path / "s.db"))
+    else:
+        store = DatabaseSpentStore(request.getfixturevalue("pg_dsn"))
     old, new = b"o" * 32, b"n" * 32
     assert store.mark_spent(old, b"1" * 32)
     assert store.mark_spent(new, b"2" * 32)
