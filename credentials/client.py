@@ -103,7 +103,8 @@ class IssuerClient:
             for challenge in offered:
                 if challenge.token_key in known:
                     return challenge
-        raise StaleChallenge("the challenge names a key this issuer no longer publishes")
+        raise StaleChallenge("the challenge names a key this issuer does not publish (retired, "
+                             "or the origin trusts another issuer)")
 
     def _post(self, url: str, body: bytes, media: str, accept: str) -> requests.Response:
         headers = {"Content-Type": media, "Accept": accept,

@@ -206,7 +206,8 @@ class StickerClient:
         except StaleChallenge:
             raise ServiceUnavailable(
                 "the sticker service still challenges with a retired issuer key; it switches "
-                f"to the new key within {ORIGIN_MAX_DIRECTORY_AGE} s, retry then") from None
+                f"to the new key within {ORIGIN_MAX_DIRECTORY_AGE} s, retry then (if this "
+                "persists, it trusts another issuer than --issuer)") from None
         except IssuanceRateLimited as exc:
             raise RateLimited(exc.retry_after) from None
         except IssuerUnavailable:
