@@ -21,6 +21,7 @@ from e2ee_core.disappearing import ExpiryStart
 from e2ee_core.groups import Outgoing
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.errors import DeviceWasRemoved
+from e2ee_core.server.push_client import PushConnection
 
 Clock = Callable[[], int]
 """Milliseconds since the Unix epoch (injectable: tests move time by hand)."""
@@ -51,6 +52,8 @@ class DeviceContext:
     expiry_start: ExpiryStart = ExpiryStart.READ
     # Group content (membership, sender keys) to send pairwise once the current step is done.
     outbox: list[tuple[bytes, Outgoing]] = field(default_factory=list)
+    # The push channel while Messenger.listen holds one: sends go over it (no HTTP request).
+    channel: PushConnection | None = None
 
     @property
     def address(self) -> Address:

@@ -25,8 +25,8 @@ from e2ee_core.client.errors import ContactChanged, SendFailed
 from e2ee_core.client.frames import Frame, wrap_pairwise
 from e2ee_core.content import Content
 from e2ee_core.errors import NoSession
-from e2ee_core.server.errors import MismatchedDevices
-from e2ee_core.server.wire import OutgoingEnvelope
+from e2ee_core.server.errors import MismatchedDevices, PayloadTooLarge, ServerUnreachable
+from e2ee_core.server.wire import MultiSendRequest, OutgoingEnvelope, SendRequest
 
 log = logging.getLogger("e2ee_core.client")
 
@@ -82,9 +82,8 @@ class Fanout:
         """One request to one account. ``reconciled()`` runs after a 409 was reconciled (a
         group send re-encrypts there, so a new device, which gets the sender key as it is
         now, can read the message)."""
-        server = self.ctx.server
-        self._deliver([recipient], build,
-                      lambda e: server.send(recipient, e, expires_at_ms), reconciled)
+        self._deliver([recipient], build, lambda e: self._submit(
+            SendRequest(recipient, tuple(e), expires_at_ms)), reconciled)
 
     def send_many(self, recipients: list[str], build: Build, *,
                   expires_at_ms: int | None = None,
@@ -92,9 +91,22 @@ class Fanout:
         """One request for several accounts (a group message): an envelope per device of each
         and per other own device (those once), queued all or none; a 409 lists every
         mismatch, reconciled at once, and the send is retried."""
-        server = self.ctx.server
-        self._deliver(recipients, build,
-                      lambda e: server.send_multi(recipients, e, expires_at_ms), reconciled)
+        self._deliver(recipients, build, lambda e: self._submit(
+            MultiSendRequest(tuple(recipients), tuple(e), expires_at_ms)), reconciled)
+
+    def _submit(self, request: SendRequest | MultiSendRequest) -> int:
+        """Over the push channel while one is open (one frame, no HTTP request), else HTTP.
+        A channel that breaks mid-send, or a send too large for a frame, goes over HTTP (a
+        copy the server had already queued is a duplicate the recipients recognise)."""
+        channel, server = self.ctx.channel, self.ctx.server
+        if channel is not None:
+            try:
+                return channel.submit(request)
+            except (ServerUnreachable, PayloadTooLarge):
+                log.info("client.send.channel_fallback")
+        if isinstance(request, SendRequest):
+            return server.send(request.recipient, request.messages, request.expires_at_ms)
+        return server.send_multi(request.recipients, request.messages, request.expires_at_ms)
 
     def _deliver(self, recipients: list[str], build: Build,
                  submit: Callable[[list[OutgoingEnvelope]], int],

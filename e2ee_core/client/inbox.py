@@ -93,6 +93,7 @@ class Inbox:
             assert credential is not None
             try:
                 with PushConnection(server.base_url, credential) as channel:
+                    self.ctx.channel = channel  # sends go over it while it is open
                     pause = consts.PUSH_FIRST_BACKOFF_SECONDS
                     self.maintain_prekeys()
                     while not stop.is_set():
@@ -112,8 +113,11 @@ class Inbox:
                 raise DeviceRemoved("this device was removed from its account") from None
             except ServerUnreachable:
                 log.info("client.push.reconnect pause_ms=%d", int(pause * 1000))
+                self.ctx.channel = None
                 stop.wait(pause)
                 pause = min(pause * 2, max_backoff)
+            finally:
+                self.ctx.channel = None
 
     # -- one batch -----------------------------------------------------------------------------
     def take(self, envelopes: list[Envelope],

@@ -25,11 +25,11 @@ from e2ee_core.server.errors import (
     AuthenticationFailed,
     ConfigurationError,
     InvalidRequest,
-    MismatchedDevices,
     PayloadTooLarge,
     RateLimited,
     ServerError,
     UnsupportedMediaType,
+    problem_extras,
 )
 from e2ee_core.server.longpoll import LongPoll
 from e2ee_core.server.memstore import MemoryStore
@@ -79,17 +79,13 @@ def _read_json() -> Any:
 
 
 def _error_response(err: ServerError) -> Response:
-    extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
-    if isinstance(err, MismatchedDevices):
-        extra["missing"] = [{"username": u, "device_id": d} for u, d in err.missing]
-        extra["extra"] = [{"username": u, "device_id": d} for u, d in err.extra]
     if isinstance(err, AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="e2ee"'
     if isinstance(err, RateLimited):
         headers["Retry-After"] = str(err.retry_after)
     return problem(err.status, err.title, type_=err.problem_type(), detail=err.detail,
-                   headers=headers, **extra)
+                   headers=headers, **problem_extras(err))
 
 
 def create_app(config: Mapping[str, Any]) -> Flask:

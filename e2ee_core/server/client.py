@@ -85,6 +85,25 @@ def _addresses(items: Any) -> list[tuple[str, int]]:
         raise UnexpectedResponse("malformed device list") from None
 
 
+def error_from_problem(status: int, body: Any, retry_after: str | None = None) -> ServerError:
+    """The typed error a problem document names (an HTTP answer's body, or a push channel send
+    result's ``problem``); :class:`UnexpectedResponse` when it names none."""
+    if isinstance(body, dict):
+        cls = error_for_problem_type(str(body.get("type", "")))
+        if cls is MismatchedDevices:
+            return MismatchedDevices(_addresses(body.get("missing")),
+                                     _addresses(body.get("extra")))
+        if cls is not None and issubclass(cls, RateLimited):
+            raw = retry_after if retry_after is not None else str(body.get("retry_after", "1"))
+            return cls(retry_after=int(raw) if raw.isdigit() else 1)
+        if cls is not None:
+            detail = body.get("detail")
+            return cls(detail if isinstance(detail, str) else None)
+    if status == 413:  # the server stack refuses an oversized body before the app
+        return PayloadTooLarge()
+    return UnexpectedResponse(f"status {status}")
+
+
 class ServerClient:
     """One device's (or an anonymous) connection to the delivery server."""
 
@@ -137,25 +156,13 @@ class ServerClient:
 
     @staticmethod
     def _error(resp: requests.Response) -> ServerError:
+        body = None
         if resp.headers.get("Content-Type", "").startswith("application/problem+json"):
             try:
                 body = resp.json()
             except ValueError:
                 body = None
-            if isinstance(body, dict):
-                cls = error_for_problem_type(str(body.get("type", "")))
-                if cls is MismatchedDevices:
-                    return MismatchedDevices(_addresses(body.get("missing")),
-                                             _addresses(body.get("extra")))
-                if cls is not None and issubclass(cls, RateLimited):
-                    raw = resp.headers.get("Retry-After", "1")
-                    return cls(retry_after=int(raw) if raw.isdigit() else 1)
-                if cls is not None:
-                    detail = body.get("detail")
-                    return cls(detail if isinstance(detail, str) else None)
-        if resp.status_code == 413:  # the server stack refuses an oversized body before the app
-            return PayloadTooLarge()
-        return UnexpectedResponse(f"HTTP status {resp.status_code}")
+        return error_from_problem(resp.status_code, body, resp.headers.get("Retry-After"))
 
     @staticmethod
     def _json(resp: requests.Response) -> Any:

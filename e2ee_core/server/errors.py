@@ -8,7 +8,7 @@ contain account names, keys, credentials or envelope contents.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from e2ee_core.errors import E2EEError
 
@@ -209,3 +209,25 @@ class ServerUnreachable(ServerError):
     status = 503
     slug = "unreachable"
     title = "Server unreachable"
+
+
+def problem_extras(err: ServerError) -> dict[str, Any]:
+    """The members a problem document carries beyond type/title/status/detail (HTTP answers and
+    the push channel's send results build theirs from here)."""
+    if isinstance(err, MismatchedDevices):
+        return {"missing": [{"username": u, "device_id": d} for u, d in err.missing],
+                "extra": [{"username": u, "device_id": d} for u, d in err.extra]}
+    return {}
+
+
+def problem_document(err: ServerError) -> dict[str, Any]:
+    """The whole problem document of ``err`` (as the HTTP body would be, with ``retry_after``
+    in it where HTTP has the ``Retry-After`` header)."""
+    doc: dict[str, Any] = {"type": err.problem_type(), "title": err.title,
+                           "status": err.status, **problem_extras(err)}
+    if err.detail:
+        doc["detail"] = err.detail
+    if isinstance(err, RateLimited):
+        doc["retry_after"] = err.retry_after
+    return doc
+

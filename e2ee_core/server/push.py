@@ -12,6 +12,12 @@ Protocol (JSON text frames):
   drained (and whenever it is empty again) it sends ``{"type": "queue_empty"}``;
 * the client acknowledges in batches: ``{"type": "ack", "ids": [int], "refused": [int]}``
   (as ``POST /v1/messages/ack``: the envelopes are deleted; ``refused`` ones make no contact);
+* the client may send over the socket too, as Signal's clients do:
+  ``{"type": "send" | "send_multi", "id": N, "message": SendRequest | MultiSendRequest}``
+  (frames up to 1 MiB; larger sends use HTTP), answered in order by ``{"type": "send_result",
+  "id": N, "accepted": count}`` or ``{"type": "send_result", "id": N, "status": S, "problem":
+  {...}}``: the same service call, checks, quotas and problem documents as ``POST
+  /v1/messages[/multi]``, without an HTTP request and a thread crossing per send;
 * a malformed frame closes the connection with 1003 (nothing is acknowledged by it).
 
 Wake-ups within one server process go through :class:`PushHub` (a send wakes exactly the
@@ -29,12 +35,19 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from e2ee_core.server import consts, metrics
-from e2ee_core.server.errors import DeviceWasRemoved, InvalidRequest, ServerError
+from e2ee_core.server.errors import (
+    DeviceWasRemoved,
+    InvalidRequest,
+    ServerError,
+    problem_document,
+)
 from e2ee_core.server.wire import (
     Acknowledgement,
     DeviceAddress,
+    SendFrame,
+    SendRequest,
     bearer_credential,
-    decode_ack_frame,
+    decode_client_frame,
 )
 
 if TYPE_CHECKING:
@@ -181,6 +194,7 @@ class _Connection:
                  send: Send, poll_seconds: float | None, *, acks: AckBatcher) -> None:
         self.service = service
         self.acks = acks
+        self.sending = asyncio.Lock()
         self.poll_seconds = poll_seconds
         self.who = who
         self.receive = receive
@@ -221,14 +235,33 @@ class _Connection:
             self.in_flight.update(e.id for e in fresh)
             metrics.PUSH_IN_FLIGHT.inc(len(fresh))
             self.said_empty = False
-            await self.send({"type": "websocket.send", "text": json.dumps(
+            await self._emit(json.dumps(
                 {"type": "envelopes", "envelopes": [e.to_json() for e in fresh]},
-                separators=(",", ":"))})
+                separators=(",", ":")))
             log.info("event=envelopes_pushed envelopes=%d", len(fresh))
             metrics.ENVELOPES_DELIVERED.labels("push").inc(len(fresh))
         elif not found and not self.said_empty:
             self.said_empty = True
-            await self.send({"type": "websocket.send", "text": '{"type":"queue_empty"}'})
+            await self._emit('{"type":"queue_empty"}')
+
+    async def _emit(self, text: str) -> None:
+        async with self.sending:  # pushes and send results come from two tasks
+            await self.send({"type": "websocket.send", "text": text})
+
+    async def _submit(self, frame: SendFrame) -> None:
+        """A send over the socket: the same service call as ``POST /v1/messages[/multi]``."""
+        service, request = self.service, frame.request
+        result: dict[str, Any] = {"type": "send_result", "id": frame.id}
+        try:
+            if isinstance(request, SendRequest):
+                result["accepted"] = await asyncio.to_thread(service.send, self.who, request)
+            else:
+                result["accepted"] = await asyncio.to_thread(service.send_multi, self.who,
+                                                             request)
+        except ServerError as err:
+            result["status"] = err.status
+            result["problem"] = problem_document(err)
+        await self._emit(json.dumps(result, separators=(",", ":")))
 
     async def _read(self) -> None:
         while True:
@@ -237,13 +270,16 @@ class _Connection:
                 self.closed = True
                 return
             try:
-                ack = decode_ack_frame(message.get("text") or "")
+                ack = decode_client_frame(message.get("text") or "")
             except InvalidRequest:
                 log.info("event=push_bad_frame")
                 metrics.PUSH_BAD_FRAMES.inc()
                 self.closed = True
                 await self.send({"type": "websocket.close", "code": CLOSE_BAD_FRAME})
                 return
+            if isinstance(ack, SendFrame):
+                await self._submit(ack)  # in order: the next frame waits for this result
+                continue
             await self.acks.acknowledge(Acknowledgement(self.who.username, self.who.device_id,
                                                         ack.ids, ack.refused))
             before = len(self.in_flight)

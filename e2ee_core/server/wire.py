@@ -604,15 +604,51 @@ class AckRequest:
         return cls(ids, refused)
 
 
-def decode_ack_frame(text: str) -> AckRequest:
-    """A push channel frame ``{"type": "ack", "ids": [...], "refused": [...]}``."""
+@dataclass(frozen=True)
+class SendFrame:
+    """A send over the push channel (as Signal's clients send over their WebSocket):
+    ``{"type": "send", "id": N, "message": SendRequest}`` or ``{"type": "send_multi", "id":
+    N, "message": MultiSendRequest}``. The server answers ``{"type": "send_result", "id": N,
+    "accepted": count}`` or ``{"type": "send_result", "id": N, "status": S, "problem": {...}}``
+    (the problem document an HTTP send would get, ``retry_after`` in it), in order."""
+
+    id: int
+    request: SendRequest | MultiSendRequest
+
+    def to_json(self) -> dict[str, Any]:
+        kind = "send" if isinstance(self.request, SendRequest) else "send_multi"
+        return {"type": kind, "id": self.id, "message": self.request.to_json()}
+
+
+def decode_client_frame(text: str) -> AckRequest | SendFrame:
+    """A frame a device sends on the push channel: an acknowledgement
+    ``{"type": "ack", "ids": [...], "refused": [...]}`` or a :class:`SendFrame`."""
     try:
         frame = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the C stack
         raise InvalidRequest("frame is not JSON") from None
-    if not isinstance(frame, dict) or frame.get("type") != "ack":
+    if not isinstance(frame, dict):
         raise InvalidRequest("unknown frame")
-    return AckRequest.from_json({k: v for k, v in frame.items() if k != "type"})
+    kind = frame.get("type")
+    if kind == "ack":
+        return AckRequest.from_json({k: v for k, v in frame.items() if k != "type"})
+    if kind in ("send", "send_multi"):
+        _only(frame, "frame", {"type", "id", "message"})
+        request_id = decode_int(_field(frame, "id", "frame"), "id", maximum=2**53 - 1)
+        message = _field(frame, "message", "frame")
+        request: SendRequest | MultiSendRequest = (
+            SendRequest.from_json(message) if kind == "send"
+            else MultiSendRequest.from_json(message))
+        return SendFrame(request_id, request)
+    raise InvalidRequest("unknown frame")
+
+
+def decode_ack_frame(text: str) -> AckRequest:
+    """A push channel acknowledgement frame (see :func:`decode_client_frame`)."""
+    frame = decode_client_frame(text)
+    if not isinstance(frame, AckRequest):
+        raise InvalidRequest("unknown frame")
+    return frame
 
 
 

@@ -121,3 +121,42 @@ def _restart_on(port: int, db: str, tmp_path: Path, start: Callable[..., LiveSer
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_while_listening_sends_go_over_the_socket(stack_server: Callable[..., LiveServer],
+                                                  tmp_path: Path) -> None:
+    """Before: every send was an HTTP request, also while the device held its push socket."""
+    server = stack_server()
+    alice = Account(server.url, 1, state_dir=tmp_path)
+    bob = Account(server.url, 2, state_dir=tmp_path)
+    a0, (b0, b1) = alice.devices[0], bob.devices
+    a0.send_text(bob.name, "hello")
+    http_sends: list[str] = []
+    b0.server._session.hooks["response"].append(
+        lambda r, *a, **k: http_sends.append(r.request.path_url)
+        if r.request.method == "POST" and r.request.path_url.startswith("/v1/messages")
+        and not r.request.path_url.endswith("/ack") else None)
+    replied = threading.Event()
+    got: list[str] = []
+    stop = threading.Event()
+
+    def reply() -> None:
+        if got and not replied.is_set():
+            replied.set()
+            b0.send_text(alice.name, "replied over the socket")  # fans out to a0 and b1
+
+    def seen(batch: list[Message]) -> None:
+        got.extend(m.text for m in batch if m.text is not None)
+
+    thread = threading.Thread(target=lambda: b0.listen(seen, stop=stop, on_idle=reply,
+                                                       idle_every=0.05), daemon=True)
+    thread.start()
+    try:
+        _wait_for(replied.is_set)
+        _wait_for(lambda: any(m.text == "replied over the socket" for m in a0.receive()), 20)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert "replied over the socket" in [m.text for m in b1.receive()]
+    # delivery receipts and the reply: all over the socket, none over HTTP
+    assert http_sends == []

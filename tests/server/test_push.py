@@ -199,3 +199,32 @@ def test_acknowledgements_of_many_connections_share_transactions(tmp_path: Path)
     asyncio.run(all_at_once())
     assert sum(calls) == 20 and len(calls) < 5
     assert all(service.queued(DeviceAddress(d.username, 1), 10) == [] for d in devices)
+
+
+def test_sends_over_the_socket(server: LiveServer) -> None:
+    """A device sends over its push socket (as Signal's clients do): the same checks and
+    answers as POST /v1/messages, results in order, a malformed send closes with 1003."""
+    alice, bob = _pair(server)
+    to_bob = bob.address.username
+    with _socket(server, alice) as ws:
+        assert _frame(ws) == {"type": "queue_empty"}
+        ws.send(json.dumps({"type": "send", "id": 1, "message": {
+            "recipient": to_bob, "messages": [
+                {"username": to_bob, "device_id": 1, "content": "AQID"}]}}))
+        assert _frame(ws) == {"type": "send_result", "id": 1, "accepted": 1}
+        ws.send(json.dumps({"type": "send", "id": 2, "message": {
+            "recipient": to_bob, "messages": [
+                {"username": to_bob, "device_id": 7, "content": "AQID"}]}}))
+        refused = _frame(ws)
+        assert refused["id"] == 2 and refused["status"] == 409
+        assert refused["problem"]["missing"] == [{"username": to_bob, "device_id": 1}]
+        assert refused["problem"]["extra"] == [{"username": to_bob, "device_id": 7}]
+        ws.send(json.dumps({"type": "send_multi", "id": 3, "message": {
+            "recipients": [to_bob], "messages": [
+                {"username": to_bob, "device_id": 1, "content": "BAUG"}]}}))
+        assert _frame(ws) == {"type": "send_result", "id": 3, "accepted": 1}
+        ws.send(json.dumps({"type": "send", "id": 4, "message": {"recipient": 5}}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+    assert [e.content for e in bob.receive().envelopes] == [b"\x01\x02\x03", b"\x04\x05\x06"]
