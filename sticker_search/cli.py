@@ -103,10 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--host", default="127.0.0.1", help="address every service listens on")
     stack.add_argument("--account", default="demo", help="issuer account to create")
 
-    from sticker_search import web, webverify
+    from sticker_search import webcli
 
-    web.add_parser(sub)
-    webverify.add_parser(sub)
+    webcli.add_parsers(sub)
     return parser
 
 
@@ -279,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "query":
             return _query(args)
         if args.command in ("web", "verify-web"):
-            from sticker_search import web, webverify
+            from sticker_search import webcli
 
-            return web.run(args) if args.command == "web" else webverify.run(args)
+            return webcli.run(args)
         return _stack_up(args)
     except QueryError as exc:
         print(f"sticker-search: {exc}", file=sys.stderr)

@@ -210,26 +210,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The ``web`` subcommand: serve the page's origin."""
-    parser = sub.add_parser("web", help="serve the private sticker search web page")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--relay", required=True, metavar="URL",
-                        help="the relay's base URL as browsers reach it")
-    parser.add_argument("--issuer", required=True, metavar="URL",
-                        help="the token issuer's base URL as browsers reach it")
-    parser.add_argument("--target", required=True, metavar="URL",
-                        help="the sticker service's URL as the gateway reaches it")
-    parser.add_argument("--keys", metavar="URL",
-                        help="where to fetch the gateway key configuration (default: relay's)")
-    parser.add_argument("--signing-key", default="web-signing.key", metavar="FILE",
-                        help="Ed25519 manifest signing key (0600; created when missing)")
-    parser.add_argument("--dist", metavar="DIR", help="the built page (default: web/dist)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve the page (``sticker-search web``) until SIGTERM/SIGINT."""
     from service_kit import serving

@@ -84,19 +84,6 @@ def verify(url: str, *, public_key: bytes | None = None, local: Mapping[str, byt
     return Verdict(fingerprint(signer), public_key is not None, len(manifest.files), problems)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The ``verify-web`` subcommand."""
-    parser = sub.add_parser("verify-web", help="check a served web page against its manifest")
-    parser.add_argument("url", help="the page's base URL")
-    parser.add_argument("--public-key", metavar="KEY",
-                        help="the publisher's Ed25519 public key (base64url) the manifest "
-                             "must be signed with")
-    parser.add_argument("--dist", type=Path, metavar="DIR",
-                        help="also compare with this local build (web/dist)")
-    parser.add_argument("--no-relay-check", action="store_true",
-                        help="do not compare the relay's gateway keys with the manifest's")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``verify-web``; 0 when the server serves exactly the manifest, 7 otherwise."""
     local = local_build(args.dist) if args.dist else None
