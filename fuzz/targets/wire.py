@@ -1,7 +1,7 @@
 """The delivery server's JSON wire types (e2ee_core.server.wire): every ``from_json`` on the
 body the server or the client reads (parsed as the app parses it), then a ``to_json`` round
-trip; the bearer credential parsers on header text; the push channel's ack frame. The first
-input byte picks the type."""
+trip; the bearer credential parsers on header text; the frames a device sends on the push
+channel (acknowledgements, sends). The first input byte picks the type."""
 
 from __future__ import annotations
 
@@ -29,11 +29,15 @@ def _credential(text: str) -> None:
     wire.parse_credential(text)
 
 
-def _ack_frame(text: str) -> None:
-    wire.decode_ack_frame(text)
+def _client_frame(text: str) -> None:
+    frame = wire.decode_client_frame(text)
+    again = wire.decode_client_frame(json.dumps(
+        {"type": "ack", **frame.to_json()} if isinstance(frame, wire.AckRequest)
+        else frame.to_json()))
+    assert again == frame, "push frame does not round-trip"
 
 
-_TEXT: tuple[Callable[[str], None], ...] = (_bearer, _credential, _ack_frame)
+_TEXT: tuple[Callable[[str], None], ...] = (_bearer, _credential, _client_frame)
 
 
 def _json_body(raw: bytes) -> Any:
@@ -85,3 +89,5 @@ def seeds() -> Iterator[bytes]:
     yield b"\xf0Bearer " + credential.encode()
     yield b"\xf1" + credential.encode()
     yield b"\xf2" + b'{"type":"ack","ids":[1,2],"refused":[2]}'
+    for frame in (wire.SendFrame(7, values[7]), wire.SendFrame(8, values[8])):
+        yield b"\xf2" + json.dumps(frame.to_json()).encode()
