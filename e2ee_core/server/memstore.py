@@ -19,10 +19,11 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     NotFound,
     QueueFull,
+    RateLimited,
     TooManyDevices,
     TooManyPreKeys,
 )
-from e2ee_core.server.store import PurgeCounts
+from e2ee_core.server.store import EventLimit, PurgeCounts
 from e2ee_core.server.wire import (
     Acknowledgement,
     DeviceInfo,
@@ -227,7 +228,11 @@ class MemoryStore:
 
     def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
                      messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-                     expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+                     expires_at_ms: int, max_queued_bytes: int | None = None,
+                     limit: EventLimit | None = None) -> int:
+        if limit is not None and self.count_event(limit.key, now_ms, limit.window_ms) > \
+                limit.limit:
+            raise RateLimited(retry_after=max(1, limit.window_ms // 1000))
         with self._lock:
             expected: set[tuple[str, int]] = set()
             for recipient in recipients:

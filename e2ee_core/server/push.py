@@ -238,7 +238,7 @@ class _Connection:
             await self._emit(json.dumps(
                 {"type": "envelopes", "envelopes": [e.to_json() for e in fresh]},
                 separators=(",", ":")))
-            log.info("event=envelopes_pushed envelopes=%d", len(fresh))
+            log.debug("event=envelopes_pushed envelopes=%d", len(fresh))
             metrics.ENVELOPES_DELIVERED.labels("push").inc(len(fresh))
         elif not found and not self.said_empty:
             self.said_empty = True

@@ -34,7 +34,7 @@ from e2ee_core.server.errors import (
     TooManyAttempts,
 )
 from e2ee_core.server.push import PushHub
-from e2ee_core.server.store import PurgeCounts, Store
+from e2ee_core.server.store import EventLimit, PurgeCounts, Store
 from e2ee_core.server.wire import (
     AccountRequest,
     Acknowledgement,
@@ -317,11 +317,6 @@ class DeliveryService:
                 messages: tuple[OutgoingEnvelope, ...], expires_at_ms: int | None) -> int:
         self.maybe_purge()
         now = self.now_ms()
-        sends = self.store.count_event(f"sends:{actor.username}:{actor.device_id}", now, 60_000)
-        if sends > self.settings.sends_per_device_per_minute:
-            log.info("event=sends_limited")
-            metrics.send_refused("rate_limited")
-            raise RateLimited(retry_after=60)
         expires = self._envelope_expiry(now)
         if expires_at_ms is not None:
             expires = min(expires, expires_at_ms)
@@ -329,10 +324,16 @@ class DeliveryService:
             count = self.store.submit_multi(
                 actor.username, actor.device_id, recipients, messages, now_ms=now,
                 expires_at_ms=expires,
-                max_queued_bytes=self.settings.max_queued_bytes_per_device)
+                max_queued_bytes=self.settings.max_queued_bytes_per_device,
+                limit=EventLimit(f"sends:{actor.username}:{actor.device_id}", 60_000,
+                                 self.settings.sends_per_device_per_minute))
         except QueueFull:
             log.info("event=queue_full")
             metrics.send_refused("queue_full")
+            raise
+        except RateLimited:  # counted in the send's own transaction
+            log.info("event=sends_limited")
+            metrics.send_refused("rate_limited")
             raise
         self._signal.notify()
         self.push.notify((m.username, m.device_id) for m in messages)
@@ -358,7 +359,7 @@ class DeliveryService:
                 break
             self._signal.wait(seen, min(remaining, self.settings.poll_interval_seconds))
         if found:
-            log.info("event=envelopes_delivered envelopes=%d", min(len(found), limit))
+            log.debug("event=envelopes_delivered envelopes=%d", min(len(found), limit))
             metrics.ENVELOPES_DELIVERED.labels("http").inc(min(len(found), limit))
         return found[:limit], len(found) > limit
 
@@ -370,14 +371,14 @@ class DeliveryService:
     def acknowledge(self, actor: DeviceAddress, ids: tuple[int, ...],
                     refused: tuple[int, ...] = ()) -> int:
         deleted = self.store.acknowledge(actor.username, actor.device_id, ids, refused)
-        log.info("event=envelopes_acknowledged envelopes=%d", deleted)
+        log.debug("event=envelopes_acknowledged envelopes=%d", deleted)
         metrics.ENVELOPES_ACKED.inc(deleted)
         return deleted
 
     def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
         """Several devices' acknowledgements in one store transaction (the push channel's)."""
         deleted = self.store.acknowledge_many(acks)
-        log.info("event=envelopes_acknowledged envelopes=%d devices=%d", deleted, len(acks))
+        log.debug("event=envelopes_acknowledged envelopes=%d devices=%d", deleted, len(acks))
         metrics.ENVELOPES_ACKED.inc(deleted)
         return deleted
 

@@ -26,6 +26,8 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     NotFound,
     QueueFull,
+    RateLimited,
+    ServerError,
     TooManyDevices,
     TooManyPreKeys,
 )
@@ -127,6 +129,15 @@ _CHUNK = 500
 
 
 @dataclass(frozen=True)
+class EventLimit:
+    """At most ``limit`` events under ``key`` per window of ``window_ms``."""
+
+    key: str
+    window_ms: int
+    limit: int
+
+
+@dataclass(frozen=True)
 class PurgeCounts:
     """Rows removed by :meth:`Store.purge_expired`."""
 
@@ -204,10 +215,13 @@ class Store(Protocol):
 
     def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
                      messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-                     expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+                     expires_at_ms: int, max_queued_bytes: int | None = None,
+                     limit: EventLimit | None = None) -> int:
         """:meth:`submit` to several accounts at once (a group message), all or nothing:
         ``messages`` must cover exactly every device of every recipient and the sender's other
-        devices (those once), else :class:`MismatchedDevices` lists every difference."""
+        devices (those once), else :class:`MismatchedDevices` lists every difference.
+        ``limit``: the send is counted under its key in the same transaction (a refused send
+        too), and refused with :class:`RateLimited` (nothing queued) once over the limit."""
         ...
 
     def fetch(self, username: str, device_id: int, now_ms: int,
@@ -524,54 +538,64 @@ class SqlStore:
 
     def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
                      messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-                     expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+                     expires_at_ms: int, max_queued_bytes: int | None = None,
+                     limit: EventLimit | None = None) -> int:
         accounts = sorted({sender, *recipients})
+        refused: ServerError | None = None
         with self._tx() as tx:
-            existing = self._lock_accounts(tx, accounts, exclusive=False)
-            if any(r not in existing for r in recipients):
-                raise NotFound()
-            devices: list[tuple[str, int]] = []
-            for start in range(0, len(accounts), _CHUNK):
-                chunk = accounts[start:start + _CHUNK]
-                devices += [(str(r[0]), int(r[1])) for r in tx.fetchall(
-                    f"SELECT username, device_id FROM devices WHERE username IN "
-                    f"({','.join('?' * len(chunk))})", tuple(chunk))]
-            expected = set(devices)
-            expected.discard((sender, sender_device))
-            got = {(m.username, m.device_id) for m in messages}
-            if got != expected:
-                raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
-            if max_queued_bytes is not None and messages:
-                queued: dict[tuple[str, int], int] = {}
+            if limit is not None and self._count_in(
+                    tx, limit.key, now_ms, limit.window_ms, 1) > limit.limit:
+                raise RateLimited(retry_after=max(1, limit.window_ms // 1000))
+            try:
+                existing = self._lock_accounts(tx, accounts, exclusive=False)
+                if any(r not in existing for r in recipients):
+                    raise NotFound()
+                devices: list[tuple[str, int]] = []
                 for start in range(0, len(accounts), _CHUNK):
                     chunk = accounts[start:start + _CHUNK]
-                    queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
-                        "SELECT username, device_id, COALESCE(SUM(LENGTH(content)), 0) "
-                        f"FROM envelopes WHERE username IN ({','.join('?' * len(chunk))}) "
-                        "GROUP BY username, device_id", tuple(chunk))})
-                for m in messages:
-                    if queued.get((m.username, m.device_id), 0) + len(m.content) > \
-                            max_queued_bytes:
-                        raise QueueFull(retry_after=60)
-            if messages:
-                tx.executemany(
-                    ("INSERT INTO envelopes (username, device_id, kind, source, "
-                           "source_device, content, server_timestamp_ms, expires_at_ms) "
-                           "VALUES (?, ?, 'message', ?, ?, ?, ?, ?)"),
-                    [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
-                      expires_at_ms) for m in messages])
-            if self._pg and messages:
-                # Other server processes wake their push connections when this commits.
-                tx.execute("SELECT pg_notify(?, ?)", (wakeups.CHANNEL, wakeups.payload(
-                    (m.username, m.device_id) for m in messages)))
-            others = [r for r in accounts if r != sender]
-            if others:
-                # The sender chose to talk to the recipients: they hear of the sender's device
-                # changes from now on. Not the other way round: a stranger's envelope must not
-                # make it hear of the recipient's devices (see acknowledge).
-                tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
-                               "ON CONFLICT (username, contact) DO NOTHING",
-                               [(sender, r) for r in others])
+                    devices += [(str(r[0]), int(r[1])) for r in tx.fetchall(
+                        f"SELECT username, device_id FROM devices WHERE username IN "
+                        f"({','.join('?' * len(chunk))})", tuple(chunk))]
+                expected = set(devices)
+                expected.discard((sender, sender_device))
+                got = {(m.username, m.device_id) for m in messages}
+                if got != expected:
+                    raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
+                if max_queued_bytes is not None and messages:
+                    queued: dict[tuple[str, int], int] = {}
+                    for start in range(0, len(accounts), _CHUNK):
+                        chunk = accounts[start:start + _CHUNK]
+                        queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
+                            "SELECT username, device_id, COALESCE(SUM(LENGTH(content)), 0) "
+                            f"FROM envelopes WHERE username IN ({','.join('?' * len(chunk))}) "
+                            "GROUP BY username, device_id", tuple(chunk))})
+                    for m in messages:
+                        if queued.get((m.username, m.device_id), 0) + len(m.content) > \
+                                max_queued_bytes:
+                            raise QueueFull(retry_after=60)
+                if messages:
+                    tx.executemany(
+                        ("INSERT INTO envelopes (username, device_id, kind, source, "
+                               "source_device, content, server_timestamp_ms, expires_at_ms) "
+                               "VALUES (?, ?, 'message', ?, ?, ?, ?, ?)"),
+                        [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
+                          expires_at_ms) for m in messages])
+                if self._pg and messages:
+                    # Other server processes wake their push connections when this commits.
+                    tx.execute("SELECT pg_notify(?, ?)", (wakeups.CHANNEL, wakeups.payload(
+                        (m.username, m.device_id) for m in messages)))
+                others = [r for r in accounts if r != sender]
+                if others:
+                    # The sender chose to talk to the recipients: they hear of the sender's
+                    # device changes from now on. Not the other way round: a stranger's
+                    # envelope must not make it hear of the recipient's devices (acknowledge).
+                    tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                                   "ON CONFLICT (username, contact) DO NOTHING",
+                                   [(sender, r) for r in others])
+            except (NotFound, MismatchedDevices, QueueFull) as exc:
+                refused = exc  # committed without the envelopes: a refused send counts too
+        if refused is not None:
+            raise refused
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,
@@ -646,18 +670,22 @@ class SqlStore:
         return int(row[0]), int(row[1])
 
     def count_event(self, key: str, now_ms: int, window_ms: int, amount: int = 1) -> int:
-        # One upsert, atomic on both engines (several server processes share the count).
         with self._tx() as tx:
-            tx.execute(
-                "INSERT INTO event_counts (key, window_start_ms, count) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET "
-                "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN ? "
-                "ELSE event_counts.count + ? END, "
-                "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
-                "THEN ? ELSE event_counts.window_start_ms END",
-                (key, now_ms, amount, now_ms, window_ms, amount, amount, now_ms, window_ms,
-                 now_ms))
-            row = tx.execute("SELECT count FROM event_counts WHERE key = ?", (key,)).fetchone()
+            return self._count_in(tx, key, now_ms, window_ms, amount)
+
+    @staticmethod
+    def _count_in(tx: Transaction, key: str, now_ms: int, window_ms: int, amount: int) -> int:
+        # One upsert, atomic on both engines (several server processes share the count).
+        tx.execute(
+            "INSERT INTO event_counts (key, window_start_ms, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN ? "
+            "ELSE event_counts.count + ? END, "
+            "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
+            "THEN ? ELSE event_counts.window_start_ms END",
+            (key, now_ms, amount, now_ms, window_ms, amount, amount, now_ms, window_ms,
+             now_ms))
+        row = tx.execute("SELECT count FROM event_counts WHERE key = ?", (key,)).fetchone()
         return int(row[0])
 
     def clear_events(self, key: str) -> None:
