@@ -259,13 +259,14 @@ class MemoryStore:
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,
-              limit: int) -> list[Envelope]:
+              limit: int, after_id: int = 0) -> list[Envelope]:
         with self._lock:
             account = self._accounts.get(username)
             device = None if account is None else account.devices.get(device_id)
             if device is None:
                 return []
-            return [e for e in device.queue if e.expires_at_ms > now_ms][:limit]
+            return [e for e in device.queue
+                    if e.id > after_id and e.expires_at_ms > now_ms][:limit]
 
     def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
         return sum(self.acknowledge(a.username, a.device_id, a.ids, a.refused) for a in acks)

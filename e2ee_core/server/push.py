@@ -202,6 +202,7 @@ class _Connection:
         self.address = (who.username, who.device_id)
         self.wake = asyncio.Event()
         self.in_flight: set[int] = set()  # pushed, not acknowledged yet
+        self.last_pushed = 0  # the highest envelope id pushed
         self.said_empty = False
         self.closed = False
 
@@ -226,12 +227,21 @@ class _Connection:
             metrics.PUSH_IN_FLIGHT.dec(len(self.in_flight))
 
     async def _push_queued(self) -> None:
+        """Push what is new. While envelopes are in flight only those after the last pushed
+        are read (at most MAX_ENVELOPES_PER_RECEIVE in flight); once all are acknowledged the
+        whole queue is read again, which also finds an envelope a concurrent transaction
+        committed with a smaller id (PostgreSQL) and tells the device when it is empty."""
         service, who = self.service, self.who
-        found = await asyncio.to_thread(service.queued, who, consts.MAX_ENVELOPES_PER_RECEIVE)
+        room = consts.MAX_ENVELOPES_PER_RECEIVE - len(self.in_flight)
+        if room <= 0:
+            return  # the device acknowledges first (bounded per connection)
+        after = self.last_pushed if self.in_flight else 0
+        found = await asyncio.to_thread(service.queued, who, room, after)
         fresh = [e for e in found if e.id not in self.in_flight]
         if self.closed:
             return
         if fresh:
+            self.last_pushed = max(self.last_pushed, *(e.id for e in fresh))
             self.in_flight.update(e.id for e in fresh)
             metrics.PUSH_IN_FLIGHT.inc(len(fresh))
             self.said_empty = False
@@ -240,7 +250,7 @@ class _Connection:
                 separators=(",", ":")))
             log.debug("event=envelopes_pushed envelopes=%d", len(fresh))
             metrics.ENVELOPES_DELIVERED.labels("push").inc(len(fresh))
-        elif not found and not self.said_empty:
+        elif not found and not self.in_flight and not self.said_empty:
             self.said_empty = True
             await self._emit('{"type":"queue_empty"}')
 
@@ -285,4 +295,5 @@ class _Connection:
             before = len(self.in_flight)
             self.in_flight.difference_update(ack.ids)
             metrics.PUSH_IN_FLIGHT.dec(before - len(self.in_flight))
-            self.wake.set()  # more may be queued behind what was in flight
+            if not self.in_flight or before >= consts.MAX_ENVELOPES_PER_RECEIVE:
+                self.wake.set()  # read the whole queue again (or room was made)

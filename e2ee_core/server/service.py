@@ -363,10 +363,12 @@ class DeliveryService:
             metrics.ENVELOPES_DELIVERED.labels("http").inc(min(len(found), limit))
         return found[:limit], len(found) > limit
 
-    def queued(self, actor: DeviceAddress, limit: int) -> list[Envelope]:
-        """Up to ``limit`` unexpired envelopes of the device's queue, oldest first (both the
-        HTTP receive and the push channel read the queue through here)."""
-        return self.store.fetch(actor.username, actor.device_id, self.now_ms(), limit)
+    def queued(self, actor: DeviceAddress, limit: int, after_id: int = 0) -> list[Envelope]:
+        """Up to ``limit`` unexpired envelopes of the device's queue, oldest first, above
+        ``after_id`` if given (both the HTTP receive and the push channel read the queue
+        through here)."""
+        return self.store.fetch(actor.username, actor.device_id, self.now_ms(), limit,
+                                after_id)
 
     def acknowledge(self, actor: DeviceAddress, ids: tuple[int, ...],
                     refused: tuple[int, ...] = ()) -> int:

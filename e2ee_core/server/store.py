@@ -225,8 +225,9 @@ class Store(Protocol):
         ...
 
     def fetch(self, username: str, device_id: int, now_ms: int,
-              limit: int) -> list[Envelope]:
-        """Up to ``limit`` unexpired envelopes of the device's queue, oldest first."""
+              limit: int, after_id: int = 0) -> list[Envelope]:
+        """Up to ``limit`` unexpired envelopes of the device's queue, oldest first; only those
+        with an id above ``after_id`` when it is given."""
         ...
 
     def acknowledge(self, username: str, device_id: int, ids: Iterable[int],
@@ -599,11 +600,12 @@ class SqlStore:
         return len(messages)
 
     def fetch(self, username: str, device_id: int, now_ms: int,
-              limit: int) -> list[Envelope]:
+              limit: int, after_id: int = 0) -> list[Envelope]:
         self._prepare()
         rows = self.db.fetchall(
             f"SELECT {_ENVELOPE_COLUMNS} FROM envelopes WHERE username = ? AND device_id = ? "
-            "AND expires_at_ms > ? ORDER BY id LIMIT ?", (username, device_id, now_ms, limit))
+            "AND id > ? AND expires_at_ms > ? ORDER BY id LIMIT ?",
+            (username, device_id, after_id, now_ms, limit))
         return [Envelope(int(r[0]), r[1], str(r[2]), int(r[3]), int(r[4]), int(r[5]),
                          None if r[6] is None else bytes(r[6])) for r in rows]
 
