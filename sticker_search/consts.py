@@ -33,6 +33,20 @@ WEIGHT_INFIX = 0.45  # a CJK term found inside a longer unsegmented word
 WEIGHT_TYPO = 0.5
 # ... and lower still for a word that also begins indexed terms (likely unfinished: "pizz").
 TYPING_TYPO_FACTOR = 0.5
+# A one-edit neighbour differing only in the last letter is another form of the same word
+# (fleurs/fleur, кошки/кошка): nearly as good as the word itself.
+WEIGHT_INFLECTED = 0.8
+# ... when the last letter is another one (кошки/кошка), rather than one more or less
+# (dogs/dog), other words of other languages share the stem too (dogs/doga): less sure.
+SWAPPED_ENDING_FACTOR = 0.8
+# ... only with a shared stem this long: shorter ones are often other words or the start of a
+# word being typed (elep is not a form of "ele", nor hapy of "hap").
+MIN_INFLECTION_STEM = 4
+# A word with no match at all is looked up by its stem, up to this many final letters shorter
+# and at least MIN_STEM_CHARS long (Russian, Turkish, German endings: котом -> кот).
+WEIGHT_STEM = 0.4
+MAX_STEM_CUT = 3
+MIN_STEM_CHARS = 3
 # Field weights: the sticker's own name in a language beats aliases and Unicode character names.
 FIELD_NAME = 1.0
 FIELD_ALIAS = 0.85

@@ -43,6 +43,9 @@ from sticker_search.consts import (
     MAX_LIMIT,
     MAX_OFFSET,
     MAX_PREFIX_EXPANSIONS,
+    MAX_STEM_CUT,
+    MIN_INFLECTION_STEM,
+    MIN_STEM_CHARS,
     MIN_TYPO_TERM_CHARS,
     NAME_LENGTH_PENALTY,
     OTHER_LANGUAGE_FACTOR,
@@ -51,10 +54,13 @@ from sticker_search.consts import (
     POPULARITY_WEIGHT,
     SKIN_TONE_FACTOR,
     STOPWORDS,
+    SWAPPED_ENDING_FACTOR,
     TYPING_TYPO_FACTOR,
     WEIGHT_EXACT,
     WEIGHT_INFIX,
+    WEIGHT_INFLECTED,
     WEIGHT_PREFIX,
+    WEIGHT_STEM,
     WEIGHT_TYPO,
 )
 from sticker_search.errors import QueryError
@@ -290,7 +296,31 @@ class SearchIndex:
             typo = WEIGHT_TYPO * (TYPING_TYPO_FACTOR if matches else 1.0)
             for term in candidates:
                 if term not in matches and within_one_edit(word, term):
-                    matches[term] = typo
+                    # Words that differ only in their last letter are more likely two forms of
+                    # one word than a typo: one letter more or less (dogs -> dog, fleurs ->
+                    # fleur), less surely another last letter (кошки -> кошка).
+                    shared = min(len(word), len(term))
+                    if len(word) == len(term):
+                        shared -= 1
+                        weight = WEIGHT_INFLECTED * SWAPPED_ENDING_FACTOR
+                    else:
+                        weight = WEIGHT_INFLECTED
+                    inflected = shared >= MIN_INFLECTION_STEM and word[:shared] == term[:shared]
+                    matches[term] = weight if inflected else typo
+        if not matches and not is_unsegmented(word):
+            # Nothing at all: an inflected form the catalog lacks (котом, котик -> кот). Its
+            # stem, a few letters shorter, is looked up as a word with its own inflections.
+            for cut in range(1, MAX_STEM_CUT + 1):
+                root = word[:-cut]
+                if len(root) < MIN_STEM_CHARS:
+                    break
+                longest = len(root) + INFLECTION_CHARS
+                found = [t for t in self._prefix_range(self._terms, root)
+                         if len(t) <= longest][:MAX_PREFIX_EXPANSIONS]
+                for term in found:
+                    matches[term] = WEIGHT_STEM * len(root) / len(term)
+                if found:
+                    break
         return matches
 
     def _known(self, text: str) -> bool:

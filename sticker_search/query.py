@@ -36,7 +36,12 @@ def segment(text: str, known: Callable[[str], bool]) -> list[str]:
         end = min(len(text), start + MAX_SEGMENT_CHARS)
         while end > start + 1 and not known(text[start:end]):
             end -= 1
-        pieces.append(text[start:end])
+        piece = text[start:end]
+        if len(piece) > 1 and piece[0] in SEGMENT_PARTICLES and known(piece[1:]):
+            # A particle glued to the next word (的猫 in 可爱的猫) is split off, then dropped.
+            pieces.append(piece[0])
+            piece = piece[1:]
+        pieces.append(piece)
         start = end
     kept = [p for p in pieces if p not in SEGMENT_PARTICLES]
     return kept or pieces

@@ -235,3 +235,26 @@ def test_catalog_refuses_a_popularity_outside_zero_to_one() -> None:
     for value in (1.5, -0.1, "nan"):
         with pytest.raises(CatalogError):
             parse_catalog({"format": 1, "stickers": [{**entry, "popularity": value}]})
+
+
+def test_other_forms_of_a_word_find_its_stickers(index: SearchIndex) -> None:
+    # An inflected form the catalog lacks: its stem (котом, котик -> кот: cat).
+    cats = "🐈🐱😺😸😹😻😼😽🙀😿😾"
+    assert top(index, "с котом", "ru")[0] in cats
+    assert top(index, "котик", "ru")[0] in cats
+    # A one-edit neighbour that differs only in its ending is another form of the word and
+    # weighs more than a typo elsewhere in the word.
+    assert "elephantz" not in index.expand("elephant")
+    assert index.expand("elephantz")["elephant"] == pytest.approx(0.8)
+    assert index.expand("elephnat")["elephant"] == pytest.approx(0.5)
+    # ... but not for short stems, which are often a word still being typed.
+    assert index.expand("elep")["elephant"] > index.expand("elep").get("ele", 0.0)
+
+
+def test_a_particle_glued_to_the_next_word_is_split_off() -> None:
+    vocabulary = {"可爱", "猫", "的猫"}
+
+    def known(text: str) -> bool:
+        return any(word.startswith(text) for word in vocabulary)
+
+    assert segment("可爱的猫", known) == ["可爱", "猫"]
