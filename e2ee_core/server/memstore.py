@@ -328,4 +328,6 @@ class MemoryStore:
             expired = [k for k, a in self._attachments.items() if a.expires_at_ms <= now_ms]
             for k in expired:
                 del self._attachments[k]
-            return PurgeCounts(envelopes, len(expired))
+            waiting = sum(len(d.queue) for a in self._accounts.values()
+                          for d in a.devices.values())
+            return PurgeCounts(envelopes, len(expired), waiting)

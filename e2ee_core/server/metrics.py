@@ -26,6 +26,10 @@ PUSH_OPEN = Gauge("e2ee_push_connections_open", "Push connections open now",
 PUSH_IN_FLIGHT = Gauge("e2ee_push_envelopes_in_flight",
                        "Envelopes pushed and not acknowledged yet (the push queue's depth)",
                        multiprocess_mode="livesum")
+ENVELOPES_WAITING = Gauge("e2ee_envelopes_waiting",
+                          "Envelopes queued for all devices (the queues' depth), as of the last "
+                          "expiry purge (once per purge interval, a minute by default)",
+                          multiprocess_mode="mostrecent")
 PUSH_BAD_FRAMES = Counter("e2ee_push_bad_frames", "Push connections closed for a bad frame")
 
 for _channel in ("http", "push"):

@@ -420,6 +420,7 @@ class DeliveryService:
         """Delete every expired envelope and attachment now."""
         counts = self.store.purge_expired(self.now_ms())
         metrics.ENVELOPES_EXPIRED.inc(counts.envelopes)
+        metrics.ENVELOPES_WAITING.set(counts.waiting)
         if counts.envelopes or counts.attachments:
             log.info("event=expired_purged envelopes=%d attachments=%d", counts.envelopes,
                      counts.attachments)

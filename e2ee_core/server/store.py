@@ -143,6 +143,7 @@ class PurgeCounts:
 
     envelopes: int
     attachments: int
+    waiting: int = 0  # envelopes still queued afterwards (every device): the queues' depth
 
 
 class Store(Protocol):
@@ -698,5 +699,6 @@ class SqlStore:
         with self._tx() as tx:
             env = tx.execute("DELETE FROM envelopes WHERE expires_at_ms <= ?", (now_ms,))
             att = tx.execute("DELETE FROM attachments WHERE expires_at_ms <= ?", (now_ms,))
-        return PurgeCounts(max(env.rowcount, 0), max(att.rowcount, 0))
+            waiting = int(tx.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0])
+        return PurgeCounts(max(env.rowcount, 0), max(att.rowcount, 0), waiting)
 

@@ -237,6 +237,7 @@ def test_delivery_server_counts_envelopes_and_push_connections(delivery: Service
     assert value(text, "e2ee_envelopes_delivered_total", channel="push") == 1
     assert value(text, "e2ee_envelopes_acked_total") == 2
     assert value(text, "e2ee_push_envelopes_in_flight") == 0
+    assert value(text, "e2ee_envelopes_waiting") == 0  # set by the purge on the first request
     assert value(text, "e2ee_push_connections_total", outcome="accepted") == 1
     assert value(text, "e2ee_push_connections_total", outcome="auth_failed") == 1
     assert value(text, "http_request_duration_seconds_count", route="/v1/messages",
