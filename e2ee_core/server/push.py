@@ -62,6 +62,7 @@ Send = Callable[[Message], Awaitable[None]]
 CLOSE_AUTH_FAILED = 4401
 CLOSE_DEVICE_REMOVED = 4410
 CLOSE_BAD_FRAME = 1003
+CLOSE_SERVER_ERROR = 1011
 
 
 class PushHub:
@@ -223,6 +224,17 @@ class _Connection:
         finally:
             hub.unregister(self.address, loop, self.wake)
             reader.cancel()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                # e.g. the database went away mid-acknowledgement: the device reconnects and
+                # gets again what it did not see acknowledged; no traceback in the logs
+                log.warning("event=push_failed reason=%s",
+                            type(reader.exception()).__name__)
+                if not self.closed:
+                    self.closed = True
+                    try:
+                        await self.send({"type": "websocket.close", "code": CLOSE_SERVER_ERROR})
+                    except Exception:  # the connection is already gone
+                        log.debug("event=push_close_failed")
             metrics.PUSH_OPEN.dec()
             metrics.PUSH_IN_FLIGHT.dec(len(self.in_flight))
 

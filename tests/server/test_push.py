@@ -228,3 +228,50 @@ def test_sends_over_the_socket(server: LiveServer) -> None:
             ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
     assert [e.content for e in bob.receive().envelopes] == [b"\x01\x02\x03", b"\x04\x05\x06"]
+
+
+def test_a_store_failure_mid_acknowledgement_closes_with_1011_and_no_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The database failing under an acknowledgement (a fault injected into the real service)
+    ends that connection with 1011 and one log line; before, the reader task's exception was
+    left unretrieved (asyncio printed a traceback) and the socket closed without a code."""
+    import asyncio
+    import logging
+
+    from e2ee_core.server.push import PushChannel
+    from e2ee_core.server.service import DeliveryService, Settings
+    from e2ee_core.server.store import SqlStore
+    from e2ee_core.server.wire import AccountRequest
+    from service_kit.database import Database, DatabaseError
+
+    service = DeliveryService(SqlStore(Database(str(tmp_path / "f.db"))),
+                              Settings.from_mapping(FAST_ARGON2))
+    device = service.register(AccountRequest(unique_name(), PASSWORD, device_keys()))
+
+    def broken(acks: object) -> int:
+        raise DatabaseError("connection to the database lost")
+
+    service.acknowledge_many = broken  # type: ignore[method-assign]
+    sent: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await inbox.put({"type": "websocket.connect"})
+        await inbox.put({"type": "websocket.receive", "text": '{"type":"ack","ids":[1]}'})
+
+        async def receive() -> dict[str, Any]:
+            return await inbox.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "websocket", "path": "/v1/websocket", "headers": [
+            (b"authorization", f"Bearer {device.credential}".encode())]}
+        await asyncio.wait_for(PushChannel(service)(scope, receive, send), 10)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(scenario())
+    assert sent[0] == {"type": "websocket.accept"}
+    assert sent[-1] == {"type": "websocket.close", "code": 1011}
+    assert "event=push_failed reason=DatabaseError" in caplog.text
+    assert "Traceback" not in caplog.text and "never retrieved" not in caplog.text
