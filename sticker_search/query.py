@@ -53,12 +53,13 @@ def query_words(query: str, known: Callable[[str], bool],
 
     ``is_term(w)``: ``w`` is an indexed term; ``known(w)``: ``w`` is a term or part of one
     (used to segment unspaced text). Raises :class:`QueryError` for a query too long or of too
-    many words.
+    many words as typed (pieces of segmented text past the limit are left out).
     """
     if len(query) > MAX_QUERY_CHARS:
         raise QueryError("query too long")
+    tokens = tokenize(query)
     words: list[str] = []
-    for word in tokenize(query):
+    for word in tokens:
         if len(word) > 1 and not is_term(word) and is_unsegmented(word):
             words.extend(segment(word, known))
         else:
@@ -72,5 +73,7 @@ def query_words(query: str, known: Callable[[str], bool],
         kept += last
     unique = list(dict.fromkeys(kept))
     if len(unique) > MAX_QUERY_TERMS:
-        raise QueryError("too many query words")
+        if len(set(tokens)) > MAX_QUERY_TERMS:
+            raise QueryError("too many query words")
+        unique = unique[:MAX_QUERY_TERMS]  # pieces of segmented text past the limit
     return unique

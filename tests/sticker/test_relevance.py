@@ -149,6 +149,16 @@ def test_stopwords_drop_unless_alone_or_still_being_typed() -> None:
     assert query_words("cat in ", nothing, nothing) == ["cat"]
     with pytest.raises(QueryError):
         query_words("x" * 201, nothing, nothing)
+    with pytest.raises(QueryError):
+        query_words(" ".join(f"w{i}" for i in range(9)), nothing, nothing)
+
+
+def test_unspaced_text_of_many_pieces_is_cut_not_refused() -> None:
+    def nothing(text: str) -> bool:
+        return False
+
+    # One word as typed: its pieces past the limit are left out, not a "too many words" error.
+    assert query_words("一二三四五六七八九十", nothing, nothing) == list("一二三四五六七八")
 
 
 def test_typos_weigh_less_for_a_word_that_begins_real_words(index: SearchIndex) -> None:
