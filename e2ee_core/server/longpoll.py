@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from e2ee_core.server.errors import ServerError
 from e2ee_core.server.wire import bearer_credential
 
 if TYPE_CHECKING:
@@ -79,8 +78,8 @@ class LongPoll:
                 token = bearer_credential(value.decode("latin-1"))
         try:
             who = await asyncio.to_thread(service.authenticate, token)
-        except ServerError:
-            return  # the app refuses it, without waiting
+        except Exception:  # a refusal, or the database failing: the app answers it at once
+            return
         loop = asyncio.get_running_loop()
         address = (who.username, who.device_id)
         wake = asyncio.Event()
@@ -89,7 +88,10 @@ class LongPoll:
         try:
             while True:
                 wake.clear()
-                if await asyncio.to_thread(service.queued, who, 1):
+                try:
+                    if await asyncio.to_thread(service.queued, who, 1):
+                        return
+                except Exception:  # the database failing: the app answers (503) at once
                     return
                 remaining = deadline - loop.time()
                 if remaining <= 0:

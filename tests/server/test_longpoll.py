@@ -86,3 +86,37 @@ def test_a_send_through_another_instance_wakes_a_long_poll(
         sender.send(to, [OutgoingEnvelope(to, 1, b"via B")])
         # woken through LISTEN/NOTIFY, not at the deadline
         assert [e.content for e in poll.result(timeout=WAIT / 2).envelopes] == [b"via B"]
+
+
+def test_a_database_failure_while_waiting_goes_to_the_app_at_once(tmp_path: Path) -> None:
+    """LongPoll sits outside the WSGI stack's error handling: a store failure while it waits
+    must hand the request on (the app answers 503) instead of escaping as a 500 + traceback."""
+    import asyncio
+
+    from e2ee_core.server.longpoll import LongPoll
+    from e2ee_core.server.service import DeliveryService, Settings
+    from e2ee_core.server.store import SqlStore
+    from e2ee_core.server.wire import AccountRequest
+    from service_kit.database import Database, DatabaseError
+
+    service = DeliveryService(SqlStore(Database(str(tmp_path / "lp.db"))),
+                              Settings.from_mapping(FAST_ARGON2))
+    device = service.register(AccountRequest(unique_name(), PASSWORD, device_keys()))
+
+    def broken(*args: object) -> object:
+        raise DatabaseError("connection to the database lost")
+
+    service.queued = broken  # type: ignore[method-assign]
+    handed: list[bytes] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        handed.append(scope["query_string"])  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/v1/messages",
+                 "query_string": b"wait=20",
+                 "headers": [(b"authorization", f"Bearer {device.credential}".encode())]}
+        await asyncio.wait_for(LongPoll(service, app)(scope, None, None), 5)  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
+    assert handed == [b"wait=0"]
