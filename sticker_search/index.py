@@ -1,7 +1,10 @@
 """The search core: an inverted index over the catalog, built once at start-up (sans-I/O).
 
-Every keyword of every sticker is normalised (:func:`sticker_search.text.normalize`) into a
-*term*; each term has a posting list ``(sticker, weight, language mask)``. A query word is
+Every keyword of every sticker (CLDR names and annotations, aliases, Unicode names, emojilib
+keywords, and the picker lexicon's phrases: :mod:`sticker_search.lexicon`) is normalised
+(:func:`sticker_search.text.normalize`) into a *term*; each term has a posting list
+``(weight, sticker, language mask)``, the weight scaled by the sticker's popularity prior.
+Queries are read by :mod:`sticker_search.query` (stopwords, CJK segmentation); a query word is
 expanded into the terms it may mean, each with a match weight:
 
 - the exact term (``cat``), :data:`~sticker_search.consts.WEIGHT_EXACT`;
@@ -9,11 +12,13 @@ expanded into the terms it may mean, each with a match weight:
 - for scripts without word spaces (Japanese, Chinese) terms that *contain* the word, through
   an index of suffixes (``猫`` finds ``嬉し泣きする猫``);
 - one-edit typo corrections (``hert`` -> ``heart``) found with a symmetric-deletion index, for
-  words that are not themselves indexed terms.
+  words that are not themselves indexed terms; other forms of the word (``fleurs`` ->
+  ``fleur``) weigh more; a word matching nothing is looked up by its stem (``котом`` -> ``кот``).
 
 A sticker's score for a query is the sum, over query words, of its best
 ``match weight x posting weight`` (times a factor when a language hint is given and the match
-is in another language); stickers matching every word rank above partial matches. Ties keep a
+is in another language); stickers matching every word rank above partial matches, and two
+adjacent words that stand together in a sticker's name or phrase add a bonus. Ties keep a
 fixed order: base stickers before skin-tone variants, shorter names, older emoji, id.
 """
 
