@@ -55,7 +55,8 @@ def test_a_lost_database_connection_is_a_503_then_recovers(
     import psycopg
 
     issuer, credential = _issuer(live_server, tmp_path)
-    sticker = live_server(create_sticker, issuer_url=issuer.url, spent_db=pg_dsn)
+    # One application thread: one connection, so "the next request" reuses the one cut.
+    sticker = live_server(create_sticker, _threads=1, issuer_url=issuer.url, spent_db=pg_dsn)
     tokens = _tokens(issuer, credential, sticker, 4)
     assert _search(sticker, tokens[0]).status_code == 200
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
