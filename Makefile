@@ -43,8 +43,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# With the postgres extra: every documented --db/--spent-db takes a postgresql:// DSN.
 $(INSTALLED): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[postgres]'
 	touch $@
 
 $(DEV_INSTALLED): pyproject.toml | $(VENV)/bin/python
