@@ -20,9 +20,9 @@ Protocol (JSON text frames):
   /v1/messages[/multi]``, without an HTTP request and a thread crossing per send;
 * a malformed frame closes the connection with 1003 (nothing is acknowledged by it).
 
-Wake-ups within one server process go through :class:`PushHub` (a send wakes exactly the
-connections of its destination devices). The HTTP API stays: ``GET /v1/messages`` works as
-before, and both see the same queue.
+Wake-ups within one server process go through :class:`~e2ee_core.server.hub.PushHub` (a send
+wakes exactly the connections of its destination devices). The HTTP API stays:
+``GET /v1/messages`` works as before, and both see the same queue.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from e2ee_core.server import consts, metrics
@@ -63,47 +62,6 @@ CLOSE_AUTH_FAILED = 4401
 CLOSE_DEVICE_REMOVED = 4410
 CLOSE_BAD_FRAME = 1003
 CLOSE_SERVER_ERROR = 1011
-
-
-class PushHub:
-    """The push connections of this process, per device; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting: dict[tuple[str, int], set[tuple[asyncio.AbstractEventLoop,
-                                                       asyncio.Event]]] = {}
-
-    def register(self, address: tuple[str, int], loop: asyncio.AbstractEventLoop,
-                 event: asyncio.Event) -> None:
-        with self._lock:
-            self._waiting.setdefault(address, set()).add((loop, event))
-
-    def unregister(self, address: tuple[str, int], loop: asyncio.AbstractEventLoop,
-                   event: asyncio.Event) -> None:
-        with self._lock:
-            entries = self._waiting.get(address)
-            if entries is not None:
-                entries.discard((loop, event))
-                if not entries:
-                    del self._waiting[address]
-
-    def notify(self, addresses: Iterable[tuple[str, int]]) -> None:
-        """Wake the connections of these devices (from any thread)."""
-        with self._lock:
-            targets = [entry for a in set(addresses) for entry in self._waiting.get(a, ())]
-        for loop, event in targets:
-            loop.call_soon_threadsafe(event.set)
-
-    def notify_all(self) -> None:
-        """Wake every connection (device notices, which go to many accounts)."""
-        with self._lock:
-            targets = [entry for entries in self._waiting.values() for entry in entries]
-        for loop, event in targets:
-            loop.call_soon_threadsafe(event.set)
-
-    def connections(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._waiting.values())
 
 
 def _bearer(scope: Message) -> str:

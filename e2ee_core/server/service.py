@@ -33,7 +33,7 @@ from e2ee_core.server.errors import (
     RateLimited,
     TooManyAttempts,
 )
-from e2ee_core.server.push import PushHub
+from e2ee_core.server.hub import PushHub
 from e2ee_core.server.store import EventLimit, PurgeCounts, Store
 from e2ee_core.server.wire import (
     AccountRequest,

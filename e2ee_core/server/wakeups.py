@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from e2ee_core.server.push import PushHub
+from e2ee_core.server.hub import PushHub
 
 log = logging.getLogger("e2ee_core.server.wakeups")
 
