@@ -149,18 +149,16 @@ class SearchIndex:
             lexicon_priors.append(base * (1.0 + POPULARITY_WEIGHT))
             for lang, words in sticker.keywords.items():
                 bit = self._lang_bit.get(lang, 0)
-                self._add(postings, number, words, FIELD_NAME * prior, bit)
-                self._add_pairs(number, words, FIELD_NAME * prior)
+                self._add(postings, number, words, FIELD_NAME * prior, bit, pairs=True)
                 for phrase in sticker.tags.get(lang, ()):
-                    self._add(postings, number, (phrase,), FIELD_TAG * prior, bit)
-                    self._add_pairs(number, phrase.split(), FIELD_TAG * prior)
+                    self._add(postings, number, (phrase,), FIELD_TAG * prior, bit, pairs=True)
                 if lang == "en":
                     self._add(postings, number, sticker.aliases, FIELD_ALIAS * prior, bit)
                     self._add(postings, number, sticker.unicode_words, FIELD_UNICODE * prior,
                               bit)
                     for keyword in sticker.emojilib:
-                        self._add(postings, number, (keyword,), FIELD_EMOJILIB * prior, bit)
-                        self._add_pairs(number, keyword.split(), FIELD_EMOJILIB * prior)
+                        self._add(postings, number, (keyword,), FIELD_EMOJILIB * prior, bit,
+                                  pairs=True)
         numbers = {s.id: n for n, s in enumerate(self._stickers)}
         for concept in load_lexicon() if lexicon is None else lexicon:
             for place, glyph in enumerate(concept.glyphs):
@@ -172,8 +170,8 @@ class SearchIndex:
                 for lang, phrases in concept.phrases.items():
                     bit = self._lang_bit.get(lang, 0)
                     for phrase in phrases:
-                        self._add(postings, number, (phrase,), weight, bit, lexicon=True)
-                        self._add_pairs(number, _tokens(phrase), weight)
+                        self._add(postings, number, (phrase,), weight, bit, pairs=True,
+                                  lexicon=True)
         # Posting lists by falling weight: a one-word query reads only their heads.
         self._ranked: dict[str, tuple[Posting, ...]] = {
             term: tuple(sorted(((w, n, m) for n, (w, m) in docs.items()), reverse=True))
@@ -226,9 +224,11 @@ class SearchIndex:
         return (sticker.skin_tone, len(sticker.keywords.get("en", ())), sticker.emoji_version,
                 sticker.id)
 
-    @staticmethod
-    def _add(postings: dict[str, dict[int, tuple[float, int]]], number: int,
-             words: Iterable[str], field: float, bit: int, *, lexicon: bool = False) -> None:
+    def _add(self, postings: dict[str, dict[int, tuple[float, int]]], number: int,
+             words: Iterable[str], field: float, bit: int, *, pairs: bool = False,
+             lexicon: bool = False) -> None:
+        """Index the terms of ``words`` (one name or phrase) for sticker ``number``; with
+        ``pairs``, also its adjacent term pairs (for the phrase bonus)."""
         tokens = [t for w in words for t in _tokens(w)]
         terms = [t for t in tokens if t not in STOPWORDS]
         if not terms:
@@ -241,13 +241,11 @@ class SearchIndex:
             docs = postings.setdefault(term, {})
             old_weight, old_mask = docs.get(number, (0.0, 0))
             docs[number] = (max(old_weight, weight), old_mask | bit)
-
-    def _add_pairs(self, number: int, words: Iterable[str], weight: float) -> None:
-        terms = [t for w in words for t in _tokens(w) if t not in STOPWORDS]
-        for first, second in itertools.pairwise(terms):
-            docs = self._pairs.setdefault(f"{first} {second}", {})
-            if weight > docs.get(number, 0.0):
-                docs[number] = weight
+        if pairs:
+            for first, second in itertools.pairwise(terms):
+                pair = self._pairs.setdefault(f"{first} {second}", {})
+                if field > pair.get(number, 0.0):
+                    pair[number] = field
 
     @property
     def term_count(self) -> int:
