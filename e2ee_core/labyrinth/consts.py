@@ -1,0 +1,81 @@
+"""Every size and limit of the Labyrinth core, with the reason beside it.
+
+Section names refer to "The Labyrinth Encrypted Message Storage Protocol", v1, 2023-12-06.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- AES-GCM-Extended (Cryptographic Primitives, 1) ------------------------------------------
+KEY_LEN: Final = 32  # "32-byte key"; also Appendix "Secret sizes": 32-byte symmetric secrets
+EXTENDED_NONCE_LEN: Final = 28  # "28-byte nonce": 16 bytes into HChaCha20, 12 into AES-GCM
+HCHACHA20_INPUT_LEN: Final = 16  # nonce[0:16], libsodium's crypto_core_hchacha20_INPUTBYTES
+HCHACHA20_KEY_LEN: Final = 32  # crypto_core_hchacha20_KEYBYTES
+HCHACHA20_OUTPUT_LEN: Final = 32  # the AES-256 subkey
+GCM_NONCE_LEN: Final = 12  # nonce[16:28], AES-GCM's native 96-bit nonce
+GCM_TAG_LEN: Final = 16  # AES-GCM tag, appended by `cryptography`
+# Largest plaintext we encrypt in one call: far above any message or key bundle, and well
+# under AES-GCM's 2**36 - 32 byte per-nonce limit (NIST SP 800-38D).
+MAX_PLAINTEXT_LEN: Final = 64 * 1024 * 1024
+
+# -- Padding (Cryptographic Primitives, 2) ---------------------------------------------------
+PAD_MIN_LEN: Final = 10  # "fewer than 10 characters ... padded to 10 characters"
+PAD_LENGTH_PREFIX_LEN: Final = 4  # "4 byte unsigned big-endian integer"
+PAD_MAX_UNPADDED_LEN: Final = MAX_PLAINTEXT_LEN  # keeps the padded size inside MAX_PLAINTEXT_LEN
+
+# -- Labyrinth HPKE (Cryptographic Primitives, 3) --------------------------------------------
+HPKE_VERSION: Final = 0x01  # leading byte of the inner aad and of the ciphertext
+X25519_LEN: Final = 32  # X25519 public and private keys
+HPKE_MAX_PSK_LEN: Final = 32  # "assert(length(psk) <= 32 bytes)"
+HPKE_NONCE: Final = bytes(12)  # "nonce := 0x000000000000000000000000": every subkey is fresh
+HPKE_OVERHEAD: Final = 1 + X25519_LEN + GCM_TAG_LEN  # version || ephemeral public key || tag
+
+# -- ORF over Ristretto255 (Cryptographic Primitives, 4) -------------------------------------
+RISTRETTO_POINT_LEN: Final = 32  # crypto_core_ristretto255_BYTES
+RISTRETTO_SCALAR_LEN: Final = 32  # crypto_core_ristretto255_SCALARBYTES
+ORF_OUTPUT_LEN: Final = 32  # HMAC-SHA256 of the server's point
+# A client or server domain is an HMAC key: 1..255 bytes keeps it a short label, not data.
+ORF_MAX_DOMAIN_LEN: Final = 255
+# An ORF input (attachment id, thread||message ids): bounded so the server cannot be asked to
+# hash unbounded data through a client, and well above any identifier the mailbox uses.
+ORF_MAX_INPUT_LEN: Final = 4096
+
+# -- Epochs (Protocol, Epochs and Opening an Epoch) ------------------------------------------
+EPOCH_ENTROPY_LEN: Final = 32  # "newEpochEntropy := random(32)"
+EPOCH_ROOT_KEY_LEN: Final = 32  # first epoch: "completely random (generated as 32 bytes)"
+# "an integer encoded into a decimal string of at most 11 characters"
+EPOCH_SEQUENCE_MAX_DIGITS: Final = 11
+EPOCH_SEQUENCE_MAX: Final = 10**EPOCH_SEQUENCE_MAX_DIGITS - 1
+# epochID is server-assigned; the storage schema types it BIGINT (Saving Messages), so a
+# non-negative signed 64-bit integer.
+EPOCH_ID_MAX: Final = 2**63 - 1
+MEMBERSHIP_MAC_LEN: Final = 32  # HMAC-SHA256
+SIGNATURE_USE_EPOCH_STORAGE_KEY: Final = 0x30  # pk_sign(deviceKeyPriv, 0x30, epochStorageKeyPub)
+SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY: Final = 0x31  # ... 0x31, epochStorageAuthKeyPub
+
+# -- Recovery codes (Protocol, Recovery Codes) -----------------------------------------------
+RECOVERY_ALPHABET: Final = "ACDEFHJKLMNPQRSTUVWXYZ0123456789"  # 32 symbols, no homoglyphs
+# "If the characters B, G, I or O are entered, they are internally converted to 8, C, 1 and 0"
+RECOVERY_HOMOGLYPHS: Final = {"B": "8", "G": "C", "I": "1", "O": "0"}
+RECOVERY_CODE_LEN: Final = 40  # version + identifier + 34 entropy + 4 error-correction
+RECOVERY_VERSION: Final = "2"  # "1 character as a version (currently fixed as 2)"
+RECOVERY_IDENTIFIER: Final = "0"  # "1 character as an identifier (currently unused and always 0)"
+RECOVERY_ENTROPY_CHARS: Final = 34  # 170 bits of entropy
+RECOVERY_CHECK_CHARS: Final = 4  # four GF(32) parity symbols
+RECOVERY_MAX_CORRECTED: Final = 3  # "Up to three incorrect digits ... can be corrected"
+# Longest text accepted before normalisation: 40 symbols plus generous separators (spaces,
+# dashes) a person may type; anything longer is refused before any work.
+RECOVERY_MAX_INPUT_LEN: Final = 120
+VDEVICE_ID_LEN: Final = 16  # "the vdeviceId is 16 bytes long"
+VDEVICE_KEY_LEN: Final = 32  # "vdeviceDecryptionKey is 32 bytes long"
+# Facebook account IDs are 64-bit integers "encoded into an ASCII string"; we allow any
+# printable-ASCII id without "_" (the label separator) of bounded length.
+USER_ID_MAX_LEN: Final = 64
+
+# -- Mailbox records (Protocol, Saving Messages; Appendix, Message encryption versions) -------
+CIPHER_VERSION: Final = 3  # the whitepaper's illustrated "cipher version 3"
+THREAD_ID_MAX_LEN: Final = 128  # a user id or group thread id (Appendix, Thread IDs)
+MESSAGE_ID_MAX_LEN: Final = 128  # opaque client-chosen ids of the messaging layer
+INBOX_ID_MAX_LEN: Final = 128
+TIMESTAMP_MAX: Final = 2**63 - 1  # BIGINT milliseconds
