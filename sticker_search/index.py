@@ -60,6 +60,8 @@ from sticker_search.consts import (
     SKIN_TONE_FACTOR,
     STOPWORDS,
     SWAPPED_ENDING_FACTOR,
+    TOTAL_CACHE_MIN_EXPANSIONS,
+    TOTAL_CACHE_SIZE,
     TYPING_TYPO_FACTOR,
     WEIGHT_EXACT,
     WEIGHT_INFIX,
@@ -218,6 +220,8 @@ class SearchIndex:
                 for variant in _deletes(term):
                     deletes.setdefault(variant, []).append(term)
         self._deletes = {k: tuple(v) for k, v in deletes.items()}
+        # Match counts of one-word queries with many expansions, filled as they are asked.
+        self._totals: dict[str, int] = {}
 
     @staticmethod
     def _tiebreak(sticker: Sticker) -> tuple[bool, int, float, str]:
@@ -360,7 +364,9 @@ class SearchIndex:
         else:
             total, top = self._top_all_words(words, hint, k)
         stickers = self._stickers
-        return SearchResult(total, tuple(Hit(stickers[n], round(s, 4)) for n, s in top[offset:]))
+        make = tuple.__new__  # a named tuple without its __new__ wrapper: a page is 20-100 hits
+        return SearchResult(total, tuple([make(Hit, (stickers[n], round(s, 4)))
+                                          for n, s in top[offset:]]))
 
     def _top_all_words(self, words: list[str], hint: int,
                        k: int) -> tuple[int, list[tuple[int, float]]]:
@@ -429,10 +435,24 @@ class SearchIndex:
                             replace(floor, score)
                     elif score > old:
                         candidates[number] = score
-        # The exact match count: a C-level union of the expansions' sticker sets (dict keys).
+        return self._total(word, expansions), heapq.nlargest(k, candidates.items(),
+                                                             key=itemgetter(1))
+
+    def _total(self, word: str, expansions: dict[str, float]) -> int:
+        """The exact match count of a one-word query: a C-level union of the expansions'
+        sticker sets (dict keys). Words of many expansions (short prefixes) are the costly
+        ones and recur while people type, so their counts are kept, up to a bound."""
         sets = [self._weights[term] for term in expansions]
-        total = len(sets[0]) if len(sets) == 1 else len(set().union(*sets)) if sets else 0
-        return total, heapq.nlargest(k, candidates.items(), key=itemgetter(1))
+        if len(sets) <= 1:
+            return len(sets[0]) if sets else 0
+        if len(sets) < TOTAL_CACHE_MIN_EXPANSIONS:
+            return len(set().union(*sets))
+        total = self._totals.get(word)
+        if total is None:
+            total = len(set().union(*sets))
+            if len(self._totals) < TOTAL_CACHE_SIZE:
+                self._totals[word] = total  # same value whichever thread stores it
+        return total
 
     def _word_scores(self, word: str, hint: int, *, prefix: bool = True) -> dict[int, float]:
         """Best score per sticker for one query word (never mutate: may be an index dict)."""

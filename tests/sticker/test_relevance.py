@@ -268,3 +268,10 @@ def test_a_particle_glued_to_the_next_word_is_split_off() -> None:
         return any(word.startswith(text) for word in vocabulary)
 
     assert segment("可爱的猫", known) == ["可爱", "猫"]
+
+
+def test_kept_match_counts_equal_fresh_ones(index: SearchIndex) -> None:
+    for word in ("ma", "ca", "he", "pi", "sm"):
+        first = index.search(word).total
+        assert index._totals.get(word) in (None, first)
+        assert index.search(word).total == first == index._top_all_words([word], 0, 1)[0]
