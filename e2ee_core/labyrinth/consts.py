@@ -79,3 +79,25 @@ THREAD_ID_MAX_LEN: Final = 128  # a user id or group thread id (Appendix, Thread
 MESSAGE_ID_MAX_LEN: Final = 128  # opaque client-chosen ids of the messaging layer
 INBOX_ID_MAX_LEN: Final = 128
 TIMESTAMP_MAX: Final = 2**63 - 1  # BIGINT milliseconds
+
+# -- Recovery-code error correction (Recovery Codes, c) --------------------------------------
+# GF(32) = GF(2)[x] / (x^5 + x^2 + 1), a primitive polynomial; symbol i is alphabet[i].
+GF32_POLYNOMIAL: Final = 0b100101
+# The 4x38 parity-check matrix G with G * (entropy || check) = 0 over GF(32). A [38, 34] code
+# over GF(32) cannot be MDS (an MDS code over GF(32) has length at most 33), so the
+# whitepaper's "any four columns invertible" is impossible; ours guarantees what correcting
+# three wrong characters needs: ANY THREE columns are independent (minimum distance 4). The
+# columns are the 33 points of the twisted cubic (1, t, t^2, t^3), t in GF(32), and (0,0,0,1)
+# (any four of those independent), with t = x^0..x^28 at positions 0-28, then the first five
+# vectors in numeric order that keep every three columns independent at positions 29-33, then
+# t = x^29, x^30, 0 and (0,0,0,1) for the four check characters (positions 34-37).
+RECOVERY_PARITY_CHECK: Final = (
+    (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+     0, 0, 0, 0, 0, 1, 1, 1, 0),
+    (1, 2, 4, 8, 16, 5, 10, 20, 13, 26, 17, 7, 14, 28, 29, 31, 27, 19, 3, 6, 12, 24, 21, 15,
+     30, 25, 23, 11, 22, 0, 1, 1, 1, 1, 9, 18, 0, 0),
+    (1, 4, 16, 10, 13, 17, 14, 29, 27, 3, 12, 21, 30, 23, 22, 18, 2, 8, 5, 20, 26, 7, 28, 31,
+     19, 6, 24, 15, 25, 1, 0, 1, 2, 3, 11, 9, 0, 0),
+    (1, 8, 10, 26, 14, 31, 3, 24, 30, 11, 18, 4, 5, 13, 7, 29, 19, 12, 15, 23, 9, 2, 16, 20,
+     17, 28, 27, 6, 21, 0, 0, 2, 1, 4, 25, 22, 0, 1),
+)

@@ -97,3 +97,19 @@ def decrypt(key: bytes, aad: bytes, ciphertext: bytes) -> bytes:
         return cipher.decrypt(subnonce, ciphertext[EXTENDED_NONCE_LEN:], aad)
     except InvalidTag:
         raise DecryptionFailed("authentication failed") from None
+
+
+def sign(private_key: bytes, use_case: int, data: bytes, random: bytes | None = None) -> bytes:
+    """``pk_sign``: XEdDSA over ``use_case_byte || data`` with a Curve25519 device key."""
+    from e2ee_core.protocol import xeddsa
+
+    if len(private_key) != KEY_LEN:
+        raise InvalidKeyLength("signing key must be 32 bytes")
+    return xeddsa.sign(private_key, bytes([use_case]) + data, random)
+
+
+def verify(public_key: bytes, signature: bytes, use_case: int, data: bytes) -> bool:
+    """``pk_verify``: True when ``signature`` is XEdDSA by ``public_key`` over use case || data."""
+    from e2ee_core.protocol import xeddsa
+
+    return xeddsa.verify(public_key, bytes([use_case]) + data, signature)
