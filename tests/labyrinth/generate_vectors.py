@@ -1,0 +1,115 @@
+"""Generate tests/labyrinth/vectors/*.json once, from fixed inputs (never in the test run).
+
+Run ``python -m tests.labyrinth.generate_vectors`` only when adding a vector; an existing file
+is never rewritten unless ``--force`` is given, so a code change cannot silently move them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.labyrinth.vectors import COMPUTE, Case, seed, seed_scalar
+
+OUT = Path(__file__).parent / "vectors"
+
+DESCRIPTIONS = {
+    "aes_gcm_extended": "AES-GCM-Extended: subkey = HChaCha20(key, nonce[0:16]); ciphertext = "
+                        "nonce(28) || AES-256-GCM(subkey, nonce[16:28], aad, plaintext) || tag",
+    "padding": "Labyrinth padding: u32be(len) || plaintext || zeros to 10 bytes (len < 10) "
+               "or the PADME size",
+    "hpke": "Labyrinth HPKE over X25519 with HKDF-SHA256 (salt = psk, info = 0x01 || "
+            "sender_auth_pub || recipient_enc_pub || ephemeral_pub || aad) and AES-256-GCM "
+            "with a zero nonce; ciphertext = 0x01 || ephemeral_pub || gcm",
+    "orf": "ORF over Ristretto255: blinded = from_hash(SHA-512(HMAC-SHA256(key=client_domain, "
+           "input))) * client_state; output = HMAC-SHA256(key=server_domain, blinded * "
+           "server_state); evolution c' = c * t, s' = s / t (scalars little-endian)",
+    "epochs": "Epoch chaining: kdf = HKDF-SHA256, outputs split in order; labels as in the "
+              "whitepaper, integers decimal, b64 = base64 of the decimal string",
+    "recovery_codes": "Recovery codes: version '2', identifier '0', 34 entropy characters, 4 "
+                      "GF(32) check characters; (vdevice_id[16], key[32]) = HKDF-SHA256(ikm = "
+                      "ASCII entropy characters, salt = none, info = kdf_info)",
+    "mailbox": "Mailbox record, cipher version 3: blob = AES-GCM-Extended(message_key, aad, "
+               "padded) with the given nonce",
+}
+
+
+def inputs() -> dict[str, list[Case]]:
+    return {
+        "aes_gcm_extended": [
+            {"key": seed("aes/key/0").hex(), "nonce": seed("aes/nonce/0", 28).hex(),
+             "aad": "", "plaintext": ""},
+            {"key": seed("aes/key/1").hex(), "nonce": seed("aes/nonce/1", 28).hex(),
+             "aad": b"message_thread_bob".hex(), "plaintext": b"Hello, Labyrinth!".hex()},
+            {"key": bytes(range(32)).hex(), "nonce": bytes(range(28)).hex(),
+             "aad": b"epoch_data_metadata".hex(), "plaintext": seed("aes/pt/2", 64).hex()},
+        ],
+        "padding": [{"plaintext": seed(f"pad/{n}", 64).hex()[: 2 * n] if n <= 64
+                     else (b"\x5a" * n).hex()} for n in (0, 1, 9, 10, 11, 17, 64, 100, 1000,
+                                                         4097)],
+        "hpke": [
+            {"recipient_enc_priv": seed("hpke/recipient").hex(),
+             "sender_auth_priv": seed("hpke/sender").hex(),
+             "ephemeral_priv": seed("hpke/ephemeral/0").hex(),
+             "psk": seed("hpke/psk").hex(), "aad": b"epoch__1".hex(),
+             "plaintext": seed("hpke/entropy").hex()},
+            {"recipient_enc_priv": seed("hpke/recipient").hex(),
+             "sender_auth_priv": seed("hpke/sender").hex(),
+             "ephemeral_priv": seed("hpke/ephemeral/1").hex(), "psk": "", "aad": "",
+             "plaintext": b"x".hex()},
+        ],
+        "orf": [
+            {"client_state": seed_scalar(f"orf/client/{i}").hex(),
+             "server_state": seed_scalar(f"orf/server/{i}").hex(),
+             "rotation_token": seed_scalar(f"orf/token/{i}").hex(),
+             "client_domain": b"attachment_ref_client".hex(),
+             "server_domain": b"attachment_ref_server".hex(),
+             "input": seed(f"orf/input/{i}", 16).hex()} for i in range(2)
+        ],
+        "epochs": [
+            {"previous_sequence_id": 0, "previous_epoch_id": 1,
+             "previous_root_key": seed("epoch/root/0").hex(),
+             "new_entropy": seed("epoch/entropy/1").hex(),
+             "device_key_pub": seed("epoch/device").hex()},
+            {"previous_sequence_id": 41, "previous_epoch_id": 9_007_199_254_740_993,
+             "previous_root_key": seed("epoch/root/41").hex(),
+             "new_entropy": seed("epoch/entropy/42").hex(),
+             "device_key_pub": seed("epoch/device").hex()},
+        ],
+        "recovery_codes": [
+            {"entropy": "A" * 34, "user_id": "100000000000001"},
+            {"entropy": "0123456789ACDEFHJKLMNPQRSTUVWXYZ01", "user_id": "100012345678901"},
+            {"entropy": "".join("ACDEFHJKLMNPQRSTUVWXYZ0123456789"[b % 32]
+                                for b in seed("rc/entropy", 34)), "user_id": "alice"},
+        ],
+        "mailbox": [
+            {"sequence_id": 3, "epoch_id": 77, "epoch_root_key": seed("mailbox/root").hex(),
+             "thread_id": "100012345678901", "message": "hi",
+             "nonce": seed("mailbox/nonce/0", 28).hex()},
+            {"sequence_id": 12, "epoch_id": 78, "epoch_root_key": seed("mailbox/root").hex(),
+             "thread_id": "群聊-42", "message": "The quick brown fox jumps over the lazy dog",
+             "nonce": seed("mailbox/nonce/1", 28).hex()},
+        ],
+    }
+
+
+def main(argv: list[str]) -> int:
+    force = "--force" in argv
+    OUT.mkdir(exist_ok=True)
+    for kind, cases in inputs().items():
+        path = OUT / f"{kind}.json"
+        if path.exists() and not force:
+            continue
+        document: dict[str, Any] = {
+            "description": DESCRIPTIONS[kind],
+            "cases": [{"inputs": case, "outputs": COMPUTE[kind](case)} for case in cases],
+        }
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
