@@ -174,6 +174,15 @@ def prove_with_trace(secret_key: bytes, alpha: bytes) -> ProofTrace:
                       k=k, u_point=u_point, v_point=v_point, pi=pi, beta=_gamma_to_hash(gamma))
 
 
+def evaluate(secret_key: bytes, alpha: bytes) -> bytes:
+    """beta for ``alpha`` without building a proof (one scalar multiplication): what a
+    directory needs to place a label; equal to verify(pk, alpha, prove(sk, alpha))."""
+    x_clamped, _ = secret_scalar(secret_key)
+    x = _scalar_reduce(x_clamped)
+    h_point, _ = encode_to_curve(_mul_base(x), alpha)
+    return _gamma_to_hash(_mul(x, h_point))
+
+
 def prove(secret_key: bytes, alpha: bytes) -> bytes:
     """The 80-byte proof pi = Gamma || c || s for ``alpha`` (RFC 9381 5.1)."""
     return prove_with_trace(secret_key, alpha).pi

@@ -45,3 +45,15 @@ class NonMembershipProofFailed(VerificationFailed):
 class EpochOrVersionInvalid(VerificationFailed):
     """Versions or epochs are out of order, zero, ahead of the current epoch, or the number of
     proofs does not match the versions they must cover."""
+
+
+class DirectoryError(KeyTransparencyError):
+    """The directory (server side) refused an operation."""
+
+
+class UnknownLabel(DirectoryError):
+    """No value was ever published for this label."""
+
+
+class InvalidUpdate(DirectoryError):
+    """A publish batch is unacceptable: a label twice, or a label or value over its limit."""

@@ -1,0 +1,149 @@
+"""The directory (server side of AKD, akd/src/directory.rs): epochs of label -> value updates,
+and lookup and history proofs in AKD's WhatsApp v1 format, checked by :mod:`.lookup` and
+:mod:`.history`.
+
+Publishing version v of a label in epoch e inserts the fresh leaf VRF(label, fresh, v) holding
+a commitment to the value, and for v > 1 the stale leaf VRF(label, stale, v - 1): the tree only
+grows. Proofs are made against the latest epoch. Sans-I/O apart from the storage it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from e2ee_core.keytrans import consts, ecvrf, hashing, tree
+from e2ee_core.keytrans.errors import InvalidUpdate, UnknownLabel
+from e2ee_core.keytrans.history import HistoryParams, get_marker_versions
+from e2ee_core.keytrans.lookup import marker_version
+from e2ee_core.keytrans.node_label import NodeLabel
+from e2ee_core.keytrans.proofs import (
+    HistoryProof,
+    LookupProof,
+    MembershipProof,
+    NonMembershipProof,
+    UpdateProof,
+)
+from e2ee_core.keytrans.storage import DirectoryStorage, EpochHead, ValueState
+
+
+class Directory:
+    """An auditable key directory over ``storage``, placing labels with the VRF
+    ``vrf_secret_key`` and hiding values behind commitments keyed by ``commitment_key`` (by
+    default H(vrf_secret_key), as AKD's Directory::derive_commitment_key does)."""
+
+    def __init__(self, storage: DirectoryStorage, vrf_secret_key: bytes,
+                 commitment_key: bytes | None = None) -> None:
+        self._storage = storage
+        self._vrf_secret_key = vrf_secret_key
+        self._commitment_key = (commitment_key if commitment_key is not None
+                                else hashing.h(vrf_secret_key))
+        self.vrf_public_key = ecvrf.public_key(vrf_secret_key)
+
+    # -- labels ------------------------------------------------------------------------------
+    def _alpha(self, akd_label: bytes, fresh: bool, version: int) -> bytes:
+        return hashing.vrf_alpha(akd_label, fresh, version)
+
+    def node_label(self, akd_label: bytes, fresh: bool, version: int) -> NodeLabel:
+        """Where (label, freshness, version) sits in the tree: the VRF output's first 32 bytes."""
+        beta = ecvrf.evaluate(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
+        return NodeLabel.from_vrf_output(beta)
+
+    def _vrf_proof(self, akd_label: bytes, fresh: bool, version: int) -> bytes:
+        return ecvrf.prove(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
+
+    def _nonce(self, akd_label: bytes, version: int, value: bytes) -> bytes:
+        label = self.node_label(akd_label, True, version)
+        return hashing.commitment_nonce(self._commitment_key, label.to_bytes(), version, value)
+
+    # -- epochs ------------------------------------------------------------------------------
+    def current(self) -> EpochHead:
+        """The latest epoch and its root hash (epoch 0, the empty tree, before any publish)."""
+        head = self._storage.latest_epoch()
+        return head if head is not None else EpochHead(0, tree.root_hash(self._storage))
+
+    def publish(self, updates: Mapping[bytes, bytes]) -> EpochHead:
+        """Start the next epoch with ``updates`` (label -> new value) and return its head.
+        A value equal to the label's current one is skipped, as in AKD; unlike AKD, the epoch
+        advances even when nothing changed, so clients can tell a quiet directory from a
+        stale view."""
+        epoch = self.current().epoch + 1
+        pending = tree.PendingTree(self._storage)
+        states: dict[bytes, ValueState] = {}
+        for akd_label, value in updates.items():
+            if len(akd_label) > consts.MAX_AKD_LABEL_BYTES or len(value) > consts.MAX_VALUE_BYTES:
+                raise InvalidUpdate("label or value too long")
+            previous = self._storage.get_states(akd_label)
+            if previous and previous[-1].value == value:
+                continue
+            version = previous[-1].version + 1 if previous else 1
+            nonce = self._nonce(akd_label, version, value)
+            pending.insert_leaf(self.node_label(akd_label, True, version),
+                                hashing.commitment(value, nonce), epoch)
+            if version > 1:
+                pending.insert_leaf(self.node_label(akd_label, False, version - 1),
+                                    hashing.stale_azks_value(), epoch)
+            states[akd_label] = ValueState(version, epoch, value)
+        nodes, root_hash = pending.finish()
+        head = EpochHead(epoch, root_hash)
+        self._storage.commit_epoch(head, nodes, states)
+        return head
+
+    # -- proofs ------------------------------------------------------------------------------
+    def _states(self, akd_label: bytes) -> list[ValueState]:
+        states = self._storage.get_states(akd_label)
+        if not states:
+            raise UnknownLabel("no value was published for this label")
+        return states
+
+    def _existence(self, akd_label: bytes, fresh: bool,
+                   version: int) -> tuple[bytes, MembershipProof]:
+        label = self.node_label(akd_label, fresh, version)
+        return (self._vrf_proof(akd_label, fresh, version),
+                tree.membership_proof(self._storage, label))
+
+    def _nonexistence(self, akd_label: bytes, fresh: bool,
+                      version: int) -> tuple[bytes, NonMembershipProof]:
+        label = self.node_label(akd_label, fresh, version)
+        return (self._vrf_proof(akd_label, fresh, version),
+                tree.nonmembership_proof(self._storage, label))
+
+    def lookup(self, akd_label: bytes) -> tuple[EpochHead, LookupProof]:
+        """The latest epoch and a proof of the label's current value in it."""
+        head = self.current()
+        state = self._states(akd_label)[-1]
+        existence_vrf, existence = self._existence(akd_label, True, state.version)
+        marker_vrf, marker = self._existence(akd_label, True, marker_version(state.version))
+        freshness_vrf, freshness = self._nonexistence(akd_label, False, state.version)
+        return head, LookupProof(
+            epoch=state.epoch, value=state.value, version=state.version,
+            existence_vrf_proof=existence_vrf, existence_proof=existence,
+            marker_vrf_proof=marker_vrf, marker_proof=marker,
+            freshness_vrf_proof=freshness_vrf, freshness_proof=freshness,
+            commitment_nonce=self._nonce(akd_label, state.version, state.value))
+
+    def key_history(self, akd_label: bytes,
+                    params: HistoryParams | None = None) -> tuple[EpochHead, HistoryProof]:
+        """The latest epoch and a proof of the label's versions (newest first)."""
+        head = self.current()
+        states = self._states(akd_label)[::-1]
+        if params is not None and params.most_recent is not None:
+            states = states[: params.most_recent]
+        updates = []
+        for state in states:
+            vrf, existence = self._existence(akd_label, True, state.version)
+            previous_vrf, previous = (self._existence(akd_label, False, state.version - 1)
+                                      if state.version > 1 else (None, None))
+            updates.append(UpdateProof(
+                epoch=state.epoch, value=state.value, version=state.version,
+                existence_vrf_proof=vrf, existence_proof=existence,
+                previous_version_vrf_proof=previous_vrf, previous_version_proof=previous,
+                commitment_nonce=self._nonce(akd_label, state.version, state.value)))
+        past, future = get_marker_versions(states[-1].version, states[0].version, head.epoch)
+        past_proofs = [self._existence(akd_label, True, v) for v in past]
+        future_proofs = [self._nonexistence(akd_label, True, v) for v in future]
+        return head, HistoryProof(
+            update_proofs=tuple(updates),
+            past_marker_vrf_proofs=tuple(p for p, _ in past_proofs),
+            existence_of_past_marker_proofs=tuple(m for _, m in past_proofs),
+            future_marker_vrf_proofs=tuple(p for p, _ in future_proofs),
+            non_existence_of_future_marker_proofs=tuple(m for _, m in future_proofs))
