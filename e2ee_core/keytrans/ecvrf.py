@@ -17,6 +17,7 @@ libsodium decodes it and re-encodes it to the same bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -69,11 +70,12 @@ def _mul_base(scalar: bytes) -> bytes:
 def _mul(scalar: bytes, point: bytes) -> bytes:
     """scalar * point, scalar a little-endian integer < 2^255, point any decoded curve point."""
     reduced = _scalar_reduce(scalar)
-    if sodium.crypto_core_ed25519_is_valid_point(point):  # prime order: libsodium does it all
-        if reduced == _ZERO_SCALAR:
-            return IDENTITY
-        out: bytes = sodium.crypto_scalarmult_ed25519_noclamp(reduced, point)
-        return out
+    if reduced != _ZERO_SCALAR:
+        try:  # libsodium accepts only prime-order points: the usual case, one call
+            out: bytes = sodium.crypto_scalarmult_ed25519_noclamp(reduced, point)
+            return out
+        except CryptoError:
+            pass
     # point = P_q + T with P_q of order q and T of order dividing 8: n*point = (n mod q)*P_q +
     # (n mod 8)*T, with P_q = 8^-1 * (8*point).
     eight_p = _times_cofactor(point)
@@ -202,6 +204,7 @@ def _decode_proof(pi: bytes) -> tuple[bytes, bytes, bytes]:
     return gamma, c, s
 
 
+@functools.lru_cache(maxsize=64)
 def validate_public_key(public_key_bytes: bytes) -> bytes:
     """RFC 9381 5.4.5 ECVRF_validate_key: a decodable point that is not of small order."""
     y = decode_point(public_key_bytes)
