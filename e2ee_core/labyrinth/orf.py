@@ -16,6 +16,7 @@ Ristretto255 arithmetic comes from libsodium through `rbcl` (see docs/labyrinth.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from hashlib import sha512
 
@@ -30,6 +31,20 @@ from .consts import (
 from .errors import InvalidKeyLength, InvalidPublicKey
 from .primitives import mac
 
+
+def _remove_rbcl_temporary_library() -> None:
+    # rbcl writes its bundled libsodium to a new temporary file at every import and never
+    # deletes it (2.8 MB per process). The library stays mapped once loaded, so the file can
+    # go at once; a later rbcl without the attribute makes this a no-op.
+    path = getattr(sys.modules.get("rbcl._sodium"), "lib_path", None)
+    if isinstance(path, str) and os.path.basename(path).startswith("tmp"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+_remove_rbcl_temporary_library()
 # The order of the Ristretto255 group (RFC 9496 section 4): scalars are canonical below it.
 _GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 

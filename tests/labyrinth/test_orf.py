@@ -84,3 +84,12 @@ def test_domain_and_input_limits() -> None:
 def test_scalar_repr_hides_the_secret() -> None:
     scalar = orf.client_init()
     assert scalar.value.hex() not in repr(scalar)
+
+
+def test_rbcls_temporary_library_file_is_removed_after_import() -> None:
+    import os
+    import sys
+
+    path = sys.modules["rbcl._sodium"].lib_path
+    assert isinstance(path, str)
+    assert not os.path.exists(path)
