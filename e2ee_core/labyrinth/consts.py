@@ -22,7 +22,9 @@ MAX_PLAINTEXT_LEN: Final = 64 * 1024 * 1024
 # -- Padding (Cryptographic Primitives, 2) ---------------------------------------------------
 PAD_MIN_LEN: Final = 10  # "fewer than 10 characters ... padded to 10 characters"
 PAD_LENGTH_PREFIX_LEN: Final = 4  # "4 byte unsigned big-endian integer"
-PAD_MAX_UNPADDED_LEN: Final = MAX_PLAINTEXT_LEN  # keeps the padded size inside MAX_PLAINTEXT_LEN
+# Half the AEAD limit: PADMÉ adds at most ~12% plus the 4-byte prefix, so a padded message
+# always fits in one AES-GCM-Extended encryption.
+PAD_MAX_UNPADDED_LEN: Final = MAX_PLAINTEXT_LEN // 2
 
 # -- Labyrinth HPKE (Cryptographic Primitives, 3) --------------------------------------------
 HPKE_VERSION: Final = 0x01  # leading byte of the inner aad and of the ciphertext

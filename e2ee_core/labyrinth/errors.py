@@ -20,6 +20,10 @@ class InvalidKeyLength(LabyrinthError):
     """A symmetric key, nonce, scalar or public key has the wrong length."""
 
 
+class MessageTooLong(LabyrinthError):
+    """A plaintext to encrypt or pad is longer than consts.MAX_PLAINTEXT_LEN."""
+
+
 class InvalidPublicKey(LabyrinthError):
     """An X25519 or Ristretto255 public value is malformed or of small order."""
 

@@ -23,7 +23,7 @@ from .consts import (
     MAX_PLAINTEXT_LEN,
     X25519_LEN,
 )
-from .errors import DecryptionFailed, InvalidKeyLength, InvalidPublicKey
+from .errors import DecryptionFailed, InvalidKeyLength, InvalidPublicKey, MessageTooLong
 from .primitives import kdf_key
 
 
@@ -70,7 +70,7 @@ def encrypt_with_ephemeral(recipient_enc_pub: bytes, sender_auth_pub: bytes,
     """:func:`encrypt` with a caller-chosen ephemeral private key (for test vectors only)."""
     _check_psk(psk)
     if len(plaintext) > MAX_PLAINTEXT_LEN:
-        raise InvalidKeyLength("plaintext too long")
+        raise MessageTooLong("plaintext too long")
     ephemeral = _private(ephemeral_priv)
     ephemeral_pub = ephemeral.public_key().public_bytes_raw()
     auth = _private(sender_auth_priv)

@@ -11,7 +11,7 @@ so every plaintext has one encoding.
 from __future__ import annotations
 
 from .consts import PAD_LENGTH_PREFIX_LEN, PAD_MAX_UNPADDED_LEN, PAD_MIN_LEN
-from .errors import InvalidPadding
+from .errors import InvalidPadding, MessageTooLong
 
 
 def padme(length: int) -> int:
@@ -33,6 +33,8 @@ def padded_size(length: int) -> int:
 
 def pad(plaintext: bytes) -> bytes:
     """Length prefix || plaintext || zeros up to :func:`padded_size`."""
+    if len(plaintext) > PAD_MAX_UNPADDED_LEN:
+        raise MessageTooLong("plaintext too long to pad")
     size = padded_size(len(plaintext))
     return (len(plaintext).to_bytes(PAD_LENGTH_PREFIX_LEN, "big") + plaintext
             + bytes(size - len(plaintext)))

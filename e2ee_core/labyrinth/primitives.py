@@ -25,7 +25,7 @@ from .consts import (
     KEY_LEN,
     MAX_PLAINTEXT_LEN,
 )
-from .errors import DecryptionFailed, InvalidKeyLength
+from .errors import DecryptionFailed, InvalidKeyLength, MessageTooLong
 from .sodium import hchacha20
 
 # HKDF-SHA256 can expand to at most 255 * 32 bytes (RFC 5869 section 2.3).
@@ -74,7 +74,7 @@ def _split(key: bytes, nonce: bytes) -> tuple[AESGCM, bytes]:
 def encrypt_with_nonce(key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
     """AES-GCM-Extended with a caller-chosen 28-byte nonce (for test vectors only)."""
     if len(plaintext) > MAX_PLAINTEXT_LEN:
-        raise InvalidKeyLength("plaintext too long")
+        raise MessageTooLong("plaintext too long")
     cipher, subnonce = _split(key, nonce)
     return nonce + cipher.encrypt(subnonce, plaintext, aad)
 

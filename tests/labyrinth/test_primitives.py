@@ -117,3 +117,21 @@ def test_hpke_refuses_small_order_keys_and_long_psk() -> None:
         hpke.encrypt(bytes(32), auth_pub, auth_priv, psk=b"", aad=b"", plaintext=b"x")
     with pytest.raises(InvalidKeyLength):
         hpke.encrypt(auth_pub, auth_pub, auth_priv, psk=bytes(33), aad=b"", plaintext=b"x")
+
+
+def test_too_long_plaintexts_are_refused_with_their_own_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2ee_core.labyrinth.errors import MessageTooLong
+
+    monkeypatch.setattr(primitives, "MAX_PLAINTEXT_LEN", 8)
+    monkeypatch.setattr(hpke, "MAX_PLAINTEXT_LEN", 8)
+    monkeypatch.setattr(padding, "PAD_MAX_UNPADDED_LEN", 8)
+    with pytest.raises(MessageTooLong):
+        primitives.encrypt(bytes(32), b"", bytes(9))
+    auth_priv, auth_pub = hpke.generate_keypair()
+    with pytest.raises(MessageTooLong):
+        hpke.encrypt(auth_pub, auth_pub, auth_priv, psk=b"", aad=b"", plaintext=bytes(9))
+    with pytest.raises(MessageTooLong):
+        padding.pad(bytes(9))
+    assert primitives.decrypt(bytes(32), b"", primitives.encrypt(bytes(32), b"", bytes(8))) \
+        == bytes(8)
