@@ -48,4 +48,7 @@ MAX_MARKER_PROOFS: Final = 256
 # Update proofs in one history proof: each costs two VRF verifications; past this the client
 # should ask with HistoryParams.most_recent(n).
 MAX_UPDATE_PROOFS: Final = 4096
+# Elements in one append-only step: inserted leaves plus unchanged subtree roots, roughly
+# (updates in the epoch) x (tree depth); the 1 MiB proof cap bounds it as well.
+MAX_APPEND_ONLY_ELEMENTS: Final = 1 << 16
 MAX_U64: Final = 2**64 - 1

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from e2ee_core.keytrans import consts, ecvrf, hashing, tree
-from e2ee_core.keytrans.errors import InvalidUpdate, UnknownLabel
+from e2ee_core.keytrans.errors import DirectoryError, InvalidUpdate, UnknownLabel
 from e2ee_core.keytrans.history import HistoryParams, get_marker_versions
 from e2ee_core.keytrans.lookup import marker_version
 from e2ee_core.keytrans.node_label import NodeLabel
 from e2ee_core.keytrans.proofs import (
+    AppendOnlyProof,
     HistoryProof,
     LookupProof,
     MembershipProof,
@@ -48,18 +49,20 @@ class Directory:
         beta = ecvrf.evaluate(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
         return NodeLabel.from_vrf_output(beta)
 
-    def _vrf_proof(self, akd_label: bytes, fresh: bool, version: int) -> bytes:
-        return ecvrf.prove(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
+    def _vrf_proof(self, akd_label: bytes, fresh: bool, version: int) -> tuple[bytes, NodeLabel]:
+        """The VRF proof for (label, freshness, version) and the node label it proves."""
+        pi = ecvrf.prove(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
+        return pi, NodeLabel.from_vrf_output(ecvrf.proof_to_hash(pi))
 
-    def _nonce(self, akd_label: bytes, version: int, value: bytes) -> bytes:
-        label = self.node_label(akd_label, True, version)
-        return hashing.commitment_nonce(self._commitment_key, label.to_bytes(), version, value)
+    def _nonce(self, fresh_label: NodeLabel, version: int, value: bytes) -> bytes:
+        return hashing.commitment_nonce(self._commitment_key, fresh_label.to_bytes(), version,
+                                        value)
 
     # -- epochs ------------------------------------------------------------------------------
     def current(self) -> EpochHead:
         """The latest epoch and its root hash (epoch 0, the empty tree, before any publish)."""
         head = self._storage.latest_epoch()
-        return head if head is not None else EpochHead(0, tree.root_hash(self._storage))
+        return head if head is not None else EpochHead(0, tree.root_hash(tree.EMPTY_SOURCE))
 
     def publish(self, updates: Mapping[bytes, bytes]) -> EpochHead:
         """Start the next epoch with ``updates`` (label -> new value) and return its head.
@@ -76,9 +79,9 @@ class Directory:
             if previous and previous[-1].value == value:
                 continue
             version = previous[-1].version + 1 if previous else 1
-            nonce = self._nonce(akd_label, version, value)
-            pending.insert_leaf(self.node_label(akd_label, True, version),
-                                hashing.commitment(value, nonce), epoch)
+            fresh_label = self.node_label(akd_label, True, version)
+            nonce = self._nonce(fresh_label, version, value)
+            pending.insert_leaf(fresh_label, hashing.commitment(value, nonce), epoch)
             if version > 1:
                 pending.insert_leaf(self.node_label(akd_label, False, version - 1),
                                     hashing.stale_azks_value(), epoch)
@@ -97,15 +100,32 @@ class Directory:
 
     def _existence(self, akd_label: bytes, fresh: bool,
                    version: int) -> tuple[bytes, MembershipProof]:
-        label = self.node_label(akd_label, fresh, version)
-        return (self._vrf_proof(akd_label, fresh, version),
-                tree.membership_proof(self._storage, label))
+        pi, label = self._vrf_proof(akd_label, fresh, version)
+        return pi, tree.membership_proof(self._storage, label)
 
     def _nonexistence(self, akd_label: bytes, fresh: bool,
                       version: int) -> tuple[bytes, NonMembershipProof]:
-        label = self.node_label(akd_label, fresh, version)
-        return (self._vrf_proof(akd_label, fresh, version),
-                tree.nonmembership_proof(self._storage, label))
+        pi, label = self._vrf_proof(akd_label, fresh, version)
+        return pi, tree.nonmembership_proof(self._storage, label)
+
+    def append_only_proof(self, start_epoch: int, end_epoch: int) -> AppendOnlyProof:
+        """Proof that the tree only grew from ``start_epoch`` to ``end_epoch`` (one step per
+        epoch, AKD's format), made from the latest tree."""
+        latest = self.current().epoch
+        if not 0 <= start_epoch < end_epoch <= latest:
+            raise DirectoryError("append-only proofs need start < end <= the latest epoch")
+        steps = tuple(tree.append_only_step(self._storage, epoch)
+                      for epoch in range(start_epoch, end_epoch))
+        return AppendOnlyProof(steps, tuple(range(start_epoch, end_epoch)))
+
+    def epoch_hash(self, epoch: int) -> bytes:
+        """The root hash published for ``epoch`` (epoch 0: the empty tree)."""
+        if epoch == 0:
+            return tree.root_hash(tree.EMPTY_SOURCE)
+        head = self._storage.epoch_head(epoch)
+        if head is None:
+            raise DirectoryError("no such epoch")
+        return head.root_hash
 
     def lookup(self, akd_label: bytes) -> tuple[EpochHead, LookupProof]:
         """The latest epoch and a proof of the label's current value in it."""
@@ -119,7 +139,7 @@ class Directory:
             existence_vrf_proof=existence_vrf, existence_proof=existence,
             marker_vrf_proof=marker_vrf, marker_proof=marker,
             freshness_vrf_proof=freshness_vrf, freshness_proof=freshness,
-            commitment_nonce=self._nonce(akd_label, state.version, state.value))
+            commitment_nonce=self._nonce(existence.label, state.version, state.value))
 
     def key_history(self, akd_label: bytes,
                     params: HistoryParams | None = None) -> tuple[EpochHead, HistoryProof]:
@@ -137,7 +157,7 @@ class Directory:
                 epoch=state.epoch, value=state.value, version=state.version,
                 existence_vrf_proof=vrf, existence_proof=existence,
                 previous_version_vrf_proof=previous_vrf, previous_version_proof=previous,
-                commitment_nonce=self._nonce(akd_label, state.version, state.value)))
+                commitment_nonce=self._nonce(existence.label, state.version, state.value)))
         past, future = get_marker_versions(states[-1].version, states[0].version, head.epoch)
         past_proofs = [self._existence(akd_label, True, v) for v in past]
         future_proofs = [self._nonexistence(akd_label, True, v) for v in future]

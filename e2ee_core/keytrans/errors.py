@@ -42,6 +42,11 @@ class NonMembershipProofFailed(VerificationFailed):
     children do not hash to the prefix node)."""
 
 
+class AppendOnlyProofFailed(VerificationFailed):
+    """An append-only proof does not rebuild the start and end root hashes: the directory
+    changed or removed something between the epochs, or the proof is wrong."""
+
+
 class EpochOrVersionInvalid(VerificationFailed):
     """Versions or epochs are out of order, zero, ahead of the current epoch, or the number of
     proofs does not match the versions they must cover."""

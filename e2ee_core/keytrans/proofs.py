@@ -57,6 +57,10 @@ _SCHEMA: dict[str, list[pb.Field]] = {
                      ("future_marker_vrf_proofs", 4, pb.BYTES, pb.REP),
                      ("non_existence_of_future_marker_proofs", 5, pb.MSG, pb.REP,
                       "NonMembershipProof")],
+    "SingleAppendOnlyProof": [("inserted", 1, pb.MSG, pb.REP, "AzksElement"),
+                              ("unchanged_nodes", 2, pb.MSG, pb.REP, "AzksElement")],
+    "AppendOnlyProof": [("proofs", 1, pb.MSG, pb.REP, "SingleAppendOnlyProof"),
+                        ("epochs", 2, pb.U64, pb.REP)],
 }
 _CLASSES = pb.build_messages("e2ee_keytrans_akd_types.proto", "e2ee.keytrans.akd", _SCHEMA)
 
@@ -365,6 +369,50 @@ class HistoryProof:
 
     def to_bytes(self) -> bytes:
         return _serialize("HistoryProof", self)
+
+
+@dataclass(frozen=True, slots=True)
+class SingleAppendOnlyProof:
+    """One epoch step: the subtrees left unchanged (label, node value) and the leaves inserted
+    (label, azks value before the epoch is mixed in)."""
+
+    unchanged_nodes: tuple[AzksElement, ...]
+    inserted: tuple[AzksElement, ...]
+
+    @classmethod
+    def _from_msg(cls, msg: Any) -> SingleAppendOnlyProof:
+        if len(msg.inserted) + len(msg.unchanged_nodes) > consts.MAX_APPEND_ONLY_ELEMENTS:
+            raise MalformedProof("SingleAppendOnlyProof has too many elements")
+        return cls(tuple(AzksElement._from_msg(e) for e in msg.unchanged_nodes),
+                   tuple(AzksElement._from_msg(e) for e in msg.inserted))
+
+    def _to_msg(self, msg: Any) -> None:
+        for element in self.inserted:
+            element._to_msg(msg.inserted.add())
+        for element in self.unchanged_nodes:
+            element._to_msg(msg.unchanged_nodes.add())
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOnlyProof:
+    """Steps epochs[i] -> epochs[i] + 1, one SingleAppendOnlyProof each."""
+
+    proofs: tuple[SingleAppendOnlyProof, ...]
+    epochs: tuple[int, ...]
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AppendOnlyProof:
+        msg = _parse("AppendOnlyProof", data)
+        return cls(tuple(SingleAppendOnlyProof._from_msg(p) for p in msg.proofs),
+                   tuple(msg.epochs))
+
+    def _to_msg(self, msg: Any) -> None:
+        for step in self.proofs:
+            step._to_msg(msg.proofs.add())
+        msg.epochs.extend(_u64(e, "epoch") for e in self.epochs)
+
+    def to_bytes(self) -> bytes:
+        return _serialize("AppendOnlyProof", self)
 
 
 def _vrf_proofs(raw: Sequence[bytes]) -> tuple[bytes, ...]:

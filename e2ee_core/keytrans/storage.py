@@ -17,12 +17,23 @@ from e2ee_core.keytrans.node_label import NodeLabel
 @dataclass(frozen=True, slots=True)
 class TreeNode:
     """A node of the Patricia tree. ``value`` is what the parent hashes: for a leaf,
-    H(azks_value || u64be(epoch)); for an interior node, the hash of its children."""
+    H(azks_value || u64be(epoch)); for an interior node, the hash of its children.
+    ``epoch`` is the last epoch the node changed in (a leaf's: when it was inserted) and
+    ``min_descendant_epoch`` the oldest leaf below it; append-only proofs use both to find the
+    subtrees an epoch left unchanged (as AKD's TreeNode does). ``azks_value`` is a leaf's
+    commitment (or stale value) before the epoch is mixed in."""
 
     label: NodeLabel
     value: bytes
     left: NodeLabel | None = None
     right: NodeLabel | None = None
+    epoch: int = 0
+    min_descendant_epoch: int = 0
+    azks_value: bytes | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.azks_value is not None
 
     def child(self, direction: int) -> NodeLabel | None:
         return self.right if direction else self.left
