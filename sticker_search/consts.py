@@ -52,6 +52,7 @@ MIN_INFLECTION_STEM = 4
 WEIGHT_STEM = 0.4
 MAX_STEM_CUT = 3
 MIN_STEM_CHARS = 3
+MIN_HANGUL_STEM_CHARS = 2  # a Hangul syllable is a whole consonant-vowel(-consonant) block
 # Field weights: the sticker's own name in a language beats aliases and Unicode character names.
 FIELD_NAME = 1.0
 FIELD_ALIAS = 0.85

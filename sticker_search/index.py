@@ -28,6 +28,7 @@ import bisect
 import functools
 import heapq
 import itertools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -49,6 +50,7 @@ from sticker_search.consts import (
     MAX_OFFSET,
     MAX_PREFIX_EXPANSIONS,
     MAX_STEM_CUT,
+    MIN_HANGUL_STEM_CHARS,
     MIN_INFLECTION_STEM,
     MIN_STEM_CHARS,
     MIN_TYPO_TERM_CHARS,
@@ -93,6 +95,9 @@ class SearchResult:
 
     total: int
     hits: tuple[Hit, ...]
+
+
+_HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -162,7 +167,12 @@ class SearchIndex:
                         self._add(postings, number, (keyword,), FIELD_EMOJILIB * prior, bit,
                                   pairs=True)
         numbers = {s.id: n for n, s in enumerate(self._stickers)}
-        for concept in load_lexicon() if lexicon is None else lexicon:
+        concepts = tuple(load_lexicon() if lexicon is None else lexicon)
+        # A one-word lexicon entry is what someone means by that word: never a stopword.
+        single = (_tokens(phrase) for concept in concepts
+                  for phrases in concept.phrases.values() for phrase in phrases)
+        self._stopwords = STOPWORDS - {words[0] for words in single if len(words) == 1}
+        for concept in concepts:
             for place, glyph in enumerate(concept.glyphs):
                 number = numbers.get(sticker_id(glyph), -1)
                 if number < 0:
@@ -317,9 +327,11 @@ class SearchIndex:
         if not matches and not is_unsegmented(word):
             # Nothing at all: an inflected form the catalog lacks (котом, котик -> кот). Its
             # stem, a few letters shorter, is looked up as a word with its own inflections.
+            # Hangul syllables are dense: two make a stem (감사해요 -> 감사: thanks).
+            shortest = MIN_HANGUL_STEM_CHARS if _HANGUL.match(word) else MIN_STEM_CHARS
             for cut in range(1, MAX_STEM_CUT + 1):
                 root = word[:-cut]
-                if len(root) < MIN_STEM_CHARS:
+                if len(root) < shortest:
                     break
                 longest = len(root) + INFLECTION_CHARS
                 found = [t for t in self._prefix_range(self._terms, root)
@@ -337,7 +349,7 @@ class SearchIndex:
 
     def query_words(self, query: str) -> list[str]:
         """The normalised words of ``query`` to look up (see :mod:`sticker_search.query`)."""
-        return understand(query, self._known, self._weights.__contains__)
+        return understand(query, self._known, self._weights.__contains__, self._stopwords)
 
     def search(self, query: str, *, lang: str | None = None, limit: int = DEFAULT_LIMIT,
                offset: int = 0) -> SearchResult:

@@ -20,7 +20,7 @@ from sticker_search.evaluation import (
 )
 from sticker_search.index import SearchIndex
 from sticker_search.lexicon import Concept, load_lexicon, parse_lexicon
-from sticker_search.query import query_words, segment
+from sticker_search.query import query_words, segment, unstretch
 
 EVAL_SET = Path(__file__).parents[2] / "bench" / "data" / "sticker_eval.json"
 
@@ -275,3 +275,32 @@ def test_kept_match_counts_equal_fresh_ones(index: SearchIndex) -> None:
         first = index.search(word).total
         assert index._totals.get(word) in (None, first)
         assert index.search(word).total == first == index._top_all_words([word], 0, 1)[0]
+
+
+def test_emoticons_and_stretched_letters(index: SearchIndex) -> None:
+    assert top(index, "<3")[0] == "❤"
+    assert top(index, ":'(")[0] in "😭😢"
+    assert top(index, ":D")[0] in "😂🤣😆😄"
+    assert index.query_words("nooo") == ["no"]
+    assert index.query_words("goood") == ["good"]  # two letters before one
+    assert index.query_words("kkkkkkkk") == ["kkk"]  # laughter in Portuguese: three first
+    assert unstretch("zzzzzzq", lambda word: False) == "zzzzzzq"  # nothing known: as typed
+
+
+def test_a_lexicon_word_is_never_a_stopword(index: SearchIndex) -> None:
+    # "no" is Portuguese for "in the", but "no way" means no.
+    assert index.query_words("no way") == ["no", "way"]
+    assert top(index, "no way")[0] in "👎❌🙅🚫⛔"
+
+
+def test_korean_polite_forms_find_their_stem(index: SearchIndex) -> None:
+    assert top(index, "감사해요", "ko")[0] == "🙏"  # 감사 (thanks) + 해요
+    assert top(index, "행복해요", "ko")[0] in "😊😀😁😄🙂☺😃"  # 행복 (happiness) + 해요
+
+
+def test_words_added_by_emoticons_never_make_a_query_too_long() -> None:
+    def nothing(text: str) -> bool:
+        return False
+
+    query = "a1 b1 c1 d1 e1 f1 g1 </3"  # eight typed words; "</3" reads as two
+    assert len(query_words(query, nothing, nothing)) == 8
