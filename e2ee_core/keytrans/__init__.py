@@ -6,6 +6,9 @@ configuration.
 - :mod:`.proofs`: the AKD protobuf proof messages, decoded into typed, validated dataclasses.
 - :mod:`.verify`: membership / non-membership checks; :mod:`.lookup`, :mod:`.history`: the
   client verifiers ``lookup_verify`` and ``key_history_verify``.
+- :mod:`.tree`: the AZKS Patricia tree, its proofs, append-only proofs and ``audit_verify``.
+- :mod:`.directory`: epochs and proof generation over a :mod:`.storage` Protocol (in memory;
+  SQLite / PostgreSQL in :mod:`.sql_storage`).
 
 Every failure is a :class:`~e2ee_core.keytrans.errors.KeyTransparencyError`.
 """
