@@ -38,6 +38,7 @@ EMOTICONS: dict[str, str] = {
     ":*": "kiss", ":-*": "kiss", ":/": "confused", ":-/": "confused", ":|": "neutral",
     "-_-": "expressionless", "o/": "wave", "\\o/": "celebrate",
 }
+_EMOTICON_CHAR = re.compile(r"[<>:;()^_/|*'\\-]")  # a query without these holds no emoticon
 _STRETCHED = re.compile(r"([^\W\d_])\1{2,}")  # a letter three or more times in a row
 
 
@@ -87,7 +88,7 @@ def query_words(query: str, known: Callable[[str], bool], is_term: Callable[[str
     if len(query) > MAX_QUERY_CHARS:
         raise QueryError("query too long")
     typed = tokenize(query)
-    if any(c in query for c in "<>:;()^_/|*'"):
+    if _EMOTICON_CHAR.search(query):
         query = " ".join(EMOTICONS.get(part, part) for part in query.split())
     words: list[str] = []
     for word in tokenize(query):
