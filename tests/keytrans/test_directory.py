@@ -3,6 +3,7 @@ generator reproduces its epoch hash and proofs byte for byte."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from typing import Any
@@ -132,3 +133,19 @@ def test_every_label_verifies_after_random_rounds(rounds: list[dict[bytes, bytes
                                      HistoryProof.from_bytes(history.to_bytes()),
                                      params=HistoryParams.most_recent_n(2))
         assert results[0] == result
+
+
+def test_tombstoned_values_verify_only_when_allowed() -> None:
+    """A server that deleted an old value (AKD's tombstone: an empty value) still proves the
+    version existed; the client accepts that only with allow_missing_values."""
+    d = directory()
+    d.publish({b"alice": b"old key"})
+    d.publish({b"alice": b"new key"})
+    head, history = d.key_history(b"alice")
+    older = dataclasses.replace(history.update_proofs[1], value=b"")
+    tombstoned = dataclasses.replace(history, update_proofs=(history.update_proofs[0], older))
+    with pytest.raises(MembershipProofFailed):
+        key_history_verify(d.vrf_public_key, head.root_hash, head.epoch, b"alice", tombstoned)
+    results = key_history_verify(d.vrf_public_key, head.root_hash, head.epoch, b"alice",
+                                 tombstoned, allow_missing_values=True)
+    assert [r.value for r in results] == [b"new key", b""]
