@@ -111,6 +111,10 @@ class Directory:
     def append_only_proof(self, start_epoch: int, end_epoch: int) -> AppendOnlyProof:
         """Proof that the tree only grew from ``start_epoch`` to ``end_epoch`` (one step per
         epoch, AKD's format), made from the latest tree."""
+        with self._storage.snapshot():
+            return self._append_only_proof(start_epoch, end_epoch)
+
+    def _append_only_proof(self, start_epoch: int, end_epoch: int) -> AppendOnlyProof:
         latest = self.current().epoch
         if not 0 <= start_epoch < end_epoch <= latest:
             raise DirectoryError("append-only proofs need start < end <= the latest epoch")
@@ -129,6 +133,10 @@ class Directory:
 
     def lookup(self, akd_label: bytes) -> tuple[EpochHead, LookupProof]:
         """The latest epoch and a proof of the label's current value in it."""
+        with self._storage.snapshot():
+            return self._lookup(akd_label)
+
+    def _lookup(self, akd_label: bytes) -> tuple[EpochHead, LookupProof]:
         head = self.current()
         state = self._states(akd_label)[-1]
         existence_vrf, existence = self._existence(akd_label, True, state.version)
@@ -144,6 +152,11 @@ class Directory:
     def key_history(self, akd_label: bytes,
                     params: HistoryParams | None = None) -> tuple[EpochHead, HistoryProof]:
         """The latest epoch and a proof of the label's versions (newest first)."""
+        with self._storage.snapshot():
+            return self._key_history(akd_label, params)
+
+    def _key_history(self, akd_label: bytes,
+                     params: HistoryParams | None) -> tuple[EpochHead, HistoryProof]:
         head = self.current()
         states = self._states(akd_label)[::-1]
         if params is not None and params.most_recent is not None:

@@ -8,13 +8,15 @@ its epoch is kept). Node labels are stored as their 36-byte ``u32be(len) || labe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from e2ee_core.keytrans.errors import DirectoryError
 from e2ee_core.keytrans.node_label import NodeLabel
 from e2ee_core.keytrans.storage import EpochHead, TreeNode, ValueState
-from service_kit.database import Database
+from service_kit.database import Database, Transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keytrans_epochs (
@@ -53,10 +55,31 @@ class SqlDirectoryStorage:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._local = threading.local()
         db.create_schema(SCHEMA)
 
+    def _reader(self) -> Database | Transaction:
+        tx: Transaction | None = getattr(self._local, "snapshot", None)
+        return tx if tx is not None else self._db
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction (nested calls share it): a WAL snapshot on SQLite,
+        REPEATABLE READ on PostgreSQL (READ COMMITTED would show each statement new commits)."""
+        if getattr(self._local, "snapshot", None) is not None:
+            yield
+            return
+        with self._db.transaction(write=False) as tx:
+            if self._db.dialect == "postgres":
+                tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._local.snapshot = tx
+            try:
+                yield
+            finally:
+                self._local.snapshot = None
+
     def get_node(self, label: NodeLabel) -> TreeNode | None:
-        row = self._db.fetchone(
+        row = self._reader().fetchone(
             "SELECT value, left_child, right_child, epoch, min_descendant_epoch, azks_value"
             " FROM keytrans_nodes WHERE label = ?", (label.to_bytes(),))
         if row is None:
@@ -66,18 +89,18 @@ class SqlDirectoryStorage:
                         int(min_epoch), None if azks_value is None else bytes(azks_value))
 
     def get_states(self, akd_label: bytes) -> list[ValueState]:
-        rows = self._db.fetchall(
+        rows = self._reader().fetchall(
             "SELECT version, epoch, value FROM keytrans_states WHERE akd_label = ?"
             " ORDER BY version", (akd_label,))
         return [ValueState(int(v), int(e), bytes(value)) for v, e, value in rows]
 
     def latest_epoch(self) -> EpochHead | None:
-        row = self._db.fetchone(
+        row = self._reader().fetchone(
             "SELECT epoch, root_hash FROM keytrans_epochs ORDER BY epoch DESC LIMIT 1")
         return None if row is None else EpochHead(int(row[0]), bytes(row[1]))
 
     def epoch_head(self, epoch: int) -> EpochHead | None:
-        row = self._db.fetchone(
+        row = self._reader().fetchone(
             "SELECT epoch, root_hash FROM keytrans_epochs WHERE epoch = ?", (epoch,))
         return None if row is None else EpochHead(int(row[0]), bytes(row[1]))
 

@@ -7,7 +7,9 @@ one transaction. Only the latest tree is kept: proofs are generated against the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,9 +83,15 @@ class DirectoryStorage(Protocol):
         record ``head`` as the latest epoch."""
         ...
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads made inside see one committed state, so a proof is made from one epoch even
+        while another instance publishes the next."""
+        ...
+
 
 class MemoryDirectoryStorage:
-    """DirectoryStorage in process memory."""
+    """DirectoryStorage in process memory, for one thread (a publish and a proof must not run
+    at the same time)."""
 
     def __init__(self) -> None:
         self._nodes: dict[NodeLabel, TreeNode] = {}
@@ -111,3 +119,6 @@ class MemoryDirectoryStorage:
             self._states.setdefault(akd_label, []).append(state)
         self._heads[head.epoch] = head
         self._latest = head
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,9 @@ class StaleLatestEpoch:
                      states: Mapping[bytes, ValueState]) -> None:
         self._inner.commit_epoch(head, nodes, states)
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        return self._inner.snapshot()
+
 
 def test_racing_instances_cannot_both_publish_an_epoch(
         open_directory: Callable[[], Directory], database_url: str) -> None:
@@ -114,3 +118,22 @@ def test_racing_instances_cannot_both_publish_an_epoch(
     head, proof = first.lookup(b"alice")
     assert head.epoch == 2
     assert lookup_verify(first.vrf_public_key, head.root_hash, 2, b"alice", proof).value == b"a2"
+
+
+def test_a_snapshot_does_not_see_an_epoch_committed_meanwhile(
+        open_directory: Callable[[], Directory], database_url: str) -> None:
+    """A proof is made from one epoch even while another instance publishes the next."""
+    publisher = open_directory()
+    publisher.publish({b"alice": b"a1"})
+    db = Database(database_url)
+    storage = SqlDirectoryStorage(db)
+    reader = Directory(storage, SECRET)
+    with storage.snapshot():
+        head, proof = reader.lookup(b"alice")  # nested: shares the outer snapshot
+        publisher.publish({b"alice": b"a2", b"bob": b"b1"})
+        assert storage.latest_epoch() == head
+        assert reader.lookup(b"alice") == (head, proof)
+    assert lookup_verify(reader.vrf_public_key, head.root_hash, head.epoch, b"alice",
+                         proof).value == b"a1"
+    assert reader.current().epoch == 2
+    db.close()
