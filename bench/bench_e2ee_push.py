@@ -7,7 +7,7 @@ measured from just before the HTTP send (``POST /v1/messages``) to the push fram
 it includes the send's own HTTP round trip; the baseline in the same run is that HTTP send
 alone (the floor of any send-to-receipt path).
 
-    .venv/bin/python -m bench e2ee_push [--devices N] [--samples S] [--no-pg]
+    .venv/bin/python -m bench e2ee_push [--devices N] [--samples S] [--no-pg] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--pg", default=os.environ.get("PG_DSN", DEFAULT_PG))
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args(argv)
     header(f"e2ee_push: send-to-push latency with {args.devices} devices connected")
     with ExitStack() as stack:
@@ -132,9 +133,10 @@ def main(argv: list[str]) -> None:
             stack.callback(server.stop)
             return server
 
-        one = serve(str(tmp / "push.db"))
-        asyncio.run(_case("SQLite, one process", one.url, one.url, one.proc.pid,
-                          args.devices, args.samples))
+        if not args.no_sqlite:
+            one = serve(str(tmp / "push.db"))
+            asyncio.run(_case("SQLite, one process", one.url, one.url, one.proc.pid,
+                              args.devices, args.samples))
         if args.no_pg:
             return
         pg = stack.enter_context(temporary_pg_database(args.pg))
