@@ -11,7 +11,8 @@ process (its own process, loopback): sender sockets or threads with keep-alive s
 receivers on an asyncio loop (push) or threads (HTTP).
 A round ends when every envelope sent in it has been acknowledged.
 
-    .venv/bin/python -m bench e2ee_throughput [--pairs N] [--messages M] [--rounds R] [--no-pg]
+    .venv/bin/python -m bench e2ee_throughput [--pairs N] [--messages M] [--rounds R]
+        [--no-pg] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pg", default=os.environ.get("PG_DSN", DEFAULT_PG))
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args(argv)
     header("e2ee_throughput: 1:1 messages between 2-device accounts, sent, delivered, acked")
     with ExitStack() as stack:
@@ -212,9 +214,10 @@ def main(argv: list[str]) -> None:
             stack.callback(server.stop)
             return server
 
-        sqlite = serve(str(tmp / "tput.db"))
-        _case(f"SQLite, {args.workers} worker(s)", sqlite.url, args.pairs, args.messages,
-              args.rounds)
+        if not args.no_sqlite:
+            sqlite = serve(str(tmp / "tput.db"))
+            _case(f"SQLite, {args.workers} worker(s)", sqlite.url, args.pairs, args.messages,
+                  args.rounds)
         if args.no_pg:
             return
         pg = stack.enter_context(temporary_pg_database(args.pg))

@@ -101,3 +101,10 @@ CREDENTIAL_SECRET_BYTES = 32
 
 # Expired rows are purged at most this often, lazily, from request handlers.
 PURGE_INTERVAL_SECONDS = 60.0
+
+# Threads that run the push channel's and the long-polls' store calls, per server process (the
+# event loop's default executor). PostgreSQL runs statements in its own processes, so more
+# calls in flight keep it busy while Python waits on the network; SQLite has one writer at a
+# time, so more threads would only queue on its lock.
+EVENT_LOOP_DB_THREADS_POSTGRES = 16
+EVENT_LOOP_DB_THREADS_SQLITE = 4

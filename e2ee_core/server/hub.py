@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 
 class PushHub:
@@ -48,3 +50,15 @@ class PushHub:
     def connections(self) -> int:
         with self._lock:
             return sum(len(v) for v in self._waiting.values())
+
+
+_sized: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def size_executor(loop: asyncio.AbstractEventLoop, threads: int) -> None:
+    """Give the event loop's default executor (what ``asyncio.to_thread`` uses for the store
+    calls of push connections and long-polls) ``threads`` workers, once per loop."""
+    if loop in _sized:
+        return
+    _sized.add(loop)
+    loop.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="e2ee-store"))

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
+from e2ee_core.server.hub import size_executor
 from e2ee_core.server.wire import bearer_credential
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class LongPoll:
 
     async def _wait(self, scope: Scope, wait: float) -> None:
         service = self.service
+        size_executor(asyncio.get_running_loop(), service.loop_db_threads)
         token = ""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":

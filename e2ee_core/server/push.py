@@ -40,6 +40,7 @@ from e2ee_core.server.errors import (
     ServerError,
     problem_document,
 )
+from e2ee_core.server.hub import size_executor
 from e2ee_core.server.wire import (
     Acknowledgement,
     DeviceAddress,
@@ -123,6 +124,7 @@ class PushChannel:
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         service = self.service
+        size_executor(asyncio.get_running_loop(), service.loop_db_threads)
         if (await receive())["type"] != "websocket.connect":  # ASGI: the handshake comes first
             return
         try:

@@ -168,6 +168,10 @@ class DeliveryService:
                                              self.settings.password_window_seconds)
         self._signal = _QueueSignal()
         self.push = PushHub()  # this process's push connections (WebSocket)
+        postgres = getattr(getattr(store, "db", None), "dialect", None) == "postgres"
+        #: Store calls the event loop may run at once (see consts.EVENT_LOOP_DB_THREADS_*).
+        self.loop_db_threads = (consts.EVENT_LOOP_DB_THREADS_POSTGRES if postgres
+                                else consts.EVENT_LOOP_DB_THREADS_SQLITE)
         self._last_purge = float("-inf")
         self._purge_lock = threading.Lock()
 
