@@ -342,7 +342,7 @@ class DeliveryService:
         self._signal.notify()
         self.push.notify((m.username, m.device_id) for m in messages)
         metrics.ENVELOPES_STORED.inc(count)
-        log.info("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d", count,
+        log.debug("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d", count,
                  sum(len(m.content) for m in messages), len(recipients))
         return count
 
