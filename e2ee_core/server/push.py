@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +117,8 @@ class PushChannel:
 
     def __init__(self, service: DeliveryService, *, poll_seconds: float | None = None) -> None:
         self.service = service
-        self._batchers: dict[asyncio.AbstractEventLoop, AckBatcher] = {}
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AckBatcher] = \
+            weakref.WeakKeyDictionary()
         #: When sends in other processes cannot wake this one (several workers on SQLite),
         #: each connection also re-checks its queue this often; None: never (PostgreSQL
         #: LISTEN/NOTIFY, or a single process).
