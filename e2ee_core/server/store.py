@@ -552,25 +552,22 @@ class SqlStore:
                 existing = self._lock_accounts(tx, accounts, exclusive=False)
                 if any(r not in existing for r in recipients):
                     raise NotFound()
-                devices: list[tuple[str, int]] = []
+                # Every device of the accounts with the bytes queued for it, in one statement
+                # (the queue's index serves each sum).
+                queued: dict[tuple[str, int], int] = {}
                 for start in range(0, len(accounts), _CHUNK):
                     chunk = accounts[start:start + _CHUNK]
-                    devices += [(str(r[0]), int(r[1])) for r in tx.fetchall(
-                        f"SELECT username, device_id FROM devices WHERE username IN "
-                        f"({','.join('?' * len(chunk))})", tuple(chunk))]
-                expected = set(devices)
+                    queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
+                        "SELECT d.username, d.device_id, COALESCE((SELECT SUM(LENGTH(e.content)) "
+                        "FROM envelopes e WHERE e.username = d.username AND e.device_id = "
+                        "d.device_id), 0) FROM devices d WHERE d.username IN "
+                        f"({','.join('?' * len(chunk))})", tuple(chunk))})
+                expected = set(queued)
                 expected.discard((sender, sender_device))
                 got = {(m.username, m.device_id) for m in messages}
                 if got != expected:
                     raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
                 if max_queued_bytes is not None and messages:
-                    queued: dict[tuple[str, int], int] = {}
-                    for start in range(0, len(accounts), _CHUNK):
-                        chunk = accounts[start:start + _CHUNK]
-                        queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
-                            "SELECT username, device_id, COALESCE(SUM(LENGTH(content)), 0) "
-                            f"FROM envelopes WHERE username IN ({','.join('?' * len(chunk))}) "
-                            "GROUP BY username, device_id", tuple(chunk))})
                     for m in messages:
                         if queued.get((m.username, m.device_id), 0) + len(m.content) > \
                                 max_queued_bytes:
@@ -679,16 +676,15 @@ class SqlStore:
     @staticmethod
     def _count_in(tx: Transaction, key: str, now_ms: int, window_ms: int, amount: int) -> int:
         # One upsert, atomic on both engines (several server processes share the count).
-        tx.execute(
+        row = tx.execute(
             "INSERT INTO event_counts (key, window_start_ms, count) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET "
             "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN ? "
             "ELSE event_counts.count + ? END, "
             "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
-            "THEN ? ELSE event_counts.window_start_ms END",
+            "THEN ? ELSE event_counts.window_start_ms END RETURNING count",
             (key, now_ms, amount, now_ms, window_ms, amount, amount, now_ms, window_ms,
-             now_ms))
-        row = tx.execute("SELECT count FROM event_counts WHERE key = ?", (key,)).fetchone()
+             now_ms)).fetchone()
         return int(row[0])
 
     def clear_events(self, key: str) -> None:
