@@ -27,4 +27,6 @@ TARGETS: tuple[str, ...] = (
     "fingerprint",
     "sticker_response",
     "web_manifest",
+    "keytrans",
+    "labyrinth",
 )
