@@ -115,7 +115,8 @@ class IssuerClient:
             raise IssuerUnavailable("issuer unreachable") from exc
         if response.status_code == 429:
             retry = response.headers.get("Retry-After", "")
-            raise IssuanceRateLimited(int(retry) if retry.isdigit() else _DEFAULT_RETRY_AFTER)
+            raise IssuanceRateLimited(int(retry) if retry.isascii() and retry.isdigit()
+                                      else _DEFAULT_RETRY_AFTER)
         if response.status_code >= 500:
             raise IssuerUnavailable("issuer answered with a server error")
         if response.status_code not in (200, 206):

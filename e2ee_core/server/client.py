@@ -95,7 +95,8 @@ def error_from_problem(status: int, body: Any, retry_after: str | None = None) -
                                      _addresses(body.get("extra")))
         if cls is not None and issubclass(cls, RateLimited):
             raw = retry_after if retry_after is not None else str(body.get("retry_after", "1"))
-            return cls(retry_after=int(raw) if raw.isdigit() else 1)
+            # ASCII digits only: str.isdigit() is also true for '²' (which int() refuses)
+            return cls(retry_after=int(raw) if raw.isascii() and raw.isdigit() else 1)
         if cls is not None:
             detail = body.get("detail")
             return cls(detail if isinstance(detail, str) else None)

@@ -51,10 +51,12 @@ class PushConnection:
         url = base_url.replace("https://", "wss://").replace("http://", "ws://") + \
             "/v1/websocket"
         try:
+            # Entered as a context manager (websockets 17.1 deprecates a bare connect()); left
+            # by close().
             self._ws: ClientConnection = connect(
                 url, additional_headers={"Authorization": f"Bearer {credential.credential}"},
                 open_timeout=timeout, max_size=_MAX_FRAME, user_agent_header=None,
-                compression=None)  # ciphertext does not compress (see service_kit.serving)
+                compression=None).__enter__()  # no deflate: ciphertext does not compress
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError):
             raise ServerUnreachable() from None
         self._buffered: deque[PushEvent] = deque()

@@ -51,3 +51,27 @@ def test_a_deeply_nested_issuer_directory_is_a_decode_error() -> None:
     # json.loads raises RecursionError (not a ValueError) past the interpreter's nesting limit.
     with pytest.raises(DecodeError):
         IssuerDirectory.from_json(b"[" * 100_000)
+
+
+def test_a_retry_after_of_superscript_digits_is_not_a_crash() -> None:
+    """``'²'.isdigit()`` is true but ``int('²')`` raises ValueError: an issuer (or anything
+    between) answering 429 with ``Retry-After: ²`` crashed the client. Now the default wait."""
+    import requests
+
+    from credentials.client import IssuerClient
+    from credentials.errors import IssuanceRateLimited
+
+    class Answering(requests.Session):
+        def post(self, url: str | bytes, *args: object, **kwargs: object) -> requests.Response:
+            response = requests.Response()
+            response.status_code = 429
+            response.headers["Retry-After"] = "\u00b2"
+            return response
+
+    client = IssuerClient("https://issuer.example", "credential", session=Answering())
+    try:
+        client._post("https://issuer.example/token-request", b"", "a/b", "c/d")
+    except IssuanceRateLimited as exc:
+        assert exc.retry_after >= 1
+    else:
+        raise AssertionError("a 429 must raise IssuanceRateLimited")

@@ -74,3 +74,15 @@ def test_a_deeply_nested_push_frame_from_the_server_is_a_typed_error() -> None:
             push.close()
             server.shutdown()
         thread.join(timeout=10)
+
+
+def test_a_retry_after_of_superscript_digits_is_the_default_wait() -> None:
+    """``'²'.isdigit()`` is true but ``int('²')`` raises ValueError (found by reading after the
+    headers fuzz target found the same in the PrivateToken parser)."""
+    from e2ee_core.server.client import error_from_problem
+    from e2ee_core.server.errors import RateLimited
+
+    err = error_from_problem(429, {"type": RateLimited.problem_type()}, "\u00b2")
+    assert isinstance(err, RateLimited) and err.retry_after == 1
+    err = error_from_problem(429, {"type": RateLimited.problem_type(), "retry_after": "\u00b3"})
+    assert isinstance(err, RateLimited) and err.retry_after == 1
