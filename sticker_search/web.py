@@ -222,5 +222,6 @@ def run(args: argparse.Namespace) -> int:
         config["dist_dir"] = args.dist
     load_signing_key(args.signing_key)  # before any fork: workers never race to create it
     serving.serve("sticker_search.web:create_app", config, host=args.host, port=args.port,
-                  workers=args.workers, threads=args.threads)
+                  workers=args.workers, threads=args.threads,
+                  metrics_listen=args.metrics_listen, metrics_dir=args.metrics_dir)
     return 0

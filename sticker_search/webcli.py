@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from service_kit.metrics import add_arguments as add_metrics_arguments
+
 
 def _add_web(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """``web``: serve the page's origin."""
@@ -26,6 +28,7 @@ def _add_web(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--dist", metavar="DIR", help="the built page (default: web/dist)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    add_metrics_arguments(parser)
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

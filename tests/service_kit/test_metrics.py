@@ -372,6 +372,8 @@ def test_listen_addresses() -> None:
     ["ohttp_relay.gateway_cli", "serve", "--db", "x.db"],
     ["sticker_search.cli", "serve", "--issuer", "http://127.0.0.1:1", "--spent-db", "x.db"],
     ["e2ee_core.server.cli", "serve", "--db", "x.db"],
+    ["sticker_search.cli", "web", "--relay", "http://127.0.0.1:1", "--issuer",
+     "http://127.0.0.1:1", "--target", "http://127.0.0.1:1"],
 ])
 def test_every_serve_command_refuses_a_bad_metrics_address_before_starting(
         command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
