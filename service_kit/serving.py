@@ -213,10 +213,13 @@ class Supervisor(Multiprocess):
         self._known: set[int] = set()
 
     def keep_subprocess_alive(self) -> None:
+        # The workers as they are before uvicorn replaces the dead ones (a worker killed before
+        # the first call, 0.5 s after start, is in no earlier set: take it from here).
+        before = {p.pid for p in self.processes if p.pid is not None}
         super().keep_subprocess_alive()  # called every 0.5 s, after signals were handled
         current = {p.pid for p in self.processes if p.pid is not None}
         if self.on_exit is not None:
-            for pid in self._known - current:
+            for pid in (self._known | before) - current:
                 self.on_exit(pid)
         self._known = current
 
