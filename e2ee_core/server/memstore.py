@@ -19,7 +19,6 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     NotFound,
     QueueFull,
-    RateLimited,
     TooManyDevices,
     TooManyPreKeys,
 )
@@ -232,7 +231,7 @@ class MemoryStore:
                      limit: EventLimit | None = None) -> int:
         if limit is not None and self.count_event(limit.key, now_ms, limit.window_ms) > \
                 limit.limit:
-            raise RateLimited(retry_after=max(1, limit.window_ms // 1000))
+            raise limit.refusal()
         with self._lock:
             expected: set[tuple[str, int]] = set()
             for recipient in recipients:

@@ -136,6 +136,10 @@ class EventLimit:
     window_ms: int
     limit: int
 
+    def refusal(self) -> RateLimited:
+        """What a send over the limit gets: retry once the window is over."""
+        return RateLimited(retry_after=max(1, self.window_ms // 1000))
+
 
 @dataclass(frozen=True)
 class PurgeCounts:
@@ -547,7 +551,7 @@ class SqlStore:
         with self._tx() as tx:
             if limit is not None and self._count_in(
                     tx, limit.key, now_ms, limit.window_ms, 1) > limit.limit:
-                raise RateLimited(retry_after=max(1, limit.window_ms // 1000))
+                raise limit.refusal()
             try:
                 existing = self._lock_accounts(tx, accounts, exclusive=False)
                 if any(r not in existing for r in recipients):

@@ -17,6 +17,7 @@ from e2ee_core.keytrans.proofs import (
     MembershipProof,
     NonMembershipProof,
 )
+from fuzz.targets._select import select
 from fuzz.vectors import vectors
 
 ACCEPTED: tuple[type[Exception], ...] = (KeyTransparencyError,)
@@ -57,12 +58,7 @@ _DECODERS: tuple[Callable[[bytes], None], ...] = (
 
 
 def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    try:
-        _DECODERS[data[0] % len(_DECODERS)](data[1:])
-    except ACCEPTED:
-        pass
+    select(_DECODERS, ACCEPTED, data)
 
 
 def seeds() -> Iterator[bytes]:

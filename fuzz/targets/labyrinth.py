@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from e2ee_core.labyrinth import epochs, hpke, mailbox, padding, primitives
 from e2ee_core.labyrinth.errors import LabyrinthError
 from e2ee_core.labyrinth.recovery_codes import RecoveryCode
+from fuzz.targets._select import select
 
 ACCEPTED: tuple[type[Exception], ...] = (LabyrinthError,)
 MAX_LEN = 4096
@@ -57,12 +58,7 @@ _DECODERS: tuple[Callable[[bytes], None], ...] = (
 
 
 def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    try:
-        _DECODERS[data[0] % len(_DECODERS)](data[1:])
-    except ACCEPTED:
-        pass
+    select(_DECODERS, ACCEPTED, data)
 
 
 def seeds() -> Iterator[bytes]:

@@ -18,6 +18,7 @@ from credentials.tokens import (
     encode_token_key,
 )
 from fuzz.targets._issuer import ISSUER_KEY, ISSUER_KEYS, PUBLIC_KEYS, VECTORS
+from fuzz.targets._select import select
 from fuzz.vectors import vectors
 
 ACCEPTED: tuple[type[Exception], ...] = (CredentialsError,)
@@ -61,12 +62,7 @@ _DECODERS: tuple[Callable[[bytes], None], ...] = (
 
 
 def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    try:
-        _DECODERS[data[0] % len(_DECODERS)](data[1:])
-    except ACCEPTED:
-        pass
+    select(_DECODERS, ACCEPTED, data)
 
 
 def seeds() -> Iterator[bytes]:
