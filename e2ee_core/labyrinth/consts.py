@@ -103,3 +103,34 @@ RECOVERY_PARITY_CHECK: Final = (
     (1, 8, 10, 26, 14, 31, 3, 24, 30, 11, 18, 4, 5, 13, 7, 29, 19, 12, 15, 23, 9, 2, 16, 20,
      17, 28, 27, 6, 21, 0, 0, 2, 1, 4, 25, 22, 0, 1),
 )
+
+# -- Virtual devices (Protocol: Virtual Devices, Adding a Device) -----------------------------
+VDEVICE_BUNDLE_VERSION: Final = 1  # leading byte of our virtual-device bundle encoding
+VDEVICE_SALT_LEN: Final = 32  # fresh per bundle: the wrapping key differs for every bundle
+SIGNATURE_LEN: Final = 64  # an XEdDSA signature
+SEQUENCE_FIELD_LEN: Final = 8  # sequence and epoch ids as unsigned 64-bit big-endian integers
+# The bundle's sealed secrets: device key, storage key, ORF client state (32 each), epoch
+# sequence id and epoch id (8 each), epoch root key and the epoch's head hash (32 each).
+VDEVICE_SECRETS_LEN: Final = 3 * 32 + 2 * SEQUENCE_FIELD_LEN + 2 * 32
+VDEVICE_BUNDLE_HEADER_LEN: Final = 1 + VDEVICE_ID_LEN + 2 * X25519_LEN + SIGNATURE_LEN + \
+    VDEVICE_SALT_LEN
+VDEVICE_BUNDLE_LEN: Final = VDEVICE_BUNDLE_HEADER_LEN + EXTENDED_NONCE_LEN + \
+    VDEVICE_SECRETS_LEN + GCM_TAG_LEN
+# Longest backward or forward chain one restore walks: far above any real account's device
+# removals, and it bounds the work a server can make a restoring device do.
+MAX_CHAIN_STEPS: Final = 100_000
+
+# -- Epoch-chain integrity (beyond the whitepaper; docs/labyrinth.md "Epoch chain") -----------
+EPOCH_HEAD_VERSION: Final = 1  # leading byte of an epoch head's encoding
+SIGNATURE_USE_EPOCH_HEAD: Final = 0x32  # pk_sign(deviceKeyPriv, 0x32, head body): ours
+EPOCH_HEAD_HASH_LEN: Final = 32  # SHA-256
+# version, sequence id, previous head hash, root commitment, opener's device key
+EPOCH_HEAD_BODY_LEN: Final = 1 + SEQUENCE_FIELD_LEN + EPOCH_HEAD_HASH_LEN + KEY_LEN + X25519_LEN
+EPOCH_HEAD_LEN: Final = EPOCH_HEAD_BODY_LEN + SIGNATURE_LEN
+
+# -- Attachments (Protocol: Attachments) ------------------------------------------------------
+ATTACHMENT_REF_VERSION: Final = 1  # leading byte of an attachment reference's encoding
+ATTACHMENT_ID_MAX_LEN: Final = 256  # the transport's media id / CDN handle, an opaque string
+# The reference's sealed content: the media key and digest the message carried, bounded so
+# a reference stays a small record.
+ATTACHMENT_SECRET_MAX_LEN: Final = 1024

@@ -66,3 +66,29 @@ class InvalidRecord(LabyrinthError):
 
 class UnsupportedCipherVersion(InvalidRecord):
     """A mailbox record names a message cipher version this library does not speak."""
+
+
+class InvalidVirtualDevice(LabyrinthError):
+    """A virtual-device bundle is malformed, belongs to another code, or its keys disagree."""
+
+
+class InvalidEpochHead(LabyrinthError):
+    """An epoch head is malformed or its opener's signature does not verify."""
+
+
+class EpochChainError(LabyrinthError):
+    """The epoch chain the server served does not verify."""
+
+
+class EpochChainTruncated(EpochChainError):
+    """Epochs are missing: a gap, a chain ending before an epoch the device knows, or
+    epochs whose keys the server withholds."""
+
+
+class EpochChainForked(EpochChainError):
+    """Two epoch heads disagree: a wrong predecessor hash, a duplicate sequence id, a head
+    that does not match a known checkpoint or an epoch key the device derived."""
+
+
+class InvalidAttachmentReference(LabyrinthError):
+    """An attachment reference is malformed, forged, or its deletion MAC does not verify."""
