@@ -52,3 +52,17 @@ MAX_UPDATE_PROOFS: Final = 4096
 # (updates in the epoch) x (tree depth); the 1 MiB proof cap bounds it as well.
 MAX_APPEND_ONLY_ELEMENTS: Final = 1 << 16
 MAX_U64: Final = 2**64 - 1
+
+# -- auditor signatures (Cloudflare plexi; plexi_core/src/lib.rs) -----------------------------
+PLEXI_PROTOBUF_ED25519: Final = 0x0001  # Ciphersuite::ProtobufEd25519
+PLEXI_BINCODE_ED25519: Final = 0x0002  # Ciphersuite::BincodeEd25519 (legacy bincode config)
+ED25519_KEY_LEN: Final = 32
+ED25519_SIGNATURE_LEN: Final = 64
+# A log's name ("whatsapp.key-transparency.v1"): a DNS-like string, never long; a URL path
+# segment in the auditor's API.
+MAX_NAMESPACE_BYTES: Final = 255
+# An epoch digest is a root hash (32 bytes for BLAKE3); SHA-512-sized digests still fit.
+MAX_DIGEST_BYTES: Final = 64
+# A SignatureResponse is a small JSON object (~500 bytes); anything larger is refused unread.
+MAX_SIGNATURE_RESPONSE_BYTES: Final = 16 * 1024
+MAX_U32: Final = 2**32 - 1

@@ -59,6 +59,11 @@ def _times_cofactor(point: bytes) -> bytes:
     return point
 
 
+def times_cofactor(point: bytes) -> bytes:
+    """8 * point for any decoded curve point (IDENTITY exactly when the point has small order)."""
+    return _times_cofactor(point)
+
+
 def _mul_base(scalar: bytes) -> bytes:
     """scalar * B for a reduced scalar."""
     if scalar == _ZERO_SCALAR:

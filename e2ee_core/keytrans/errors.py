@@ -62,3 +62,13 @@ class UnknownLabel(DirectoryError):
 
 class InvalidUpdate(DirectoryError):
     """A publish batch is unacceptable: a label twice, or a label or value over its limit."""
+
+
+class AuditorSignatureError(KeyTransparencyError):
+    """An auditor's (Plexi) signature message or response does not decode, is for another log,
+    epoch or root, or its Ed25519 signature does not verify under the auditor's key."""
+
+
+class AuditFailed(VerificationFailed):
+    """The auditor refuses an epoch: an append-only proof fails, the server changed the root of
+    an epoch already audited, or its latest epoch went backwards. Signing stops for that log."""

@@ -29,4 +29,5 @@ TARGETS: tuple[str, ...] = (
     "web_manifest",
     "keytrans",
     "labyrinth",
+    "plexi",
 )
