@@ -29,5 +29,6 @@ TARGETS: tuple[str, ...] = (
     "web_manifest",
     "keytrans",
     "labyrinth",
+    "labyrinth_devices",
     "plexi",
 )

@@ -33,6 +33,18 @@ DESCRIPTIONS = {
                       "ASCII entropy characters, salt = none, info = kdf_info)",
     "mailbox": "Mailbox record, cipher version 3: blob = AES-GCM-Extended(message_key, aad, "
                "padded) with the given nonce",
+    "epoch_chain": "Epoch heads (ours, beyond the whitepaper): body = 0x01 || u64be(seq) || "
+                   "previous_head_hash || root_commitment || opener_device_key_pub; "
+                   "root_commitment = HKDF(root, salt = none, 'epoch_head_commitment_' + "
+                   "b64(seq)); head = body || XEdDSA(opener, 0x32 || body, random); head_hash "
+                   "= SHA-256('labyrinth_epoch_head' || body); the first previous hash is zero",
+    "virtual_devices": "Virtual-device bundle (our layout): header = 0x01 || vdevice_id || "
+                       "device_key_pub || storage_key_pub || XEdDSA(device_key, 0x30 || "
+                       "storage_key_pub, random) || salt; wrap_key = HKDF(vdevice key, salt, "
+                       "'virtual_device_bundle_v1'); bundle = header || AES-GCM-Extended("
+                       "wrap_key, nonce, aad = header, device_key_priv || storage_key_priv || "
+                       "orf_state * token || u64be(seq) || u64be(epoch_id) || root || "
+                       "head_hash)",
 }
 
 
@@ -91,6 +103,24 @@ def inputs() -> dict[str, list[Case]]:
             {"sequence_id": 12, "epoch_id": 78, "epoch_root_key": seed("mailbox/root").hex(),
              "thread_id": "群聊-42", "message": "The quick brown fox jumps over the lazy dog",
              "nonce": seed("mailbox/nonce/1", 28).hex()},
+        ],
+        "epoch_chain": [
+            {"opener_device_key_priv": seed("chain/opener").hex(),
+             "root_keys": [seed(f"chain/root/{i}").hex() for i in range(3)],
+             "signature_randoms": [seed(f"chain/random/{i}", 64).hex() for i in range(3)]},
+        ],
+        "virtual_devices": [
+            {"code_entropy": "".join("ACDEFHJKLMNPQRSTUVWXYZ0123456789"[b % 32]
+                                     for b in seed("vd/entropy", 34)),
+             "user_id": "100012345678901",
+             "device_key_priv": seed("vd/device").hex(),
+             "storage_key_priv": seed("vd/storage").hex(),
+             "orf_client_state": seed_scalar("vd/orf/client").hex(),
+             "orf_token": seed_scalar("vd/orf/token").hex(),
+             "sequence_id": 7, "epoch_id": 1234, "epoch_root_key": seed("vd/root").hex(),
+             "head_hash": seed("vd/head").hex(), "salt": seed("vd/salt").hex(),
+             "nonce": seed("vd/nonce", 28).hex(),
+             "signature_random": seed("vd/random", 64).hex()},
         ],
     }
 

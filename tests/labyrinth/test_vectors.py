@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from e2ee_core.labyrinth import epochs, hpke, mailbox, padding, primitives, recovery_codes
+from e2ee_core.labyrinth import (
+    epoch_chain,
+    epochs,
+    hpke,
+    mailbox,
+    padding,
+    primitives,
+    recovery_codes,
+    virtual_devices,
+)
 from tests.labyrinth.vectors import COMPUTE
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -67,3 +76,22 @@ def test_epoch_vectors_use_the_documented_labels() -> None:
         assert (chaining.hex(), psk.hex()) == (o["epoch_chaining_key"],
                                                o["epoch_distribution_psk"])
         assert o["entropy_aad"] == f"epoch__{i['previous_sequence_id'] + 1}"
+
+
+def test_epoch_chain_and_virtual_device_vectors_decode() -> None:
+    for case in _load("epoch_chain"):
+        heads = [epoch_chain.EpochHead.decode(bytes.fromhex(h["head"]))
+                 for h in case["outputs"]["heads"]]
+        roots = {i: bytes.fromhex(r) for i, r in enumerate(case["inputs"]["root_keys"])}
+        assert epoch_chain.verify_chain(heads, roots=roots).hex() == \
+            case["outputs"]["heads"][-1]["head_hash"]
+    for case in _load("virtual_devices"):
+        i, o = case["inputs"], case["outputs"]
+        secrets = recovery_codes.RecoveryCode.from_entropy(i["code_entropy"]).derive(i["user_id"])
+        state = virtual_devices.open_bundle(
+            secrets, virtual_devices.VirtualDeviceBundle.decode(bytes.fromhex(o["bundle"])))
+        assert state.epoch == epochs.Epoch(i["sequence_id"], i["epoch_id"],
+                                           bytes.fromhex(i["epoch_root_key"]))
+        assert state.orf_state.value.hex() == o["evolved_orf_client_state"]
+        assert state.keys.device_priv.hex() == i["device_key_priv"]
+        assert state.head_hash.hex() == i["head_hash"]

@@ -12,7 +12,17 @@ from typing import Any
 
 import rbcl
 
-from e2ee_core.labyrinth import epochs, hpke, orf, padding, primitives, recovery_codes, sodium
+from e2ee_core.labyrinth import (
+    epoch_chain,
+    epochs,
+    hpke,
+    orf,
+    padding,
+    primitives,
+    recovery_codes,
+    sodium,
+    virtual_devices,
+)
 from e2ee_core.labyrinth.mailbox import message_aad, message_key
 
 Case = dict[str, Any]
@@ -131,6 +141,45 @@ def compute_mailbox(case: Case) -> Case:
     }
 
 
+def compute_epoch_chain(case: Case) -> Case:
+    opener_priv = _b(case["opener_device_key_priv"])
+    previous: epoch_chain.EpochHead | None = None
+    heads: list[Case] = []
+    for sequence, (root, random) in enumerate(zip(case["root_keys"], case["signature_randoms"],
+                                                  strict=True)):
+        head = epoch_chain.make_head(sequence_id=sequence, root_key=_b(root), previous=previous,
+                                     opener_device_key_priv=opener_priv,
+                                     opener_device_key_pub=hpke.public_key(opener_priv),
+                                     random=_b(random))
+        heads.append({"root_commitment": head.commitment.hex(), "body": head.body().hex(),
+                      "head": head.encode().hex(), "head_hash": head.hash().hex()})
+        previous = head
+    return {"opener_device_key_pub": hpke.public_key(opener_priv).hex(), "heads": heads}
+
+
+def compute_virtual_devices(case: Case) -> Case:
+    secrets = recovery_codes.RecoveryCode.from_entropy(case["code_entropy"]).derive(
+        case["user_id"])
+    keys = virtual_devices.DeviceKeys.from_private(_b(case["device_key_priv"]),
+                                                   _b(case["storage_key_priv"]))
+    epoch = epochs.Epoch(case["sequence_id"], case["epoch_id"], _b(case["epoch_root_key"]))
+    created = virtual_devices.create(
+        secrets, epoch=epoch, head_hash=_b(case["head_hash"]),
+        orf_state=orf.Scalar(_b(case["orf_client_state"])), keys=keys, salt=_b(case["salt"]),
+        token=orf.Scalar(_b(case["orf_token"])), nonce=_b(case["nonce"]),
+        random=_b(case["signature_random"]))
+    return {
+        "vdevice_id": secrets.vdevice_id.hex(),
+        "wrap_key": primitives.kdf_key(secrets.decryption_key, _b(case["salt"]),
+                                       virtual_devices.WRAP_KEY_LABEL).hex(),
+        "evolved_orf_client_state": orf.client_evolve(
+            orf.Scalar(_b(case["orf_client_state"])), orf.Scalar(_b(case["orf_token"])))[0]
+        .value.hex(),
+        "membership_mac": created.membership_mac.hex(),
+        "bundle": created.bundle.encode().hex(),
+    }
+
+
 COMPUTE = {
     "aes_gcm_extended": compute_aes_gcm_extended,
     "padding": compute_padding,
@@ -139,4 +188,6 @@ COMPUTE = {
     "epochs": compute_epochs,
     "recovery_codes": compute_recovery_codes,
     "mailbox": compute_mailbox,
+    "epoch_chain": compute_epoch_chain,
+    "virtual_devices": compute_virtual_devices,
 }
