@@ -128,6 +128,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     app.extensions[HTTP_ROUTES_EXTENSION] = {
         "/v1/messages": lambda http: LongPoll(service, http, poll_seconds=poll)}
     install_problem_handlers(app)
+    from e2ee_core.server.labyrinth_api import install as install_labyrinth
+    install_labyrinth(app, service, db_url)  # /v1/labyrinth: the encrypted mailbox (#15)
 
     @app.errorhandler(ServerError)
     def _server_error(err: ServerError) -> Response:

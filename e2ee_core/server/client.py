@@ -23,8 +23,8 @@ from e2ee_core.server.errors import (
     ServerError,
     ServerUnreachable,
     UnexpectedResponse,
-    error_for_problem_type,
 )
+from e2ee_core.server.labyrinth_errors import labyrinth_error_for_problem_type
 from e2ee_core.server.wire import (
     AccountRequest,
     AckRequest,
@@ -89,7 +89,7 @@ def error_from_problem(status: int, body: Any, retry_after: str | None = None) -
     """The typed error a problem document names (an HTTP answer's body, or a push channel send
     result's ``problem``); :class:`UnexpectedResponse` when it names none."""
     if isinstance(body, dict):
-        cls = error_for_problem_type(str(body.get("type", "")))
+        cls = labyrinth_error_for_problem_type(str(body.get("type", "")))
         if cls is MismatchedDevices:
             return MismatchedDevices(_addresses(body.get("missing")),
                                      _addresses(body.get("extra")))

@@ -108,3 +108,53 @@ PURGE_INTERVAL_SECONDS = 60.0
 # time, so more threads would only queue on its lock.
 EVENT_LOOP_DB_THREADS_POSTGRES = 16
 EVENT_LOOP_DB_THREADS_SQLITE = 4
+
+# -- Labyrinth mailbox (issue #15; e2ee_core.server.labyrinth_*) -------------------------------
+# Ids of the whitepaper's schema (inbox, thread, message): opaque client strings, bounded as in
+# e2ee_core.labyrinth.consts (1..128 printable characters).
+LABYRINTH_MAX_ID_CHARS = 128
+# One saved message: a padded, encrypted text (attachments travel separately), bounded like
+# an envelope so that whatever can be sent can be saved.
+LABYRINTH_MAX_BLOB_BYTES = MAX_ENVELOPE_BYTES
+# Records per save request: a client batches what it received since its last save; 200
+# records of the largest size stay under the JSON body limit.
+LABYRINTH_MAX_RECORDS_PER_SAVE = 200
+# Records per page of a load, and the page's total blob bytes: a restore pages through the
+# history in ~1,000-record steps; the byte bound keeps one answer under ~8 MiB of JSON.
+LABYRINTH_DEFAULT_PAGE = 200
+LABYRINTH_MAX_PAGE = 1000
+LABYRINTH_MAX_PAGE_BYTES = 6 * MiB
+# A load cursor is our own opaque token (timestamp and ids of the last record returned).
+LABYRINTH_MAX_CURSOR_CHARS = 1024
+# Per account: messages and their bytes (ten years of heavy use, ~300 a day, fit), epochs (one
+# per device removal), virtual devices (recovery codes) and attachment references.
+LABYRINTH_MAX_MESSAGES_PER_ACCOUNT = 1_000_000
+LABYRINTH_MAX_MESSAGE_BYTES_PER_ACCOUNT = 4 * 1024 * MiB
+LABYRINTH_MAX_EPOCHS_PER_ACCOUNT = 10_000
+LABYRINTH_MAX_VDEVICES_PER_ACCOUNT = 16
+LABYRINTH_MAX_ATTACHMENT_REFS_PER_ACCOUNT = 1_000_000
+# Epoch members: every device and every virtual device of the account.
+LABYRINTH_MAX_MEMBERS_PER_EPOCH = MAX_DEVICES_PER_ACCOUNT + LABYRINTH_MAX_VDEVICES_PER_ACCOUNT
+# Opaque client values, bounded with room above their sizes in e2ee_core.labyrinth: public
+# keys 32-33 bytes, XEdDSA signatures 64, HMAC-SHA256 MACs 32, an entropy message 81 bytes
+# (HPKE: version, ephemeral key, 32 bytes, tag), encrypted previous-epoch values 55 and 76
+# bytes (AES-GCM-Extended), a signed epoch head (H4's chain integrity) a hash, ids and a
+# signature.
+LABYRINTH_MAX_KEY_BYTES = 64
+LABYRINTH_MAX_SIGNATURE_BYTES = 128
+LABYRINTH_MAC_BYTES = 32
+LABYRINTH_MAX_ENTROPY_MESSAGE_BYTES = 256
+LABYRINTH_MAX_EPOCH_METADATA_BYTES = 256
+LABYRINTH_MAX_EPOCH_HEAD_BYTES = 4096
+# A virtual device's bundle: encrypted private keys, evolved ORF state, salt and root key.
+LABYRINTH_MAX_VDEVICE_BUNDLE_BYTES = 64 * 1024
+# vdeviceId: 16 bytes (whitepaper, Recovery Codes), hex in paths.
+LABYRINTH_VDEVICE_ID_BYTES = 16
+# Attachment references are indexed by an ORF output (32 bytes, hex in paths); the reference
+# object (encrypted key, digest, pointer) and its MAC are opaque.
+LABYRINTH_REF_INDEX_BYTES = 32
+LABYRINTH_MAX_ATTACHMENT_REF_BYTES = 4096
+# ORF: points per evaluation request (a message with many attachments), and the server-side
+# domain labels a client may name (the server's HMAC key is b"labyrinth_orf_" + domain).
+LABYRINTH_MAX_ORF_POINTS = 64
+LABYRINTH_ORF_DOMAIN_PATTERN = r"[a-z0-9_]{1,64}"

@@ -174,6 +174,9 @@ class DeliveryService:
                                 else consts.EVENT_LOOP_DB_THREADS_SQLITE)
         self._last_purge = float("-inf")
         self._purge_lock = threading.Lock()
+        #: Called with (username, device_id) after a device was removed (the Labyrinth mailbox
+        #: deletes the device's ORF share, keys and MACs: e2ee_core.server.labyrinth_api).
+        self.device_removed_hooks: list[Callable[[str, int], None]] = []
 
     # -- time -----------------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -265,6 +268,8 @@ class DeliveryService:
         now = self.now_ms()
         self.store.remove_device(actor.username, device_id, now_ms=now,
                                  expires_at_ms=self._envelope_expiry(now))
+        for hook in self.device_removed_hooks:
+            hook(actor.username, device_id)
         self._signal.notify()
         self.push.notify_all()  # device notices go to many accounts
         log.info("event=device_removed")
