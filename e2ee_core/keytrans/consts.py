@@ -66,3 +66,10 @@ MAX_DIGEST_BYTES: Final = 64
 # A SignatureResponse is a small JSON object (~500 bytes); anything larger is refused unread.
 MAX_SIGNATURE_RESPONSE_BYTES: Final = 16 * 1024
 MAX_U32: Final = 2**32 - 1
+# The auditor asks for at most this many epochs per append-only proof: each step is about
+# 600 bytes per update in the epoch, and the proof must stay under MAX_PROOF_BYTES.
+AUDIT_MAX_EPOCHS_PER_PROOF: Final = 64
+# Bodies the auditor reads from a log server: an epoch head is ~200 bytes of JSON.
+MAX_HEAD_RESPONSE_BYTES: Final = 4 * 1024
+# How long the auditor waits for the log's server (and a client for an auditor), in seconds.
+AUDIT_HTTP_TIMEOUT: Final = 30.0

@@ -72,3 +72,9 @@ class AuditorSignatureError(KeyTransparencyError):
 class AuditFailed(VerificationFailed):
     """The auditor refuses an epoch: an append-only proof fails, the server changed the root of
     an epoch already audited, or its latest epoch went backwards. Signing stops for that log."""
+
+
+class LogUnavailable(KeyTransparencyError):
+    """The auditor could not get an answer it can use from the log's server or from an auditor
+    (unreachable, an error status, a body that is not the expected shape). Nothing is signed or
+    accepted; trying again later is safe."""
