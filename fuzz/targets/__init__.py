@@ -30,5 +30,6 @@ TARGETS: tuple[str, ...] = (
     "keytrans",
     "labyrinth",
     "labyrinth_devices",
+    "labyrinth_server",
     "plexi",
 )
