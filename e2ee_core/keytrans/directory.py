@@ -46,13 +46,15 @@ class Directory:
 
     def node_label(self, akd_label: bytes, fresh: bool, version: int) -> NodeLabel:
         """Where (label, freshness, version) sits in the tree: the VRF output's first 32 bytes."""
-        beta = ecvrf.evaluate(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
+        beta = ecvrf.evaluate(self._vrf_secret_key, self._alpha(akd_label, fresh, version),
+                              public_key_bytes=self.vrf_public_key)
         return NodeLabel.from_vrf_output(beta)
 
     def _vrf_proof(self, akd_label: bytes, fresh: bool, version: int) -> tuple[bytes, NodeLabel]:
         """The VRF proof for (label, freshness, version) and the node label it proves."""
-        pi = ecvrf.prove(self._vrf_secret_key, self._alpha(akd_label, fresh, version))
-        return pi, NodeLabel.from_vrf_output(ecvrf.proof_to_hash(pi))
+        trace = ecvrf.prove_with_trace(self._vrf_secret_key,
+                                       self._alpha(akd_label, fresh, version))
+        return trace.pi, NodeLabel.from_vrf_output(trace.beta)
 
     def _nonce(self, fresh_label: NodeLabel, version: int, value: bytes) -> bytes:
         return hashing.commitment_nonce(self._commitment_key, fresh_label.to_bytes(), version,

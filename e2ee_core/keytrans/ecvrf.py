@@ -31,6 +31,9 @@ from e2ee_core.keytrans.errors import InvalidVrfKey, InvalidVrfProof
 IDENTITY = b"\x01" + bytes(31)
 _ZERO_SCALAR = bytes(32)
 _INV8 = sodium.crypto_core_ed25519_scalar_invert((consts.COFACTOR).to_bytes(32, "little"))
+_EIGHT = (consts.COFACTOR).to_bytes(32, "little")
+_Y_MASK = (1 << 255) - 1
+_X_ZERO_YS = (1, consts.FIELD_PRIME - 1)
 
 
 def _scalar_reduce(n: bytes) -> bytes:
@@ -39,17 +42,23 @@ def _scalar_reduce(n: bytes) -> bytes:
     return reduced
 
 
+def _canonical(data: bytes) -> bool:
+    """RFC 8032 5.1.3's canonical-encoding rules without decoding: y < p, and no sign bit on
+    x = 0 (the only points with x = 0 have y = 1 or y = p - 1). Whether y is on the curve is
+    left to libsodium."""
+    y = int.from_bytes(data, "little") & _Y_MASK
+    return y < consts.FIELD_PRIME and not (data[31] & 0x80 and y in _X_ZERO_YS)
+
+
 def decode_point(data: bytes) -> bytes | None:
     """``data`` if it is a canonical RFC 8032 encoding of a curve point, else None."""
-    if len(data) != consts.POINT_LEN:
+    if len(data) != consts.POINT_LEN or not _canonical(data):
         return None
     try:
-        again: bytes = sodium.crypto_core_ed25519_add(data, IDENTITY)
+        sodium.crypto_core_ed25519_add(data, IDENTITY)
     except CryptoError:
         return None  # not the y of a curve point
-    # libsodium reduces y >= p and ignores a sign bit on x = 0; RFC 8032 rejects both, and the
-    # re-encoding differs from the input in exactly those cases.
-    return data if again == data else None
+    return data
 
 
 def _times_cofactor(point: bytes) -> bytes:
@@ -119,10 +128,13 @@ def encode_to_curve(public_key_bytes: bytes, alpha: bytes) -> tuple[bytes, int]:
               + public_key_bytes + alpha)
     for ctr in range(consts.MAX_ENCODE_TO_CURVE_ATTEMPTS):
         digest = hashlib.sha512(prefix + bytes([ctr]) + consts.DOMAIN_SEPARATOR_BACK).digest()
-        candidate = decode_point(digest[: consts.POINT_LEN])
-        if candidate is None:
+        candidate = digest[: consts.POINT_LEN]
+        if not _canonical(candidate):
             continue
-        h_point = _times_cofactor(candidate)
+        try:  # the first doubling fails exactly when the string is not a curve point
+            h_point = _times_cofactor(candidate)
+        except CryptoError:
+            continue
         if h_point != IDENTITY:
             return h_point, ctr
     raise InvalidVrfProof("encode_to_curve found no point")  # probability 2^-256
@@ -141,10 +153,14 @@ def challenge_generation(*points: bytes) -> bytes:
     return hashlib.sha512(data).digest()[: consts.CHALLENGE_LEN]
 
 
-def _gamma_to_hash(gamma: bytes) -> bytes:
+def _hash_of_eight_gamma(eight_gamma: bytes) -> bytes:
     data = (consts.SUITE_STRING + consts.PROOF_TO_HASH_DOMAIN_SEPARATOR_FRONT
-            + _times_cofactor(gamma) + consts.DOMAIN_SEPARATOR_BACK)
+            + eight_gamma + consts.DOMAIN_SEPARATOR_BACK)
     return hashlib.sha512(data).digest()
+
+
+def _gamma_to_hash(gamma: bytes) -> bytes:
+    return _hash_of_eight_gamma(_times_cofactor(gamma))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +197,19 @@ def prove_with_trace(secret_key: bytes, alpha: bytes) -> ProofTrace:
                       k=k, u_point=u_point, v_point=v_point, pi=pi, beta=_gamma_to_hash(gamma))
 
 
-def evaluate(secret_key: bytes, alpha: bytes) -> bytes:
-    """beta for ``alpha`` without building a proof (one scalar multiplication): what a
-    directory needs to place a label; equal to verify(pk, alpha, prove(sk, alpha))."""
+def evaluate(secret_key: bytes, alpha: bytes, *, public_key_bytes: bytes | None = None) -> bytes:
+    """beta for ``alpha`` without building a proof: what a directory needs to place a label;
+    equal to verify(pk, alpha, prove(sk, alpha)). ``public_key_bytes``, if given, must be
+    public_key(secret_key) (a caller that holds it saves a base-point multiplication).
+
+    beta hashes 8*Gamma = 8*(x*H), computed as one multiplication (8x mod q)*H: H is in the
+    prime-order subgroup, so this is the same point."""
     x_clamped, _ = secret_scalar(secret_key)
     x = _scalar_reduce(x_clamped)
-    h_point, _ = encode_to_curve(_mul_base(x), alpha)
-    return _gamma_to_hash(_mul(x, h_point))
+    y = public_key_bytes if public_key_bytes is not None else _mul_base(x)
+    h_point, _ = encode_to_curve(y, alpha)
+    eight_x = sodium.crypto_core_ed25519_scalar_mul(x, _EIGHT)
+    return _hash_of_eight_gamma(_mul(eight_x, h_point))
 
 
 def prove(secret_key: bytes, alpha: bytes) -> bytes:
@@ -195,17 +217,26 @@ def prove(secret_key: bytes, alpha: bytes) -> bytes:
     return prove_with_trace(secret_key, alpha).pi
 
 
-def _decode_proof(pi: bytes) -> tuple[bytes, bytes, bytes]:
-    """RFC 9381 5.4.4 ECVRF_decode_proof: (Gamma, c, s), or InvalidVrfProof."""
+def _split_proof(pi: bytes) -> tuple[bytes, bytes, bytes]:
+    """RFC 9381 5.4.4 ECVRF_decode_proof up to the curve check: (Gamma, c, s) with Gamma a
+    canonical encoding and s < q, or InvalidVrfProof."""
     if len(pi) != consts.PROOF_LEN:
         raise InvalidVrfProof("VRF proof must be 80 bytes")
-    gamma = decode_point(pi[: consts.POINT_LEN])
-    if gamma is None:
+    gamma = pi[: consts.POINT_LEN]
+    if not _canonical(gamma):
         raise InvalidVrfProof("VRF proof Gamma is not a curve point")
     c = pi[consts.POINT_LEN: consts.POINT_LEN + consts.CHALLENGE_LEN]
     s = pi[consts.POINT_LEN + consts.CHALLENGE_LEN:]
     if int.from_bytes(s, "little") >= consts.GROUP_ORDER:
         raise InvalidVrfProof("VRF proof s is not reduced")
+    return gamma, c, s
+
+
+def _decode_proof(pi: bytes) -> tuple[bytes, bytes, bytes]:
+    """RFC 9381 5.4.4 ECVRF_decode_proof: (Gamma, c, s), or InvalidVrfProof."""
+    gamma, c, s = _split_proof(pi)
+    if decode_point(gamma) is None:
+        raise InvalidVrfProof("VRF proof Gamma is not a curve point")
     return gamma, c, s
 
 
@@ -230,7 +261,11 @@ def verify(public_key_bytes: bytes, alpha: bytes, pi: bytes) -> bytes:
     """ECVRF_verify (RFC 9381 5.3, with key validation): beta, or raise InvalidVrfProof /
     InvalidVrfKey."""
     y = validate_public_key(public_key_bytes)
-    gamma, c, s = _decode_proof(pi)
+    gamma, c, s = _split_proof(pi)
+    try:  # 8*Gamma (for beta) first: libsodium's add also refuses a Gamma off the curve
+        eight_gamma = _times_cofactor(gamma)
+    except CryptoError:
+        raise InvalidVrfProof("VRF proof Gamma is not a curve point") from None
     h_point, _ = encode_to_curve(y, alpha)
     c_wide = c.ljust(32, b"\x00")
     u_point = sodium.crypto_core_ed25519_sub(_mul_base(s), _mul(c_wide, y))
@@ -238,4 +273,4 @@ def verify(public_key_bytes: bytes, alpha: bytes, pi: bytes) -> bytes:
     expected = challenge_generation(y, h_point, gamma, u_point, v_point)
     if not hmac.compare_digest(expected, c):
         raise InvalidVrfProof("VRF proof does not verify")
-    return _gamma_to_hash(gamma)
+    return _hash_of_eight_gamma(eight_gamma)

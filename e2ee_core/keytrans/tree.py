@@ -9,7 +9,6 @@ value and each retirement of a version is a new leaf.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 from collections.abc import Sequence
 from typing import Protocol
@@ -134,20 +133,23 @@ class PendingTree:
             left, right = _element(self, node.left), _element(self, node.right)
             value = hashing.parent_hash(left.value, left.label.value(),
                                         right.value, right.label.value())
-            self._changed[label] = dataclasses.replace(
-                node, value=value,
-                min_descendant_epoch=min(c.min_descendant_epoch for c in children))
+            self._changed[label] = TreeNode(
+                node.label, value, node.left, node.right, node.epoch,
+                min(c.min_descendant_epoch for c in children), node.azks_value)
         return list(self._changed.values()), root_hash(self)
 
 
 def _touched(node: TreeNode, epoch: int) -> TreeNode:
-    return dataclasses.replace(node, epoch=max(node.epoch, epoch))
+    if node.epoch >= epoch:
+        return node  # already touched in this epoch (TreeNode is immutable)
+    return TreeNode(node.label, node.value, node.left, node.right, epoch,
+                    node.min_descendant_epoch, node.azks_value)
 
 
 def _with_child(node: TreeNode, direction: int, child: NodeLabel) -> TreeNode:
-    if direction:
-        return dataclasses.replace(node, right=child)
-    return dataclasses.replace(node, left=child)
+    left, right = (node.left, child) if direction else (child, node.right)
+    return TreeNode(node.label, node.value, left, right, node.epoch, node.min_descendant_epoch,
+                    node.azks_value)
 
 
 # -- append-only proofs (akd/src/append_only_zks.rs, akd/src/auditor.rs) -----------------------
