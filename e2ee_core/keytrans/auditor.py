@@ -10,9 +10,9 @@ the empty tree, at first) to the log's latest epoch ``n``:
    changed root is an alarm: the log rewrote its history or shows a fork);
 4. the head's root for ``n`` is the one the log serves for epoch ``n``;
 5. the append-only proof from ``a`` to ``n`` (in chunks of at most
-   :data:`~e2ee_core.keytrans.consts.AUDIT_MAX_EPOCHS_PER_PROOF` epochs) rebuilds each epoch's
-   root from the previous one by insertions only (:func:`~e2ee_core.keytrans.tree.audit_verify`);
-   a failure is an alarm.
+   :data:`~e2ee_core.keytrans.consts.AUDIT_MAX_EPOCHS_PER_PROOF` epochs, halved while a chunk's
+   proof is refused or too large) rebuilds each epoch's root from the previous one by
+   insertions only (:func:`~e2ee_core.keytrans.tree.audit_verify`); a failure is an alarm.
 
 Only then is each new epoch signed (Ed25519 over plexi's SignatureMessage with the log's
 namespace, the time in Unix milliseconds, the epoch and its root) and stored with its root, in
@@ -329,16 +329,24 @@ class Auditor:
                 raise self._alarm(head.epoch, "root_changed",
                                   "the log changed the root of an audited epoch")
             return AuditReport(self.namespace, last.epoch, last.epoch)
-        start = last
+        start, chunk = last, self._max_epochs
         while start.epoch < head.epoch:
-            end = min(head.epoch, start.epoch + self._max_epochs)
+            end = min(head.epoch, start.epoch + chunk)
+            try:
+                proof = AppendOnlyProof.from_bytes(self.source.append_only(start.epoch, end))
+            except (LogUnavailable, MalformedProof):
+                # Steps for past epochs are made from the latest tree, so a range far behind
+                # can exceed the proof size limit (or the server's range cap): ask for less.
+                if end - start.epoch == 1:
+                    raise
+                chunk = max(1, (end - start.epoch) // 2)
+                continue
+            if proof.epochs and proof.epochs[0] != start.epoch:
+                raise MalformedProof("the append-only proof starts at another epoch")
             roots = [self.source.epoch_root(epoch) for epoch in range(start.epoch + 1, end + 1)]
             if end == head.epoch and not hmac.compare_digest(roots[-1], head.root_hash):
                 raise self._alarm(end, "head_mismatch",
                                   "the log's head and its epoch list disagree")
-            proof = AppendOnlyProof.from_bytes(self.source.append_only(start.epoch, end))
-            if proof.epochs and proof.epochs[0] != start.epoch:
-                raise MalformedProof("the append-only proof starts at another epoch")
             try:
                 tree.audit_verify([start.root_hash, *roots], proof)
             except VerificationFailed:

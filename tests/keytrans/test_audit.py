@@ -15,7 +15,12 @@ from prometheus_client import REGISTRY
 from e2ee_core.keytrans import consts, plexi
 from e2ee_core.keytrans.auditor import Auditor, AuditStore, LogHead
 from e2ee_core.keytrans.directory import Directory
-from e2ee_core.keytrans.errors import AuditFailed, AuditorSignatureError, MalformedProof
+from e2ee_core.keytrans.errors import (
+    AuditFailed,
+    AuditorSignatureError,
+    LogUnavailable,
+    MalformedProof,
+)
 from e2ee_core.keytrans.storage import MemoryDirectoryStorage
 from service_kit.logging_filter import capture_logs
 
@@ -257,3 +262,32 @@ def test_the_same_on_postgresql(pg_dsn: str) -> None:
 def test_repr_hides_the_key(store: AuditStore) -> None:
     a: Callable[..., Auditor] = auditor
     assert AUDITOR_KEY.hex() not in repr(a(store, DirectoryLog(directory())))
+
+
+def test_a_range_too_large_for_one_proof_is_fetched_in_smaller_chunks(store: AuditStore) -> None:
+    """A server that caps append-only ranges at 2 epochs (as the delivery server caps them):
+    the auditor halves its chunk until the proofs come."""
+    d = directory(*({f"u{i}/1".encode(): b"k"} for i in range(9)))
+    asked: list[tuple[int, int]] = []
+
+    class Capped(DirectoryLog):
+        def append_only(self, start: int, end: int) -> bytes:
+            asked.append((start, end))
+            if end - start > 2:
+                raise LogUnavailable("the log answered 400")
+            return super().append_only(start, end)
+
+    assert auditor(store, Capped(d), max_epochs_per_proof=8).audit_once().signed == 9
+    assert_signed(store, d, range(1, 10))
+    assert asked[:3] == [(0, 8), (0, 4), (0, 2)]
+    assert all(end - start <= 2 for start, end in asked[3:])
+
+
+def test_a_single_epoch_the_log_cannot_prove_is_an_error_not_an_alarm(store: AuditStore) -> None:
+    class Refusing(DirectoryLog):
+        def append_only(self, start: int, end: int) -> bytes:
+            raise LogUnavailable("the log answered 500")
+
+    with pytest.raises(LogUnavailable):
+        auditor(store, Refusing(directory({b"a/1": b"k"}, {b"b/1": b"k"}))).audit_once()
+    assert store.halted(NS) is None and store.signature(NS, 1) is None
