@@ -74,6 +74,12 @@ class StoreError(E2EEError):
     """The protocol store is corrupt or could not be read."""
 
 
+class BatchAborted(StoreError):
+    """A ``write_behind()`` transaction was rolled back whole: a step inside it failed (the
+    caller caught the step's error, but deferred writes cannot be undone one step at a time).
+    Redo the work with ``atomic()`` and a ``savepoint()`` per step."""
+
+
 class ContentError(E2EEError):
     """Base class of message-content errors."""
 

@@ -57,7 +57,7 @@ class Fanout:
         for attempt in (1, 2):
             self.devices.ensure_sessions([t for t in targets if t not in live])
             try:
-                with self.ctx.store.atomic():
+                with self.ctx.store.write_behind():  # all or nothing: each record written once
                     encrypt = self.ctx.device.encrypt
                     envelopes = [OutgoingEnvelope(u, d, wrap_pairwise(
                         encrypt((u, d), frame).to_bytes())) for u, d in targets]

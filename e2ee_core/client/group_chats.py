@@ -46,11 +46,19 @@ class GroupChats:
         self.fanout = fanout
         self.conversations = conversations
         self.groups: dict[bytes, Group] = {}
-        for raw in ctx.store.group_states():
-            state = GroupState.decode(raw)
-            self.groups[state.group_id] = Group(state, ctx.store.sender_keys, clock=ctx.clock)
+        self.reload()
         # Parked group messages that became readable during the current receive.
         self.unparked: list[Message] = []
+
+    def reload(self) -> None:
+        """Read every group's state from the store again (after a rolled-back transaction
+        that may have changed the objects in memory)."""
+        store = self.ctx.store
+        groups: dict[bytes, Group] = {}
+        for raw in store.group_states():
+            state = GroupState.decode(raw)
+            groups[state.group_id] = Group(state, store.sender_keys, clock=self.ctx.clock)
+        self.groups = groups
 
     @property
     def local_address(self) -> SenderAddress:

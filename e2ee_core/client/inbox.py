@@ -2,9 +2,12 @@
 and acknowledged.
 
 * **Batched transactions.** A batch of envelopes (a backlog drained on connect, a push) is
-  handled in one local transaction; each envelope runs in its own savepoint, so a poisoned one
-  is undone alone and refused, and the batch commits once. Server notices (device changes,
-  which may ask the server for device lists) run between runs of messages, outside it.
+  handled in one local transaction. A run of messages is first tried as one write-behind
+  block (``ClientStore.write_behind``: each session record is written once, at commit, not
+  once per message); if any envelope of it fails, that attempt is rolled back whole and the run
+  is redone with a savepoint per envelope, so a poisoned one is undone alone and refused while
+  the rest commit. Server notices (device changes, which may ask the server for device lists)
+  run between runs of messages, outside it.
 * **Exactly once.** The store's (conversation, message id) key and the processed-envelope table
   give exactly-once storage under the server's at-least-once delivery; the batch is
   acknowledged only after it committed.
@@ -134,13 +137,10 @@ class Inbox:
                 if envelope is not None and envelope.kind == "message":
                     run.append(envelope)
                     continue
-                if run:  # a run of messages: one transaction, a savepoint each
-                    with store.atomic():
-                        for queued in run:
-                            if not store.envelope_seen(queued.id):
-                                got, prekey = self._handle_envelope(queued)
-                                new += got
-                                used_prekeys |= prekey
+                if run:  # a run of messages: one transaction
+                    got, prekey = self._take_run(run)
+                    new += got
+                    used_prekeys |= prekey
                     run = []
                 if envelope is not None and not store.envelope_seen(envelope.id):
                     self.devices.handle_notice(envelope)
@@ -176,25 +176,74 @@ class Inbox:
                 except (E2EEError, ServerError) as exc:  # a receipt is best effort
                     log.info("client.receipt.not_sent reason=%s", type(exc).__name__)
 
-    def _handle_envelope(self, envelope: Envelope) -> tuple[list[Message], bool]:
+    def _take_run(self, run: list[Envelope]) -> tuple[list[Message], bool]:
+        """A run of messages in one transaction: the fast way first (one write-behind block,
+        nothing caught), else, when any envelope of it fails, again one savepoint each."""
+        store = self.ctx.store
+        if len(run) > 1:
+            # What the run may change in memory, to put back if it is rolled back.
+            unparked, outbox = len(self.groups.unparked), len(self.ctx.outbox)
+            first_contacts = set(self.devices.first_contacts)
+            live_sessions = set(self.devices.live_sessions)
+            try:
+                try:
+                    with store.write_behind():
+                        return self._open_run(run, fast=True)
+                except BaseException:
+                    del self.groups.unparked[unparked:]
+                    del self.ctx.outbox[outbox:]
+                    self.devices.first_contacts = first_contacts
+                    self.devices.live_sessions = live_sessions
+                    self.groups.reload()  # membership and group state as committed
+                    raise
+            except (ServerError, DeviceRemoved):
+                raise  # not an envelope's fault: the run stays queued for the next receive
+            except E2EEError as exc:  # an envelope failed: all undone; one at a time now
+                log.debug("client.receive.batch_retry reason=%s", type(exc).__name__)
+        with store.atomic():
+            return self._open_run(run, fast=False)
+
+    def _open_run(self, run: list[Envelope], *, fast: bool) -> tuple[list[Message], bool]:
+        store = self.ctx.store
+        new: list[Message] = []
+        used_prekeys = False
+        for queued in run:
+            if not store.envelope_seen(queued.id):
+                got, prekey = (self._open_envelope(queued, fast=True) if fast
+                               else self._handle_envelope(queued))
+                new += got
+                used_prekeys |= prekey
+        return new, used_prekeys
+
+    def _open_envelope(self, envelope: Envelope, *, fast: bool) -> tuple[list[Message], bool]:
+        """Decrypt and store one envelope; its errors escape (the callers decide). On the fast
+        way even a changed identity escapes, so that the run is redone one envelope at a time
+        and the change is handled (and announced) once."""
         assert envelope.content is not None
         source = (envelope.source, envelope.source_device)
         store = self.ctx.store
+        kind, payload = unwrap(envelope.content)
+        if store.is_blocked(envelope.source):  # dropped unread, refused
+            raise AccountBlocked(envelope.source)
+        if kind == PAIRWISE:
+            ciphertext = Ciphertext.from_bytes(payload)
+            prekey = ciphertext.type == MessageType.PREKEY
+            if fast:
+                return self._decrypt_pairwise(envelope.id, source, ciphertext), prekey
+            try:
+                return self._decrypt_pairwise(envelope.id, source, ciphertext), prekey
+            except UntrustedIdentity as exc:
+                self.devices.identity_changed(source, exc.identity_key)
+                return self._decrypt_pairwise(envelope.id, source, ciphertext), True
+        assert kind == GROUP
+        return self.groups.decrypt(envelope.id, source, payload), False
+
+    def _handle_envelope(self, envelope: Envelope) -> tuple[list[Message], bool]:
+        """One envelope in its own savepoint: a failure is undone alone, and refused."""
+        store = self.ctx.store
         try:
             with store.savepoint():  # undone alone if this envelope fails
-                kind, payload = unwrap(envelope.content)
-                if store.is_blocked(envelope.source):  # dropped unread, refused
-                    raise AccountBlocked(envelope.source)
-                if kind == PAIRWISE:
-                    ciphertext = Ciphertext.from_bytes(payload)
-                    prekey = ciphertext.type == MessageType.PREKEY
-                    try:
-                        return self._decrypt_pairwise(envelope.id, source, ciphertext), prekey
-                    except UntrustedIdentity as exc:
-                        self.devices.identity_changed(source, exc.identity_key)
-                        return self._decrypt_pairwise(envelope.id, source, ciphertext), True
-                assert kind == GROUP
-                return self.groups.decrypt(envelope.id, source, payload), False
+                return self._open_envelope(envelope, fast=False)
         except (DuplicateMessage, DuplicateGroupMessage):
             reason = "duplicate"  # delivered before (or a group copy for our own devices)
         except (ServerError, DeviceRemoved):

@@ -16,7 +16,11 @@ It holds, beside the Signal session tables of :class:`~e2ee_core.state.sqlite.SQ
 * ``client_groups`` (encoded
   :class:`~e2ee_core.groups.GroupState`), ``client_group_pending`` (group content that arrived
   before its invitation), ``client_sender_keys``; ``client_timers``; ``client_envelopes``
-  (ids of envelopes processed but not yet acknowledged: a redelivery is skipped).
+  (ids of envelopes processed but not yet acknowledged: a redelivery is skipped);
+* ``client_labyrinth`` (this device's Labyrinth keys, ORF state and load cursors),
+  ``client_labyrinth_epochs`` (every epoch it reached: root key and signed head) and
+  ``client_history_outbox`` (messages not yet saved to the mailbox; see
+  :mod:`e2ee_core.client.history`).
 
 All statements go through the one per-thread connection of the shared
 :class:`~service_kit.database.Database`; :meth:`ClientStore.atomic` is the protocol store's
@@ -79,7 +83,14 @@ CREATE TABLE IF NOT EXISTS client_sender_keys (
     record {blob} NOT NULL, PRIMARY KEY (sender, sender_device, distribution_id));
 CREATE TABLE IF NOT EXISTS client_timers (
     conversation TEXT PRIMARY KEY, seconds INTEGER, changed_at_ms {bigint} NOT NULL);
-CREATE TABLE IF NOT EXISTS client_envelopes (id {bigint} PRIMARY KEY)
+CREATE TABLE IF NOT EXISTS client_envelopes (id {bigint} PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS client_labyrinth (name TEXT PRIMARY KEY, value {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS client_labyrinth_epochs (
+    sequence_id {bigint} PRIMARY KEY, epoch_id {bigint} NOT NULL, root_key {blob} NOT NULL,
+    head {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS client_history_outbox (
+    id {serial}, thread_id TEXT NOT NULL, message_id TEXT NOT NULL,
+    timestamp {bigint} NOT NULL, payload {blob} NOT NULL)
 """
 
 
@@ -176,6 +187,11 @@ class ClientStore:
     def savepoint(self) -> AbstractContextManager[None]:
         """A step undone alone if it raises, inside the enclosing transaction (or one)."""
         return self.protocol.savepoint()
+
+    def write_behind(self) -> AbstractContextManager[None]:
+        """One transaction whose session records are written once, at commit; all or nothing
+        (see :meth:`~e2ee_core.state.sqlite.SQLiteProtocolStore.write_behind`)."""
+        return self.protocol.write_behind()
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
         return self.db.execute(sql, params)
@@ -454,6 +470,51 @@ class ClientStore:
 
     def unpark_group_message(self, parked_id: int) -> None:
         self.execute("DELETE FROM client_group_messages_pending WHERE id = ?", (parked_id,))
+
+
+    # -- Labyrinth (e2ee_core.client.history) ----------------------------------------------
+    def labyrinth_get(self, name: str) -> bytes | None:
+        row = self.execute("SELECT value FROM client_labyrinth WHERE name = ?",
+                           (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def labyrinth_set(self, name: str, value: bytes) -> None:
+        self.execute("INSERT INTO client_labyrinth VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                     "SET value = excluded.value", (name, value))
+
+    def labyrinth_epochs(self) -> list[tuple[int, int, bytes, bytes]]:
+        """(sequence id, epoch id, root key, head) of every epoch reached, oldest first."""
+        rows = self.execute("SELECT sequence_id, epoch_id, root_key, head FROM "
+                            "client_labyrinth_epochs ORDER BY sequence_id").fetchall()
+        return [(int(r[0]), int(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
+
+    def labyrinth_put_epochs(self, epochs: list[tuple[int, int, bytes, bytes]]) -> None:
+        with self.atomic():
+            for row in epochs:
+                self.execute("INSERT INTO client_labyrinth_epochs VALUES (?, ?, ?, ?) ON "
+                             "CONFLICT (sequence_id) DO UPDATE SET epoch_id = excluded.epoch_id, "
+                             "root_key = excluded.root_key, head = excluded.head", row)
+
+    def history_enqueue(self, rows: list[tuple[str, str, int, bytes]]) -> None:
+        """Queue (thread id, message id, timestamp, payload) rows for the mailbox."""
+        with self.atomic():
+            for row in rows:
+                self.execute("INSERT INTO client_history_outbox (thread_id, message_id, "
+                             "timestamp, payload) VALUES (?, ?, ?, ?)", row)
+
+    def history_queued(self, limit: int) -> list[tuple[int, str, str, int, bytes]]:
+        rows = self.execute("SELECT id, thread_id, message_id, timestamp, payload FROM "
+                            "client_history_outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4])) for r in rows]
+
+    def history_dequeue(self, ids: list[int]) -> None:
+        with self.atomic():
+            for queued_id in ids:
+                self.execute("DELETE FROM client_history_outbox WHERE id = ?", (queued_id,))
+
+    def history_queue_length(self) -> int:
+        row = self.execute("SELECT COUNT(*) FROM client_history_outbox").fetchone()
+        return int(row[0])
 
 
 class SqlSharedSenderKeyStore:

@@ -19,6 +19,16 @@ transaction that wrote drops the cache too; records are lent to the caller, not 
 one not stored back by the end of the transaction leaves the cache. Outside ``atomic()`` a read
 is answered from the cache only when ``PRAGMA data_version`` still shows no other writer, else
 from the file. The ``e2ee_*`` tables must only be written through a store.
+
+Write-behind: ``write_behind()`` is an ``atomic()`` block whose session records are written
+once, at its commit, however many times a step stores them (a device draining a backlog from
+one peer advances one record per message: serialising and upserting it each time was a fifth
+of the batch). The price is that a step cannot be undone alone: inside it ``savepoint()``
+issues no SQL savepoint, and a step whose block raises dooms the whole transaction; its end
+then rolls everything back and raises :class:`~e2ee_core.errors.BatchAborted` (or the
+escaping exception itself), for the caller to redo the work one savepoint per step. A record
+loaded inside it and changed must be stored back (``Device`` always does) or the block must
+raise.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from e2ee_core.errors import StoreError
+from e2ee_core.errors import BatchAborted, StoreError
 from e2ee_core.protocol.keys import KemKeyPair, KeyPair
 from e2ee_core.protocol.prekeys import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord
 from e2ee_core.protocol.session import SessionRecord
@@ -75,8 +85,9 @@ _UPSERT_SESSION = ("INSERT INTO e2ee_sessions VALUES (?, ?, ?) ON CONFLICT (user
 class _ThreadState:
     """Per thread (so per connection) and per :class:`Database`: transaction and read cache."""
 
-    __slots__ = ("cache_conn", "conn", "cursor", "depth", "identities", "lent", "owned",
-                 "sessions", "trusted", "tx", "tx_cm", "version", "wrote")
+    __slots__ = ("cache_conn", "conn", "cursor", "deferred", "depth", "dirty", "doomed",
+                 "identities", "lent", "owned", "sessions", "trusted", "tx", "tx_cm", "version",
+                 "wrote")
 
     def __init__(self) -> None:
         self.depth = 0  # nesting of atomic() blocks
@@ -92,6 +103,9 @@ class _ThreadState:
         self.version: int | None = None  # PRAGMA data_version the cache is valid for
         self.sessions: dict[_Key, SessionRecord | None] = {}  # None: no row
         self.identities: dict[_Key, bytes | None] = {}
+        self.deferred = False  # write_behind(): session records written at commit
+        self.dirty: dict[_Key, SessionRecord] = {}  # stored, not yet written (write-behind)
+        self.doomed = False  # a step of the write-behind transaction failed
 
     def invalidate(self) -> None:
         self.sessions.clear()
@@ -131,6 +145,18 @@ class _Atomic(AbstractContextManager[None]):
         self._store._end(exc_type, exc, tb)
 
 
+class _WriteBehind(_Atomic):
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        store = self._store
+        st = store._local.state
+        outer = st.depth == 0
+        store._begin()
+        if outer and st.owned and st.trusted:
+            st.deferred = True  # else (nested, joined, PostgreSQL): a plain atomic()
+
+
 class _Savepoint(AbstractContextManager[None]):
     __slots__ = ("_name", "_outer", "_store")
 
@@ -144,14 +170,14 @@ class _Savepoint(AbstractContextManager[None]):
         st = store._local.state
         self._outer = st.depth == 0
         store._begin()
-        if not self._outer:
+        if not self._outer and not st.deferred:  # write-behind: a failure dooms it all
             self._name = f"e2ee_sp{st.depth}"
             store._execute(f"SAVEPOINT {self._name}")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         store = self._store
-        if not self._outer:
+        if not self._outer and self._name:
             st = store._local.state
             if exc_type is not None:
                 store._execute(f"ROLLBACK TO {self._name}")
@@ -186,8 +212,23 @@ class SQLiteProtocolStore:
     def savepoint(self) -> AbstractContextManager[None]:
         """A step that is undone alone if it raises (SQL ``SAVEPOINT``), the enclosing
         ``atomic()`` going on; outside ``atomic()`` it is one. A batch of messages then commits
-        once while a failing message leaves no trace in it."""
+        once while a failing message leaves no trace in it. Inside ``write_behind()`` it is a
+        nested block whose failure dooms the transaction (see the module docstring)."""
         return _Savepoint(self)
+
+    def write_behind(self) -> AbstractContextManager[None]:
+        """``atomic()`` with session records written once, at commit; all or nothing: a step
+        that fails inside it rolls the whole block back (:class:`BatchAborted` at its end if
+        the caller caught the step's error). Nested in another transaction, a plain
+        ``atomic()``."""
+        return _WriteBehind(self)
+
+    def _flush(self, st: _ThreadState) -> None:
+        """Write the records stored behind (write-behind), once each."""
+        if st.dirty:
+            rows = [(key[0], key[1], record.to_bytes()) for key, record in st.dirty.items()]
+            st.dirty.clear()
+            st.cursor.executemany(_UPSERT_SESSION, rows)
 
     def _begin(self) -> None:
         st = self._local.state
@@ -230,12 +271,32 @@ class SQLiteProtocolStore:
         st = self._local.state
         st.depth -= 1
         if st.depth:
+            if exc_type is not None and st.deferred:
+                st.doomed = True  # its writes cannot be undone alone
             return
         if not self._sqlite:
             cm, st.tx, st.tx_cm = st.tx_cm, None, None
             assert cm is not None
             cm.__exit__(exc_type, exc, tb)
             return
+        deferred, doomed = st.deferred, st.doomed
+        st.deferred = st.doomed = False
+        if deferred and exc_type is None:
+            try:
+                if doomed:
+                    raise BatchAborted("a step of the batch failed: it was rolled back whole")
+                self._flush(st)
+            except BaseException as failure:
+                st.dirty.clear()
+                st.wrote = True  # the cache may hold what is undone
+                self._end_sqlite(type(failure), failure, None)
+                raise
+        st.dirty.clear()
+        self._end_sqlite(exc_type, exc, tb)
+
+    def _end_sqlite(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                    tb: TracebackType | None) -> None:
+        st = self._local.state
         conn, st.conn = st.conn, None
         owned, wrote = st.owned, st.wrote
         st.owned = st.trusted = st.wrote = False
@@ -291,6 +352,7 @@ class SQLiteProtocolStore:
         row = self._one(_SELECT_BOTH, (key[0], key[1], key[0], key[1]))
         st = self._local.state
         if len(st.sessions) >= _CACHE_MAX or len(st.identities) >= _CACHE_MAX:
+            self._flush(st)  # records stored behind live in the cache until written
             st.sessions.clear()
             st.identities.clear()
         if key not in st.sessions:
@@ -449,12 +511,17 @@ class SQLiteProtocolStore:
 
     def store_session(self, address: Address, record: SessionRecord) -> None:
         key = (address[0], address[1])
-        data = record.to_bytes()
         st = self._local.state
+        if st.deferred:  # write-behind: written once, at commit
+            st.wrote = True
+            st.sessions[key] = st.dirty[key] = record
+            st.lent.discard(key)
+            return
         if not st.depth:
             with self.atomic():
                 self.store_session(address, record)
             return
+        data = record.to_bytes()
         st.wrote = True
         if st.conn is not None:
             st.cursor.execute(_UPSERT_SESSION, (key[0], key[1], data))
@@ -469,11 +536,15 @@ class SQLiteProtocolStore:
         with self.atomic():
             st = self._local.state
             st.wrote = True
+            st.dirty.pop(key, None)
             self._execute("DELETE FROM e2ee_sessions WHERE user_id = ? AND device_id = ?", key)
             if st.trusted:
                 st.sessions[key] = None
 
     def session_addresses(self) -> list[Address]:
+        st = self._local.state
+        if st.deferred:
+            self._flush(st)  # the sessions stored behind count
         rows = self._execute("SELECT user_id, device_id FROM e2ee_sessions "
                              "ORDER BY user_id, device_id").fetchall()
         return [Address(str(r[0]), int(r[1])) for r in rows]
