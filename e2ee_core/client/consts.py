@@ -36,3 +36,9 @@ MAX_PENDING_GROUP_CONTENT = 1000
 PUSH_FIRST_BACKOFF_SECONDS = 0.5
 PUSH_MAX_BACKOFF_SECONDS = 30.0
 PUSH_POLL_STOP_SECONDS = 0.5
+
+# Key transparency (e2ee_core/client/transparency.py): the epochs whose root hashes are kept to
+# catch a forked view (a different root for an epoch seen before), and how often a receive also
+# checks this account's device-list history in the directory.
+KT_REMEMBERED_EPOCHS = 64
+KT_MONITOR_INTERVAL_MS = 15 * 60 * 1000

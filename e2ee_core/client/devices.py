@@ -15,6 +15,7 @@ from typing import Protocol
 
 from e2ee_core.client.context import Address, DeviceContext
 from e2ee_core.client.errors import ContactChanged
+from e2ee_core.client.transparency import Transparency
 from e2ee_core.device import PreKeyBundle as SessionBundle
 from e2ee_core.errors import UntrustedIdentity
 from e2ee_core.server.errors import NotFound
@@ -58,18 +59,29 @@ class DeviceSets:
         # Accounts first heard of in the current receive batch: their device lists are
         # fetched once the batch is done.
         self.first_contacts: set[str] = set()
+        # Key transparency: every fetched bundle and device list is checked against the
+        # directory before it is used (e2ee_core.client.transparency).
+        self.kt = Transparency(ctx.store, ctx.server, clock=ctx.clock, username=ctx.username,
+                               device_id=ctx.device_id, identity_key=ctx.device.identity_key,
+                               call=ctx.call)
+
+    def fetch_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
+        """Bundles of ``username`` (or one device) whose keys the directory proves."""
+        bundles, lookup = self.ctx.call(self.ctx.server.fetch_bundles_proved, username,
+                                        device_id)
+        return self.kt.check_bundles(username, bundles, lookup)
 
     # -- sessions ------------------------------------------------------------------------------
     def ensure_known(self, username: str) -> None:
         """First contact: learn the account's devices (trust on first use, no notice)."""
         if self.ctx.store.knows_account(username):
             return
-        for bundle in self.ctx.call(self.ctx.server.fetch_bundles, username):
+        for bundle in self.fetch_bundles(username):
             self.start_session(bundle, announce=False)
 
     def ensure_sessions(self, targets: list[Address]) -> None:
         """A session with every target, from fetched bundles where one is missing."""
-        store, server = self.ctx.store, self.ctx.server
+        store = self.ctx.store
         missing = [a for a in targets if not self.ctx.device.has_session(a)]
         by_user: dict[str, list[int]] = {}
         for user, device_id in missing:
@@ -77,12 +89,12 @@ class DeviceSets:
         for user, ids in by_user.items():
             known = store.known_devices(user)
             if len(ids) > 1 and set(ids) == set(known):
-                bundles = self.ctx.call(server.fetch_bundles, user)
+                bundles = self.fetch_bundles(user)
             else:
                 bundles = []
                 for device_id in ids:
                     try:
-                        bundles += self.ctx.call(server.fetch_bundles, user, device_id)
+                        bundles += self.fetch_bundles(user, device_id)
                     except NotFound:
                         self.device_gone(user, device_id)
             for bundle in bundles:
@@ -147,7 +159,7 @@ class DeviceSets:
             self.device_gone(user, device_id)
         for user, device_id in missing:
             try:
-                bundles = self.ctx.call(self.ctx.server.fetch_bundles, user, device_id)
+                bundles = self.fetch_bundles(user, device_id)
             except NotFound:
                 continue  # removed again meanwhile: the next round's 409 says so
             for bundle in bundles:
@@ -157,8 +169,8 @@ class DeviceSets:
         """Compare the server's device list of ``username`` with the accepted one; record
         notices for every difference (sessions for new devices are made when next needed)."""
         store = self.ctx.store
-        listed = {d.device_id: d.identity_key
-                  for d in self.ctx.call(self.ctx.server.list_devices, username)}
+        listed = self.kt.check_device_list(
+            username, *self.ctx.call(self.ctx.server.list_devices_proved, username))
         known = store.known_devices(username)
         announce = announce and bool(known)  # first sight of an account: trust, no notice
         for device_id in sorted(set(known) - set(listed)):

@@ -12,6 +12,7 @@ from e2ee_core.client import consts
 from e2ee_core.client.context import DeviceContext
 from e2ee_core.client.errors import StateError
 from e2ee_core.client.store import ClientStore
+from e2ee_core.client.transparency import Transparency
 from e2ee_core.device import Device
 from e2ee_core.server.client import ServerClient, credential_from_token
 from e2ee_core.server.wire import DeviceKeys, PreKey, PreKeyUpload, SignedPreKey
@@ -51,9 +52,17 @@ def enrol(how: str, server_url: str, username: str, password: str, *,
         store.set_meta("username", credential.username)
         store.set_meta("device_id", str(credential.device_id))
         store.set_meta("credential", credential.credential)
-    # Our own account's devices as they are now: the reference for later notices.
-    for info in server.list_devices(credential.username):
-        store.put_device(credential.username, info.device_id, info.identity_key)
+    # Our own account's devices as they are now: the reference for later notices. Key
+    # transparency: the list is the one the directory proves (its VRF key trusted from now on),
+    # and the device-list history's baseline is taken (our own key must be in it).
+    kt = Transparency(store, server, clock=lambda: now_s * 1000,
+                      username=credential.username, device_id=credential.device_id,
+                      identity_key=device.identity_key)
+    devices = kt.check_device_list(credential.username,
+                                   *server.list_devices_proved(credential.username))
+    for device_id, identity_key in devices.items():
+        store.put_device(credential.username, device_id, identity_key)
+    kt.monitor()
     log.info("client.enrolled how=%s", how)
     return store, server
 

@@ -57,3 +57,32 @@ class AccountBlocked(ClientError):
     def __init__(self, username: str) -> None:
         super().__init__("this account is blocked: unblock it first")
         self.username = username
+
+
+class TransparencyError(ClientError):
+    """The server's key-transparency evidence does not hold (issue #16): nothing was used.
+    ``username`` names the account concerned (None when it is about the directory itself).
+    A notice (``kt_*`` kinds) records it too."""
+
+    def __init__(self, message: str, username: str | None = None) -> None:
+        super().__init__(message)
+        self.username = username
+
+
+class KeyNotInDirectory(TransparencyError):
+    """A bundle or device list whose keys are not those the directory's lookup proof commits
+    to, a proof that fails, or a response without one: no session is started."""
+
+
+class EpochRollback(TransparencyError):
+    """The server answered from an older epoch than one this device already saw."""
+
+
+class ForkedView(TransparencyError):
+    """The server showed two different root hashes for one epoch: two views of the
+    directory (one of them shown to others)."""
+
+
+class DirectoryKeyChanged(TransparencyError):
+    """The directory's VRF public key is not the one this device first saw (trust on first
+    use): every later proof would be checked against the server's choice of key."""

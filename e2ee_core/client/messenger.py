@@ -32,7 +32,7 @@ from e2ee_core.client.context import Clock, DeviceContext, wall_clock
 from e2ee_core.client.conversations import Conversations
 from e2ee_core.client.devices import DeviceSets
 from e2ee_core.client.enrolment import Prekeys, enrol, resume
-from e2ee_core.client.errors import AccountBlocked, AttachmentTooLarge
+from e2ee_core.client.errors import AccountBlocked, AttachmentTooLarge, TransparencyError
 from e2ee_core.client.fanout import Fanout
 from e2ee_core.client.frames import Frame
 from e2ee_core.client.group_chats import GroupChats
@@ -295,8 +295,27 @@ class Messenger:
     # -- receiving -----------------------------------------------------------------------------
     def receive(self, wait: float = 0.0) -> list[Message]:
         """Fetch, decrypt, store and acknowledge everything queued for this device (waiting up
-        to ``wait`` seconds when nothing is). Returns the new visible messages."""
-        return self.inbox.receive(wait)
+        to ``wait`` seconds when nothing is). Returns the new visible messages. Then, when
+        due, this account's device-list history is checked (:meth:`check_transparency`)."""
+        messages = self.inbox.receive(wait)
+        self._monitor_if_due()
+        return messages
+
+    def check_transparency(self) -> list[Notice]:
+        """Verify this account's device-list history in the key-transparency directory now;
+        returns the ``kt_*`` notices it raised (e.g. ``kt_unknown_device``: a device this
+        device never heard of). Raises a :class:`~e2ee_core.client.errors.TransparencyError`
+        when the server's proofs do not hold (also recorded as a notice)."""
+        return self.device_sets.kt.monitor()
+
+    def _monitor_if_due(self) -> None:
+        """On the first receive, every KT_MONITOR_INTERVAL_MS and after a device notice about
+        this account; a failed check is already a notice, receiving goes on."""
+        if self.device_sets.kt.monitor_due():
+            try:
+                self.device_sets.kt.monitor()
+            except TransparencyError:
+                pass
 
     def listen(self, on_messages: Callable[[list[Message]], object], *,
                stop: threading.Event, max_backoff: float = consts.PUSH_MAX_BACKOFF_SECONDS,
@@ -311,6 +330,7 @@ class Messenger:
         ``on_idle`` runs on this same thread at least every ``idle_every`` seconds while
         connected (an interactive app sends from there: the messenger is not shared across
         threads)."""
+        self._monitor_if_due()
         self.inbox.listen(on_messages, stop=stop, max_backoff=max_backoff, on_idle=on_idle,
                           idle_every=idle_every)
 

@@ -36,6 +36,7 @@ from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.push import PushChannel
 from e2ee_core.server.service import DeliveryService, Settings
 from e2ee_core.server.store import SqlStore, Store
+from e2ee_core.server.transparency import install_transparency, lookup_stamp
 from e2ee_core.server.wakeups import PgListener
 from e2ee_core.server.wire import (
     AccountRequest,
@@ -128,6 +129,7 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     app.extensions[HTTP_ROUTES_EXTENSION] = {
         "/v1/messages": lambda http: LongPoll(service, http, poll_seconds=poll)}
     install_problem_handlers(app)
+    install_transparency(app, service)  # key transparency: /v1/kt/ and device publishing
     from e2ee_core.server.labyrinth_api import install as install_labyrinth
     install_labyrinth(app, service, db_url)  # /v1/labyrinth: the encrypted mailbox (#15)
 
@@ -162,7 +164,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         actor()
         name = decode_username(username)
         devices = service.list_devices(name)
-        return _json({"username": name, "devices": [d.to_json() for d in devices]})
+        return _json({"username": name, "devices": [d.to_json() for d in devices],
+                      **lookup_stamp(service, name)})
 
     @app.delete("/v1/devices/<int:device_id>")
     def remove_device(device_id: int) -> Response:
@@ -187,7 +190,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         who = actor()
         name = decode_username(username)
         dev = None if device_id is None else decode_device_id(device_id)
-        return _json({"bundles": [b.to_json() for b in service.bundles(who, name, dev)]})
+        found = service.bundles(who, name, dev)  # then the proof: it covers what was found
+        return _json({"bundles": [b.to_json() for b in found], **lookup_stamp(service, name)})
 
     # -- envelopes ------------------------------------------------------------------------------
     @app.post("/v1/messages")

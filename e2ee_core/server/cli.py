@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=8,
                      help="application threads per worker (each waiting long-poll holds one)")
     run.add_argument("--config", type=Path, help="JSON file with limits and timings")
+    run.add_argument("--kt-epoch-seconds", type=float, metavar="S",
+                     help="key transparency: publish an epoch at least every S seconds, even "
+                     "when no device changed (setting kt_epoch_seconds, default 60); device "
+                     "changes are published at once")
     add_metrics_arguments(run)
     purge = sub.add_parser("purge", help="delete expired envelopes and attachments now")
     purge.add_argument("--db", default=default_db)
@@ -56,6 +60,8 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigurationError("the --config file must hold a JSON object")
         config.update(loaded)
     config["db"] = args.db
+    if getattr(args, "kt_epoch_seconds", None) is not None:
+        config["kt_epoch_seconds"] = args.kt_epoch_seconds
     return config
 
 

@@ -24,6 +24,7 @@ from e2ee_core.server.errors import (
     ServerUnreachable,
     UnexpectedResponse,
 )
+from e2ee_core.server.kt_wire import KtEpoch, KtHead, KtLookup, lookup_member
 from e2ee_core.server.labyrinth_errors import labyrinth_error_for_problem_type
 from e2ee_core.server.wire import (
     AccountRequest,
@@ -194,8 +195,14 @@ class ServerClient:
 
     def list_devices(self, username: str) -> list[DeviceInfo]:
         """The account's current devices with their identity keys."""
+        return self.list_devices_proved(username)[0]
+
+    def list_devices_proved(self, username: str) -> tuple[list[DeviceInfo], KtLookup | None]:
+        """:meth:`list_devices` with the key-transparency lookup proof of the account's
+        device list (None when the server sent none)."""
         body = self._json(self._request("GET", f"/v1/devices/{decode_username(username)}"))
-        return _decoded(lambda: [DeviceInfo.from_json(d) for d in body["devices"]])
+        return _decoded(lambda: ([DeviceInfo.from_json(d) for d in body["devices"]],
+                                 lookup_member(body)))
 
     def remove_device(self, device_id: int) -> None:
         """Unlink one of this account's devices (this one included)."""
@@ -214,11 +221,48 @@ class ServerClient:
     def fetch_bundles(self, username: str, device_id: int | None = None) -> list[PreKeyBundle]:
         """One bundle per current device of ``username`` (or for one device); each fetch
         consumes one-time prekeys on the server."""
+        return self.fetch_bundles_proved(username, device_id)[0]
+
+    def fetch_bundles_proved(self, username: str, device_id: int | None = None
+                             ) -> tuple[list[PreKeyBundle], KtLookup | None]:
+        """:meth:`fetch_bundles` with the key-transparency lookup proof of the account's
+        device list (None when the server sent none)."""
         path = f"/v1/keys/{decode_username(username)}"
         if device_id is not None:
             path += f"/{decode_device_id(device_id)}"
         body = self._json(self._request("GET", path))
-        return _decoded(lambda: [PreKeyBundle.from_json(b) for b in body["bundles"]])
+        return _decoded(lambda: ([PreKeyBundle.from_json(b) for b in body["bundles"]],
+                                 lookup_member(body)))
+
+    # -- key transparency -----------------------------------------------------------------------
+    def kt_head(self) -> KtHead:
+        """The directory's latest epoch, its root hash and the VRF public key."""
+        body = self._json(self._request("GET", "/v1/kt/head", auth=False))
+        return _decoded(lambda: KtHead.from_json(body))
+
+    def kt_epoch(self, epoch: int) -> KtEpoch:
+        """The root hash the server publishes for ``epoch`` (NotFound when unknown)."""
+        path = f"/v1/kt/epochs/{decode_int(epoch, 'epoch')}"
+        body = self._json(self._request("GET", path, auth=False))
+        return _decoded(lambda: KtEpoch.from_json(body))
+
+    def kt_append_only(self, start: int, end: int) -> bytes:
+        """AKD's AppendOnlyProof (protobuf bytes) from epoch ``start`` to ``end``."""
+        resp = self._request("GET", "/v1/kt/append-only", auth=False,
+                             params={"start": str(decode_int(start, "start")),
+                                     "end": str(decode_int(end, "end"))})
+        return resp.content
+
+    def kt_history(self, username: str) -> tuple[KtEpoch, bytes]:
+        """The complete history proof of ``username``'s device list (protobuf bytes) and the
+        epoch it was made against."""
+        resp = self._request("GET", f"/v1/kt/history/{decode_username(username)}")
+        raw = resp.headers.get("KT-Epoch", "")
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+            raise UnexpectedResponse("malformed KT-Epoch header")
+        return _decoded(lambda: (KtEpoch.from_json({
+            "epoch": int(raw), "root_hash": resp.headers.get("KT-Root-Hash", "")}),
+            resp.content))
 
     # -- envelopes ------------------------------------------------------------------------------
     def send(self, recipient: str, messages: Sequence[OutgoingEnvelope],

@@ -158,3 +158,17 @@ LABYRINTH_MAX_ATTACHMENT_REF_BYTES = 4096
 # domain labels a client may name (the server's HMAC key is b"labyrinth_orf_" + domain).
 LABYRINTH_MAX_ORF_POINTS = 64
 LABYRINTH_ORF_DOMAIN_PATTERN = r"[a-z0-9_]{1,64}"
+
+# -- key transparency (issue #16, e2ee_core/server/transparency.py) ------------------------------
+#: An epoch is published at least this often even when no device changed, so a client can tell
+#: a quiet directory from a stale view (the ``kt_epoch_seconds`` setting).
+DEFAULT_KT_EPOCH_SECONDS = 60.0
+#: Device-list updates published per epoch; more pending changes make several epochs in a row
+#: (publishing grows with the updates: one epoch of 1,000 stays within a few seconds).
+KT_MAX_UPDATES_PER_EPOCH = 1000
+#: A publisher that lost the race for an epoch to another process reloads and tries again this
+#: many times before giving up on the request (each retry starts from the winner's epoch).
+KT_PUBLISH_ATTEMPTS = 8
+#: Epochs one append-only proof may span: AKD's proof holds one step per epoch, each a few
+#: KiB to tens of KiB, so an auditor follows a long range in several requests.
+KT_MAX_APPEND_ONLY_EPOCHS = 64

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -58,6 +58,13 @@ log = logging.getLogger("e2ee_core.server")
 Clock = Callable[[], float]
 
 
+class DeviceChangePublisher(Protocol):
+    """Key transparency (:mod:`e2ee_core.server.transparency`): told of each device change."""
+
+    def changed(self, username: str) -> None:
+        """Return once ``username``'s stored change is in a published epoch."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Limits and timings; every field can be set in the ``create_app`` config mapping."""
@@ -92,6 +99,9 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # Key transparency: an epoch is published at least this often, changes or not (a client
+    # tells a quiet directory from a stale view); device changes are published at once.
+    kt_epoch_seconds: float = consts.DEFAULT_KT_EPOCH_SECONDS
 
     @classmethod
     def keys(cls) -> set[str]:
@@ -174,6 +184,9 @@ class DeliveryService:
                                 else consts.EVENT_LOOP_DB_THREADS_SQLITE)
         self._last_purge = float("-inf")
         self._purge_lock = threading.Lock()
+        #: Set by :func:`e2ee_core.server.transparency.install_transparency` (None: no key
+        #: transparency, e.g. a service driven without its app).
+        self.transparency: DeviceChangePublisher | None = None
         #: Called with (username, device_id) after a device was removed (the Labyrinth mailbox
         #: deletes the device's ORF share, keys and MACs: e2ee_core.server.labyrinth_api).
         self.device_removed_hooks: list[Callable[[str, int], None]] = []
@@ -197,6 +210,7 @@ class DeliveryService:
         password_hash = self._hasher.hash(req.password)
         device_id = self.store.create_account(req.username, password_hash, req.device, digest,
                                               now_ms=self.now_ms())
+        self._publish_devices(req.username)
         log.info("event=account_registered")
         return DeviceCredential(req.username, device_id,
                                 format_credential(req.username, device_id, secret))
@@ -239,6 +253,7 @@ class DeliveryService:
         now = self.now_ms()
         device_id = self.store.add_device(req.username, req.device, digest, now_ms=now,
                                           expires_at_ms=self._envelope_expiry(now))
+        self._publish_devices(req.username)
         self._signal.notify()
         self.push.notify_all()  # device notices go to many accounts
         log.info("event=device_added")
@@ -268,6 +283,7 @@ class DeliveryService:
         now = self.now_ms()
         self.store.remove_device(actor.username, device_id, now_ms=now,
                                  expires_at_ms=self._envelope_expiry(now))
+        self._publish_devices(actor.username)
         for hook in self.device_removed_hooks:
             hook(actor.username, device_id)
         self._signal.notify()
@@ -276,6 +292,11 @@ class DeliveryService:
 
     def list_devices(self, username: str) -> list[DeviceInfo]:
         return self.store.list_devices(username)
+
+    def _publish_devices(self, username: str) -> None:
+        """Key transparency: return once the account's device change is published."""
+        if self.transparency is not None:
+            self.transparency.changed(username)
 
     # -- keys -----------------------------------------------------------------------------------
     def upload_prekeys(self, actor: DeviceAddress, upload: PreKeyUpload) -> None:

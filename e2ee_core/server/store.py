@@ -120,7 +120,12 @@ CREATE TABLE IF NOT EXISTS event_counts (
     key TEXT PRIMARY KEY,
     window_start_ms {bigint} NOT NULL,
     count {bigint} NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS kt_pending (
+    id {serial},
+    username TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kt_pending_username ON kt_pending (username)
 """
 
 _ENVELOPE_COLUMNS = "id, kind, source, source_device, server_timestamp_ms, expires_at_ms, content"
@@ -368,6 +373,12 @@ class SqlStore:
                 [(r[0], r[1], kind, username, device_id, now_ms, expires_at_ms) for r in rows])
 
     @staticmethod
+    def _kt_pending(tx: Transaction, username: str) -> None:
+        """Key transparency's outbox: the account's device list is to be published (in the
+        transaction of the change; see e2ee_core.server.transparency)."""
+        tx.execute("INSERT INTO kt_pending (username) VALUES (?)", (username,))
+
+    @staticmethod
     def _count(tx: Transaction, username: str, device_id: int) -> PreKeyCount:
         ec = tx.fetchone("SELECT COUNT(*) FROM one_time_prekeys WHERE username = ? AND "
                          "device_id = ?", (username, device_id))
@@ -409,6 +420,7 @@ class SqlStore:
             if created.rowcount != 1:
                 raise AccountExists()
             self._insert_device(tx, username, 1, device, credential_hash, now_ms=now_ms)
+            self._kt_pending(tx, username)
         return 1
 
     def password_hash(self, username: str) -> str | None:
@@ -439,6 +451,7 @@ class SqlStore:
             self._insert_device(tx, username, device_id, device, credential_hash, now_ms=now_ms)
             self._announce(tx, username, device_id, "device_added", now_ms=now_ms,
                            expires_at_ms=expires_at_ms)
+            self._kt_pending(tx, username)
         return device_id
 
     def remove_device(self, username: str, device_id: int, *, now_ms: int,
@@ -459,6 +472,7 @@ class SqlStore:
                            (username, device_id))
             self._announce(tx, username, device_id, "device_removed", now_ms=now_ms,
                            expires_at_ms=expires_at_ms)
+            self._kt_pending(tx, username)
 
     def credential_hash(self, username: str, device_id: int) -> bytes | None:
         self._prepare()

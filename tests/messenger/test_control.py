@@ -116,6 +116,10 @@ def test_identity_key_swapped_by_the_server_is_caught(inproc: InProcess) -> None
     with sqlite3.connect(inproc.db) as conn:
         conn.execute("UPDATE devices SET identity_key = ? WHERE username = ? AND "
                      "device_id = 2", (forged, bob.name))
+        # and publishes it in the key-transparency directory (else a0 refuses the list:
+        # tests/transparency), where bob's own devices would see it (kt_key_changed)
+        conn.execute("INSERT INTO kt_pending (username) VALUES (?)", (bob.name,))
+    inproc.app.extensions["e2ee_transparency"].publish_pending()
     shown = a0.devices(bob.name)
     assert ("identity_changed", 2) in kinds(a0, bob.name)
     assert shown.changed and shown.devices[1].identity_key == forged
