@@ -6,7 +6,6 @@ key, the message keys, the entropy, the ORF's input and output."""
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from e2ee_core.server.app import create_app
 from e2ee_core.server.client import ServerClient
 from e2ee_core.server.labyrinth_client import LabyrinthClient
 from e2ee_core.server.labyrinth_wire import EpochMemberUpload, LoadQuery, MemberKeys, StoredRecord
+from service_kit.logging_filter import LogCapture, capture_logs, secret_forms
 from tests.server.support import (
     FAST_ARGON2,
     PASSWORD,
@@ -88,26 +88,26 @@ def _secrets_and_traffic(db: str) -> tuple[list[bytes], list[bytes], object]:
 
 
 def _assert_absent(haystack: bytes, needles: list[bytes]) -> None:
+    """Neither raw nor in any spelling a log or row could use (hex, base64, base64url)."""
     for needle in needles:
-        assert needle not in haystack, "a secret reached the server's storage or logs"
-        assert needle.hex().encode() not in haystack
-        assert needle.hex().upper().encode() not in haystack
+        assert needle not in haystack, "a secret reached the server's storage"
+        for form in secret_forms(needle):
+            assert form.encode() not in haystack, "a secret reached the server's storage"
 
 
 @pytest.fixture
-def captured(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    with caplog.at_level(logging.DEBUG):
-        yield caplog
+def captured() -> Iterator[LogCapture]:
+    """Every log record of the server, before any redaction (what it would log unfiltered)."""
+    with capture_logs(redacting=False) as logs:
+        yield logs
 
 
-def _log_bytes(caplog: pytest.LogCaptureFixture) -> bytes:
-    lines = [f"{r.name} {r.levelname} {r.getMessage()} {r.args!r}" for r in caplog.records]
-    assert any("labyrinth" in line for line in lines)  # the server did log its events
-    return "\n".join(lines).encode("utf-8", "backslashreplace")
+def _assert_logs_clean(logs: LogCapture, needles: list[bytes]) -> None:
+    assert any("event=labyrinth_" in line for line in logs.lines)  # the server did log
+    assert logs.leaks(needles) == []
 
 
-def test_sqlite_files_and_logs_hold_no_secret(tmp_path: Path,
-                                               captured: pytest.LogCaptureFixture) -> None:
+def test_sqlite_files_and_logs_hold_no_secret(tmp_path: Path, captured: LogCapture) -> None:
     db = tmp_path / "server.db"
     secret_values, blobs, _app = _secrets_and_traffic(str(db))
     files = sorted(tmp_path.glob("server.db*"))
@@ -115,12 +115,11 @@ def test_sqlite_files_and_logs_hold_no_secret(tmp_path: Path,
     stored = b"".join(path.read_bytes() for path in files)
     assert all(blob in stored for blob in blobs)  # the mailbox is in these files
     _assert_absent(stored, secret_values)
-    _assert_absent(_log_bytes(captured), secret_values)
+    _assert_logs_clean(captured, secret_values)
 
 
 @pytest.mark.postgres
-def test_postgres_rows_and_logs_hold_no_secret(pg_dsn: str,
-                                               captured: pytest.LogCaptureFixture) -> None:
+def test_postgres_rows_and_logs_hold_no_secret(pg_dsn: str, captured: LogCapture) -> None:
     import psycopg
 
     secret_values, blobs, app = _secrets_and_traffic(pg_dsn)
@@ -139,4 +138,4 @@ def test_postgres_rows_and_logs_hold_no_secret(pg_dsn: str,
             listener.stop()
     assert all(blob in dump for blob in blobs)
     _assert_absent(dump, secret_values)
-    _assert_absent(_log_bytes(captured), secret_values)
+    _assert_logs_clean(captured, secret_values)
