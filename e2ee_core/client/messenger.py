@@ -36,6 +36,7 @@ from e2ee_core.client.errors import AccountBlocked, AttachmentTooLarge, Transpar
 from e2ee_core.client.fanout import Fanout
 from e2ee_core.client.frames import Frame
 from e2ee_core.client.group_chats import GroupChats
+from e2ee_core.client.history import History
 from e2ee_core.client.inbox import Inbox
 from e2ee_core.client.models import (
     ChatSummary,
@@ -99,6 +100,7 @@ class Messenger:
         self.group_chats = GroupChats(ctx, self.device_sets, self.fanout, self.conversations)
         self.device_sets.events = self.group_chats
         self.verification = Verification(ctx, self.device_sets, self.fanout)
+        self.history = History(ctx, self.device_sets, self.conversations)
         self.inbox = Inbox(ctx, self.device_sets, self.fanout, self.group_chats,
                            self.conversations, maintain_prekeys=self.maintain_prekeys,
                            delivery_receipts=delivery_receipts)
@@ -225,9 +227,11 @@ class Messenger:
             self.fanout.send_pairwise(conversation, content,
                                       expires_at_ms=server_expiry_hint_ms(content))
         with self.store.atomic():
-            self.conversations.store_content(conversation, content, self.username,
-                                             self.device_id, outgoing=True)
+            stored = self.conversations.store_content(conversation, content, self.username,
+                                                      self.device_id, outgoing=True)
+            self.history.enqueue(stored)  # queued with the message: never lost
         self.fanout.flush_outbox()
+        self.history.flush()  # one save request; a failure keeps the queue
         return content
 
     def _compose(self, conversation: str, body: Body, group_id: bytes | None) -> Content:
@@ -298,6 +302,8 @@ class Messenger:
         to ``wait`` seconds when nothing is). Returns the new visible messages. Then, when
         due, this account's device-list history is checked (:meth:`check_transparency`)."""
         messages = self.inbox.receive(wait)
+        self.history.enqueue(messages)
+        self.history.flush()  # one save request per receive
         self._monitor_if_due()
         return messages
 
@@ -331,7 +337,12 @@ class Messenger:
         connected (an interactive app sends from there: the messenger is not shared across
         threads)."""
         self._monitor_if_due()
-        self.inbox.listen(on_messages, stop=stop, max_backoff=max_backoff, on_idle=on_idle,
+        def saved(new: list[Message]) -> object:
+            self.history.enqueue(new)
+            self.history.flush()
+            return on_messages(new)
+
+        self.inbox.listen(saved, stop=stop, max_backoff=max_backoff, on_idle=on_idle,
                           idle_every=idle_every)
 
     # -- stored messages -----------------------------------------------------------------------
@@ -411,6 +422,37 @@ class Messenger:
             return
         self.device_sets.device_gone(self.username, device_id)
         self.fanout.flush_outbox()
+        self.history.device_removed()  # a new mailbox epoch without it
+
+    # -- message history in the encrypted mailbox (e2ee_core.client.history) ------------------
+    def enable_history(self) -> bool:
+        """Save this device's messages in the account's Labyrinth mailbox from now on; whether
+        it is a member already (a linked device is admitted by an enabled one)."""
+        return self.history.enable()
+
+    def load_history(self, conversation: str, limit: int = 100) -> list[Message]:
+        """Load up to ``limit`` older messages of ``conversation`` from the mailbox (all or
+        nothing)."""
+        return self.history.load_older(conversation, limit)
+
+    def load_all_history(self) -> list[Message]:
+        """Load the whole mailbox (a linked or restored device); all or nothing."""
+        return self.history.load_all()
+
+    def create_recovery_code(self) -> str:
+        """A recovery code that restores the history on a new device (shown once)."""
+        return self.history.create_recovery_code()
+
+    def restore_history(self, code: str) -> int:
+        """Join the mailbox with a recovery code (up to three typos corrected)."""
+        return self.history.restore(code)
+
+    def maintain_history(self) -> int:
+        """Join or catch up with the mailbox, admit linked devices waiting for it and save
+        what is queued; how many messages were saved."""
+        if self.history.sync():
+            self.history.admit_devices()
+        return self.history.flush()
 
     # -- groups --------------------------------------------------------------------------------
     def create_group(self, members: Iterable[str]) -> str:

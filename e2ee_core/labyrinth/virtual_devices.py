@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from . import hpke, orf
 from .consts import (
     EPOCH_HEAD_HASH_LEN,
+    EPOCH_SEQUENCE_MAX,
     EXTENDED_NONCE_LEN,
     KEY_LEN,
     MAX_CHAIN_STEPS,
     SEQUENCE_FIELD_LEN,
     SIGNATURE_LEN,
+    SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
     SIGNATURE_USE_EPOCH_STORAGE_KEY,
     VDEVICE_BUNDLE_HEADER_LEN,
     VDEVICE_BUNDLE_LEN,
@@ -47,12 +49,15 @@ from .epoch_chain import EpochHead, verify_chain
 from .epochs import (
     Epoch,
     Member,
+    NextEpoch,
     PreviousEpochData,
+    SenderKeys,
     membership_mac,
     open_previous_epoch,
     receive_epoch_entropy,
 )
 from .errors import (
+    DecryptionFailed,
     EpochChainTruncated,
     InvalidEpoch,
     InvalidKeyLength,
@@ -336,3 +341,38 @@ def restore_epochs(start: Epoch, start_head_hash: bytes, *, backward: Sequence[B
     if len(heads) != len(known):
         raise EpochChainTruncated("epochs exist whose keys were not delivered")
     return known
+
+
+def join_aad(sequence_id: int) -> bytes:
+    """aad of a join message for epoch ``sequence_id``: "epoch_join__<seq>" (ours)."""
+    if isinstance(sequence_id, bool) or not 1 <= sequence_id <= EPOCH_SEQUENCE_MAX:
+        raise InvalidEpoch("epoch sequence id out of range")
+    return f"epoch_join__{sequence_id}".encode("ascii")
+
+
+def seal_join(epoch: NextEpoch, recipient_storage_pub: bytes, sender: SenderKeys) -> bytes:
+    """Adding a linked device (ours; the whitepaper hands the new device the epoch root over
+    the device-linking channel): the root of a newly opened epoch, for a device that was not
+    in the previous one, HPKE-encrypted to its epoch storage key from the opener's auth key.
+
+    The opener gave the new device a membership MAC in the previous epoch first, so the new
+    epoch still holds only devices a member admitted; the new device then reaches every
+    earlier epoch by backward chaining. Sent in the entropy-message slot of the new epoch.
+    """
+    return hpke.encrypt(recipient_storage_pub, sender.auth_pub, sender.auth_priv, psk=b"",
+                        aad=join_aad(epoch.sequence_id), plaintext=epoch.root_key)
+
+
+def open_join(message: bytes, *, sequence_id: int, epoch_id: int, keys: DeviceKeys,
+              sender_device_key_pub: bytes, sender_auth_pub: bytes,
+              sender_auth_sig: bytes) -> Epoch:
+    """The epoch a join message hands over; the opener's 0x31 auth-key signature must verify."""
+    if len(sender_auth_pub) != X25519_LEN or not verify(
+            sender_device_key_pub, sender_auth_sig, SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
+            sender_auth_pub):
+        raise DecryptionFailed("sender's epoch storage auth key signature does not verify")
+    root = hpke.decrypt(keys.storage_pub, keys.storage_priv, sender_auth_pub, psk=b"",
+                        aad=join_aad(sequence_id), ciphertext=message)
+    if len(root) != KEY_LEN:
+        raise InvalidEpoch("epoch root key must be 32 bytes")
+    return Epoch(sequence_id, epoch_id, root)

@@ -1,0 +1,623 @@
+"""Message history in the account's Labyrinth mailbox (issue #15): the Messenger's client side.
+
+The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
+:class:`~e2ee_core.server.labyrinth_client.LabyrinthClient`; every SQL statement is in
+:class:`~e2ee_core.client.store.ClientStore`. History is opt-in per device
+(:meth:`History.enable`), then:
+
+* **Keys.** The Labyrinth device key *is* the device's Signal identity key (XEdDSA, the
+  Labyrinth signatures carry their own use-case bytes 0x30-0x32, which no Signal signature
+  starts with), so a device checks every epoch opener and head signer against its account's
+  device set; epoch storage and auth keys are fresh X25519 pairs, kept in the local store.
+* **First use.** The account's first enabled device opens epoch 0 (and its ORF share);
+  another device publishes its keys and waits: an enabled device that sees it among the
+  account's devices admits it by giving it a membership MAC in the current epoch and opening a
+  new epoch that hands it the root (a *join* message, :func:`virtual_devices.seal_join`); the
+  new device then reaches every earlier epoch by backward chaining.
+* **Saving.** Every visible message sent or received (not disappearing ones) is queued in the
+  local store in the caller's flow and saved in one request per send or receive batch, sealed
+  under the newest epoch (checked with the server first, so nothing is saved under an epoch a
+  removed device still knows). A failed save keeps the queue, retried on the next flush; it
+  never blocks or loses a message.
+* **Loading.** :meth:`History.load_older` fetches a page of a conversation, older than what
+  was loaded, decrypts all of it and only then stores it in one transaction: a failed load
+  (a forged record, an unknown epoch, the server unreachable) changes nothing locally.
+* **Removing a device** opens a new epoch without it (entropy to each remaining member).
+* **Recovery codes** create a virtual device; :meth:`History.restore` reads the code (up to
+  three wrong characters corrected), opens the bundle, walks and verifies the whole epoch chain
+  (:func:`virtual_devices.restore_epochs`) and joins the newest epoch.
+
+Not done here: attachments in the mailbox, ORF states for linked devices (they get none; only
+attachments would use it), a Labyrinth 1.1 key drop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from e2ee_core.client.context import DeviceContext
+from e2ee_core.client.conversations import Conversations
+from e2ee_core.client.devices import DeviceSets
+from e2ee_core.client.errors import ClientError
+from e2ee_core.client.models import Message
+from e2ee_core.content import Content, ContentError
+from e2ee_core.labyrinth import epoch_chain, epochs, hpke, mailbox, orf, primitives
+from e2ee_core.labyrinth import virtual_devices as vd
+from e2ee_core.labyrinth.consts import (
+    SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
+    SIGNATURE_USE_EPOCH_STORAGE_KEY,
+)
+from e2ee_core.labyrinth.errors import LabyrinthError
+from e2ee_core.labyrinth.recovery_codes import RecoveryCode, correct
+from e2ee_core.server.errors import NotFound, ServerError
+from e2ee_core.server.labyrinth_client import LabyrinthClient
+from e2ee_core.server.labyrinth_errors import EpochConflict
+from e2ee_core.server.labyrinth_wire import (
+    Cursor,
+    EpochMemberUpload,
+    EpochRecord,
+    LoadQuery,
+    MemberKeys,
+    StoredRecord,
+    device_member,
+    member_device_id,
+)
+
+log = logging.getLogger("e2ee_core.client")
+
+INBOX = "messages"  # the one inbox id this client uses
+PAYLOAD_VERSION = 1
+MAX_SAVE_BATCH = 500  # records per flush (the client splits them into server-sized requests)
+MAX_SENDER_LEN = 255
+
+
+class HistoryError(ClientError):
+    """History could not be saved, loaded or restored (the local state is unchanged)."""
+
+
+class HistoryNotEnabled(HistoryError):
+    """This device has not enabled history, or is not (yet) a member of the mailbox."""
+
+
+class HistoryUnavailable(HistoryError):
+    """The mailbox served something this device cannot verify or decrypt."""
+
+
+class InvalidHistoryPayload(HistoryError):
+    """A decrypted mailbox record is not a well-formed history payload."""
+
+
+# -- the plaintext of a mailbox record -----------------------------------------------------------
+@dataclass(frozen=True)
+class HistoryPayload:
+    """What a mailbox record holds: one stored message of the conversation named by the
+    record's thread id (bound by the record's aad)::
+
+        0x01 || flags (bit 0: outgoing) || u32be(sender device) || u8 len || sender (UTF-8)
+        || Content.encode()
+    """
+
+    sender: str
+    sender_device: int
+    outgoing: bool
+    content: Content
+
+    def encode(self) -> bytes:
+        name = self.sender.encode("utf-8")
+        if not 0 < len(name) <= MAX_SENDER_LEN or not 0 <= self.sender_device < 2**32:
+            raise InvalidHistoryPayload("sender out of range")
+        return (bytes([PAYLOAD_VERSION, int(self.outgoing)])
+                + self.sender_device.to_bytes(4, "big") + bytes([len(name)]) + name
+                + self.content.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> HistoryPayload:
+        """Strict decoder: :class:`InvalidHistoryPayload` on anything malformed."""
+        if len(data) < 7 or data[0] != PAYLOAD_VERSION or data[1] not in (0, 1):
+            raise InvalidHistoryPayload("unknown history payload")
+        size = data[6]
+        if size == 0 or len(data) < 7 + size:
+            raise InvalidHistoryPayload("truncated history payload")
+        try:
+            sender = data[7:7 + size].decode("utf-8")
+            content = Content.decode(data[7 + size:])
+        except (UnicodeDecodeError, ContentError):
+            raise InvalidHistoryPayload("malformed history payload") from None
+        return cls(sender, int.from_bytes(data[2:6], "big"), bool(data[1]), content)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """An epoch this device reached, with its verified head."""
+
+    epoch: epochs.Epoch
+    head: epoch_chain.EpochHead
+
+
+class History:
+    """One device's access to its account's encrypted message history."""
+
+    def __init__(self, ctx: DeviceContext, devices: DeviceSets,
+                 conversations: Conversations) -> None:
+        self.ctx = ctx
+        self.devices = devices
+        self.conversations = conversations
+        self.lab = LabyrinthClient(ctx.server)
+
+    # -- local state ---------------------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        return self.ctx.store.labyrinth_get("storage_priv") is not None
+
+    @property
+    def me(self) -> str:
+        return device_member(self.ctx.device_id)
+
+    def _identity(self) -> tuple[bytes, bytes]:
+        identity = self.ctx.store.protocol.get_local_identity()
+        assert identity is not None
+        return identity.key_pair.private.raw, identity.key_pair.public.raw
+
+    def _keys(self) -> tuple[vd.DeviceKeys, epochs.SenderKeys]:
+        store = self.ctx.store
+        storage_priv, auth_priv = store.labyrinth_get("storage_priv"), store.labyrinth_get(
+            "auth_priv")
+        if storage_priv is None or auth_priv is None:
+            raise HistoryNotEnabled("history is not enabled on this device")
+        device_priv, _ = self._identity()
+        return (vd.DeviceKeys.from_private(device_priv, storage_priv),
+                epochs.SenderKeys(hpke.public_key(auth_priv), auth_priv))
+
+    def _member_keys(self) -> MemberKeys:
+        keys, sender = self._keys()
+        return MemberKeys(keys.device_pub, keys.storage_pub, keys.storage_signature(),
+                          sender.auth_pub, primitives.sign(
+                              keys.device_priv, SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
+                              sender.auth_pub))
+
+    def _known(self) -> list[_Known]:
+        return [_Known(epochs.Epoch(seq, epoch_id, root), epoch_chain.EpochHead.decode(head))
+                for seq, epoch_id, root, head in self.ctx.store.labyrinth_epochs()]
+
+    def _remember(self, known: Iterable[_Known]) -> None:
+        self.ctx.store.labyrinth_put_epochs(
+            [(k.epoch.sequence_id, k.epoch.epoch_id, k.epoch.root_key, k.head.encode())
+             for k in known])
+
+    def _account_keys(self) -> set[bytes]:
+        """The Curve25519 identity keys of this account's devices (the allowed openers)."""
+        self.devices.refresh(self.ctx.username, announce=False)
+        return {key[1:] if len(key) == 33 else key
+                for key in self.ctx.store.known_devices(self.ctx.username).values()}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def enable(self) -> bool:
+        """Turn history on for this device: keys made and published; the account's first
+        device opens epoch 0. Returns whether this device is a member now (a linked device is
+        admitted by an enabled one, see the module docstring)."""
+        store = self.ctx.store
+        if not self.enabled:
+            with store.atomic():
+                store.labyrinth_set("storage_priv", hpke.generate_keypair()[0])
+                store.labyrinth_set("auth_priv", hpke.generate_keypair()[0])
+        self.ctx.call(self.lab.put_member_keys, self._member_keys())
+        if self._known():
+            return True
+        try:
+            self.ctx.call(self.lab.epoch)
+        except NotFound:
+            self._open_first_epoch()
+            return True
+        return self._join()
+
+    def _open_first_epoch(self) -> None:
+        keys, _ = self._keys()
+        device_priv, device_pub = self._identity()
+        root = epochs.first_epoch_root()
+        head = epoch_chain.make_head(sequence_id=0, root_key=root, previous=None,
+                                     opener_device_key_priv=device_priv,
+                                     opener_device_key_pub=device_pub)
+        member = EpochMemberUpload(self.me, epochs.membership_mac(root, 0, keys.device_pub))
+        epoch_id = self.ctx.call(self.lab.open_epoch, 0, [member], head=head.encode())
+        self._remember([_Known(epochs.Epoch(0, epoch_id, root), head)])
+        self.ctx.call(self.lab.orf_init)
+        self.ctx.store.labyrinth_set("orf_state", orf.client_init().value)
+        log.info("client.history.first_epoch")
+
+    def _records(self, member: str | None = None) -> list[EpochRecord]:
+        return self.ctx.call(self.lab.all_epochs, member=member)
+
+    def _heads(self, records: Sequence[EpochRecord]) -> list[epoch_chain.EpochHead]:
+        if any(r.head is None for r in records):
+            raise HistoryUnavailable("an epoch has no head")
+        return [epoch_chain.EpochHead.decode(r.head) for r in records if r.head is not None]
+
+    @staticmethod
+    def _backward(records: Sequence[EpochRecord], start: int) -> list[vd.BackwardStep]:
+        by_seq = {r.sequence_id: r for r in records}
+        steps: list[vd.BackwardStep] = []
+        for seq in range(start, 0, -1):
+            record = by_seq.get(seq)
+            if (record is None or record.previous_epoch_id is None
+                    or record.encrypted_previous_sequence_id is None
+                    or record.encrypted_previous_root_key is None):
+                raise HistoryUnavailable("a previous-epoch record is missing")
+            steps.append(vd.BackwardStep(record.previous_epoch_id, epochs.PreviousEpochData(
+                record.encrypted_previous_sequence_id, record.encrypted_previous_root_key)))
+        return steps
+
+    @staticmethod
+    def _forward(records: Sequence[EpochRecord], after: int) -> list[vd.ForwardStep]:
+        steps: list[vd.ForwardStep] = []
+        for record in records:
+            if record.sequence_id <= after:
+                continue
+            if record.entropy_message is None:
+                break  # not a member of this epoch (removed): the chain stops here
+            steps.append(vd.ForwardStep(record.epoch_id, record.entropy_message,
+                                        record.opener_keys.device_key_pub,
+                                        record.opener_keys.auth_key_pub,
+                                        record.opener_keys.auth_key_sig))
+        return steps
+
+    def _verified(self, start: epochs.Epoch, start_hash: bytes, records: list[EpochRecord],
+                  keys: vd.DeviceKeys) -> list[_Known]:
+        """Every epoch from the first to the newest, the chain verified (see restore_epochs)."""
+        heads = self._heads(records)
+        forward = self._forward(records, start.sequence_id)
+        reached = vd.restore_epochs(start, start_hash, backward=self._backward(
+            records, start.sequence_id), forward=forward, keys=keys, heads=heads,
+            openers=self._account_keys())
+        return [_Known(epoch, head) for epoch, head in zip(reached, heads, strict=True)]
+
+    def _join(self) -> bool:
+        """A device without epochs: find the join message addressed to it, if any."""
+        keys, _ = self._keys()
+        records = self._records()
+        for record in records:
+            if record.entropy_message is None:
+                continue
+            try:
+                start = vd.open_join(
+                    record.entropy_message, sequence_id=record.sequence_id,
+                    epoch_id=record.epoch_id, keys=keys,
+                    sender_device_key_pub=record.opener_keys.device_key_pub,
+                    sender_auth_pub=record.opener_keys.auth_key_pub,
+                    sender_auth_sig=record.opener_keys.auth_key_sig)
+                head = self._heads([record])[0]
+                known = self._verified(start, head.hash(), records, keys)
+            except LabyrinthError as exc:
+                raise HistoryUnavailable(f"joining failed: {type(exc).__name__}") from None
+            self._remember(known)
+            log.info("client.history.joined epochs=%d", len(known))
+            return True
+        return False
+
+    def _catch_up(self) -> _Known:
+        """Reach the server's newest epoch (forward chaining); the newest epoch this device is
+        a member of. :class:`HistoryNotEnabled` when it is not a member at all."""
+        known = self._known()
+        if not known and not self._join():
+            raise HistoryNotEnabled("this device is not a member of the mailbox yet")
+        known = known or self._known()
+        newest = known[-1]
+        records = self.ctx.call(self.lab.epochs, newest.epoch.sequence_id, member=self.me)
+        if not records:
+            return newest
+        keys, _ = self._keys()
+        added: list[_Known] = []
+        try:
+            reached = vd.chain_forward(newest.epoch, self._forward(
+                records, newest.epoch.sequence_id), keys)
+            previous = newest.head
+            for epoch, record in zip(reached[1:], records, strict=False):
+                head = self._heads([record])[0]
+                if head.sequence_id != epoch.sequence_id or not primitives.mac_equal(
+                        head.previous_hash, previous.hash()):
+                    raise HistoryUnavailable("the epoch chain does not continue")
+                head.verify_signature()
+                if not primitives.mac_equal(
+                        head.commitment, epoch_chain.root_commitment(epoch.root_key,
+                                                                     epoch.sequence_id)):
+                    raise HistoryUnavailable("an epoch head does not verify")
+                added.append(_Known(epoch, head))
+                previous = head
+        except LabyrinthError as exc:
+            raise HistoryUnavailable(f"epoch chaining failed: {type(exc).__name__}") from None
+        if added:
+            self._remember(added)
+        if len(added) < len(records):
+            raise HistoryNotEnabled("this device was removed from the mailbox's newest epoch")
+        return added[-1] if added else newest
+
+    def sync(self) -> bool:
+        """Join (a device admitted by another) and reach the newest epoch; whether this device
+        is a member of it."""
+        if not self.enabled:
+            return False
+        try:
+            self._catch_up()
+        except HistoryNotEnabled:
+            return False
+        return True
+
+    # -- rotation ------------------------------------------------------------------------------
+    def _rotate(self, newcomers: Sequence[tuple[str, MemberKeys]] = ()) -> None:
+        """Open the epoch after the newest one, for the current members (those with a MAC in
+        it) and ``newcomers`` (given a MAC now and the new root in a join message)."""
+        for _ in range(3):  # another device may open one first: catch up and retry
+            current = self._catch_up()
+            _, sender = self._keys()
+            infos = self.ctx.call(self.lab.members)
+            names: list[str] = []
+            members: list[epochs.Member] = []
+            for info in infos:
+                if info.membership_mac is None:
+                    continue
+                names.append(info.member)
+                members.append(epochs.Member(info.keys.device_key_pub, info.keys.storage_key_pub,
+                                             info.keys.storage_key_sig, info.membership_mac))
+            joining = len(members)
+            for name, member_keys in newcomers:
+                names.append(name)
+                members.append(epochs.Member(
+                    member_keys.device_key_pub, member_keys.storage_key_pub,
+                    member_keys.storage_key_sig, epochs.membership_mac(
+                        current.epoch.root_key, current.epoch.sequence_id,
+                        member_keys.device_key_pub)))
+            opened = epochs.open_epoch(current.epoch, members, sender)
+            device_priv, device_pub = self._identity()
+            head = epoch_chain.make_head(sequence_id=opened.epoch.sequence_id,
+                                         root_key=opened.epoch.root_key, previous=current.head,
+                                         opener_device_key_priv=device_priv,
+                                         opener_device_key_pub=device_pub)
+            uploads = []
+            for index, new_mac, entropy_message in opened.accepted:
+                message = entropy_message if index < joining else vd.seal_join(
+                    opened.epoch, members[index].epoch_storage_key_pub, sender)
+                uploads.append(EpochMemberUpload(names[index], new_mac, message))
+            if self.me not in {u.member for u in uploads}:
+                raise HistoryNotEnabled("this device is not a member of the newest epoch")
+            try:
+                epoch_id = self.ctx.call(
+                    self.lab.open_epoch, opened.epoch.sequence_id, uploads,
+                    previous_epoch_id=current.epoch.epoch_id,
+                    encrypted_previous_sequence_id=opened.previous.encrypted_sequence_id,
+                    encrypted_previous_root_key=opened.previous.encrypted_root_key,
+                    head=head.encode())
+            except EpochConflict:
+                continue
+            self._remember([_Known(opened.epoch.with_id(epoch_id), head)])
+            log.info("client.history.epoch_opened members=%d rejected=%d", len(uploads),
+                     len(opened.rejected))
+            return
+        raise HistoryUnavailable("could not open a new epoch (other devices kept opening)")
+
+    def device_removed(self) -> None:
+        """After a device of the account was removed: a new epoch without it. Until that
+        epoch is open (a failure here is retried by every :meth:`flush`), nothing is saved."""
+        if self.enabled and self._known():
+            self.ctx.store.labyrinth_set("rotate", b"1")
+            try:
+                self._rotate()
+            except (HistoryError, ServerError, LabyrinthError) as exc:
+                log.info("client.history.rotation_deferred reason=%s", type(exc).__name__)
+                return
+            self.ctx.store.labyrinth_set("rotate", b"")
+
+    def admit_devices(self) -> int:
+        """Admit the account's devices that published keys but are not members yet (checked
+        against the account's device set); how many were admitted."""
+        if not self.enabled or not self._known():
+            return 0
+        account_keys = self._account_keys()
+        own = self.ctx.store.known_devices(self.ctx.username)
+        newcomers: list[tuple[str, MemberKeys]] = []
+        for info in self.ctx.call(self.lab.members):
+            device_id = member_device_id(info.member)
+            if info.membership_mac is not None or device_id is None or device_id not in own:
+                continue
+            keys = info.keys
+            if (keys.device_key_pub not in account_keys or not primitives.verify(
+                    keys.device_key_pub, keys.storage_key_sig, SIGNATURE_USE_EPOCH_STORAGE_KEY,
+                    keys.storage_key_pub)):
+                log.info("client.history.newcomer_refused")
+                continue
+            newcomers.append((info.member, keys))
+        if newcomers:
+            self._rotate(newcomers)
+        self.ctx.store.labyrinth_set("admitted", ",".join(sorted(map(str, own))).encode())
+        return len(newcomers)
+
+    def _needs_admission(self) -> bool:
+        own = ",".join(sorted(map(str, self.ctx.store.known_devices(self.ctx.username))))
+        return self.ctx.store.labyrinth_get("admitted") != own.encode()
+
+    # -- saving --------------------------------------------------------------------------------
+    def enqueue(self, messages: Iterable[Message]) -> int:
+        """Queue visible, non-disappearing messages for the mailbox (a local write)."""
+        if not self.enabled:
+            return 0
+        rows: list[tuple[str, str, int, bytes]] = []
+        for message in messages:
+            content = message.content
+            if content is None or message.deleted or content.expire_timer is not None:
+                continue
+            rows.append((message.conversation, content.message_id.hex(), content.sent_at_ms,
+                         HistoryPayload(message.sender, message.sender_device, message.outgoing,
+                                        content).encode()))
+        if rows:
+            self.ctx.store.history_enqueue(rows)
+        return len(rows)
+
+    def enqueue_sent(self, conversation: str, content: Content) -> int:
+        if content.expire_timer is not None or not self.enabled:
+            return 0
+        self.ctx.store.history_enqueue([(conversation, content.message_id.hex(),
+                                         content.sent_at_ms, HistoryPayload(
+                                             self.ctx.username, self.ctx.device_id, True,
+                                             content).encode())])
+        return 1
+
+    def flush(self) -> int:
+        """Save what is queued, sealed under the newest epoch; how many were saved. Any
+        failure keeps the queue for the next flush (logged, never raised)."""
+        if not self.enabled:
+            return 0
+        store = self.ctx.store
+        saved = 0
+        try:
+            if self._known() and store.labyrinth_get("rotate") == b"1":
+                self._rotate()
+                store.labyrinth_set("rotate", b"")
+            if self._known() and self._needs_admission():
+                self.admit_devices()
+            queued = store.history_queued(MAX_SAVE_BATCH)
+            if not queued:
+                return 0
+            current = self._catch_up().epoch
+            while queued:
+                records = [StoredRecord(*self._seal(current, thread, message_id, timestamp,
+                                                    payload))
+                           for _, thread, message_id, timestamp, payload in queued]
+                self.ctx.call(self.lab.save, records)
+                store.history_dequeue([row[0] for row in queued])
+                saved += len(queued)
+                queued = store.history_queued(MAX_SAVE_BATCH)
+        except (HistoryError, ServerError, LabyrinthError) as exc:
+            log.info("client.history.save_deferred reason=%s queued=%d", type(exc).__name__,
+                     store.history_queue_length())
+        return saved
+
+    @staticmethod
+    def _seal(epoch: epochs.Epoch, thread: str, message_id: str, timestamp: int,
+              payload: bytes) -> tuple[str, str, str, int, int, int, bytes]:
+        record = mailbox.seal(epoch, inbox_id=INBOX, thread_id=thread, message_id=message_id,
+                              timestamp=timestamp, message=payload)
+        return (record.inbox_id, record.thread_id, record.message_id, record.timestamp,
+                record.epoch_id, record.version, record.blob)
+
+    # -- loading -------------------------------------------------------------------------------
+    def load_older(self, conversation: str, limit: int = 100) -> list[Message]:
+        """Load up to ``limit`` messages of ``conversation`` older than those loaded so far
+        (newest first from the mailbox). All or nothing: :class:`HistoryError` and no local
+        change when anything fails."""
+        store = self.ctx.store
+        cursor_name = f"cursor:{conversation}"
+        raw_cursor = store.labyrinth_get(cursor_name)
+        if raw_cursor == b"end":
+            return []
+        try:
+            self._catch_up()
+            query = LoadQuery(inbox_id=INBOX, thread_id=conversation, limit=limit,
+                              cursor=None if raw_cursor is None else Cursor.decode(
+                                  raw_cursor.decode("ascii")))
+            page = self.ctx.call(self.lab.load, query)
+        except (ServerError, LabyrinthError) as exc:
+            raise HistoryUnavailable(f"loading failed: {type(exc).__name__}") from None
+        opened = self._open_all(page.records)
+        with store.atomic():
+            new = self._store(reversed(opened))
+            store.labyrinth_set(cursor_name, b"end" if page.cursor is None
+                                else page.cursor.encode().encode("ascii"))
+        return new
+
+    def load_all(self) -> list[Message]:
+        """Load every record of the mailbox (a restored or linked device reading the whole
+        history); all or nothing."""
+        try:
+            self._catch_up()
+            records = list(self.lab.iter_records(LoadQuery(inbox_id=INBOX, limit=1000)))
+        except (ServerError, LabyrinthError) as exc:
+            raise HistoryUnavailable(f"loading failed: {type(exc).__name__}") from None
+        opened = self._open_all(records)
+        with self.ctx.store.atomic():
+            return self._store(reversed(opened))
+
+    def _open_all(self, records: Sequence[StoredRecord]
+                  ) -> list[tuple[str, HistoryPayload]]:
+        by_id = {k.epoch.epoch_id: k.epoch for k in self._known()}
+        out: list[tuple[str, HistoryPayload]] = []
+        for record in records:
+            epoch = by_id.get(record.epoch_id)
+            if epoch is None:
+                raise HistoryUnavailable("a record of an epoch this device cannot reach")
+            try:
+                plaintext = mailbox.open_record(epoch, mailbox.MailboxRecord(
+                    record.inbox_id, record.thread_id, record.message_id, record.timestamp,
+                    record.epoch_id, record.version, record.blob))
+            except LabyrinthError as exc:
+                raise HistoryUnavailable(f"a record does not open: {type(exc).__name__}"
+                                         ) from None
+            payload = HistoryPayload.decode(plaintext)
+            if payload.content.message_id.hex() != record.message_id:
+                raise HistoryUnavailable("a record's message id does not match its content")
+            out.append((record.thread_id, payload))
+        return out
+
+    def _store(self, opened: Iterable[tuple[str, HistoryPayload]]) -> list[Message]:
+        new: list[Message] = []
+        for conversation, payload in opened:
+            new += self.conversations.store_content(
+                conversation, payload.content, payload.sender, payload.sender_device,
+                outgoing=payload.outgoing)
+        return new
+
+    # -- recovery codes ------------------------------------------------------------------------
+    def create_recovery_code(self) -> str:
+        """A new recovery code for this account (shown once; nothing of it is kept)."""
+        current = self._catch_up()
+        code = RecoveryCode.generate()
+        secrets = code.derive(self.ctx.username)
+        raw_state = self.ctx.store.labyrinth_get("orf_state")
+        state = orf.client_init() if raw_state is None else orf.Scalar(raw_state)
+        created = vd.create(secrets, epoch=current.epoch, head_hash=current.head.hash(),
+                            orf_state=state)
+        member = "v" + secrets.vdevice_id.hex()
+        bundle = created.bundle
+        self.ctx.call(self.lab.create_vdevice, secrets.vdevice_id, bundle.encode())
+        opened = vd.open_bundle(secrets, bundle)  # the signature for its auth slot
+        self.ctx.call(self.lab.put_member_keys, MemberKeys(
+            bundle.device_pub, bundle.storage_pub, bundle.storage_sig, bundle.storage_pub,
+            primitives.sign(opened.keys.device_priv, SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
+                            bundle.storage_pub)), member)
+        self.ctx.call(self.lab.put_membership_mac, created.membership_mac, member)
+        if raw_state is not None:
+            self.ctx.call(self.lab.orf_evolve, self.me, member, created.orf_token.value)
+        log.info("client.history.recovery_code_created")
+        return code.formatted()
+
+    def restore(self, typed_code: str) -> int:
+        """Join the mailbox with a recovery code (up to three wrong characters corrected);
+        returns how many epochs this device can now read. Its epochs and ORF state change
+        only on success (its Labyrinth keys are made and published first)."""
+        if not self.enabled:
+            store = self.ctx.store
+            with store.atomic():
+                store.labyrinth_set("storage_priv", hpke.generate_keypair()[0])
+                store.labyrinth_set("auth_priv", hpke.generate_keypair()[0])
+        self.ctx.call(self.lab.put_member_keys, self._member_keys())
+        try:
+            registered = set(self.ctx.call(self.lab.vdevice_ids))
+            code = correct(typed_code, self.ctx.username, registered.__contains__)
+            secrets = code.derive(self.ctx.username)
+            bundle = vd.VirtualDeviceBundle.decode(
+                self.ctx.call(self.lab.vdevice, secrets.vdevice_id).bundle)
+            state = vd.open_bundle(secrets, bundle)
+            member = "v" + secrets.vdevice_id.hex()
+            known = self._verified(state.epoch, state.head_hash, self._records(member),
+                                   state.keys)
+        except ServerError as exc:
+            raise HistoryUnavailable(f"restoring failed: {type(exc).__name__}") from None
+        keys, _ = self._keys()
+        newest = known[-1].epoch
+        addition = vd.add_device(state, newest, keys.device_pub)
+        self.ctx.call(self.lab.put_membership_mac, addition.membership_mac)
+        self.ctx.call(self.lab.orf_evolve, member, self.me, addition.orf_token.value)
+        with self.ctx.store.atomic():
+            self._remember(known)
+            self.ctx.store.labyrinth_set("orf_state", addition.orf_state.value)
+        log.info("client.history.restored epochs=%d", len(known))
+        return len(known)
