@@ -5,6 +5,7 @@
     e2ee-chat --state ~/.alice-phone send bob "hi bob"
     e2ee-chat --state ~/.bob receive --wait 5
     e2ee-chat --state ~/.alice-phone devices bob
+    e2ee-chat --state ~/.alice-phone check-keys   (this account's devices in the KT log)
     e2ee-chat --state ~/.alice-phone verify bob (--number 60DIGITS | --compared)
     e2ee-chat --state ~/.alice-phone group create bob carol
     e2ee-chat --state ~/.alice-phone group send group:<hex> "hi all"
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     accept = sub.add_parser("accept", help="accept a verified contact's device change")
     accept.add_argument("name")
     sub.add_parser("notices", help="all device-change notices")
+    sub.add_parser("check-keys", help="check this account's devices in the server's key-"
+                                      "transparency log now (receive also does, every 15 min)")
     block = sub.add_parser("block", help="block an account: nothing is sent to it, and what "
                                          "it sends is dropped unread (kept on this device)")
     block.add_argument("name")
@@ -150,8 +153,28 @@ def _describe(message: Message) -> str:
            f"{what}{reactions}{status}"
 
 
+# Key-transparency notices (e2ee_core.client.transparency), in words: {who} is name/device.
+_KT_NOTICES = {
+    "kt_unknown_device": "key transparency: {who} is published for your account but was never "
+                         "announced to this device; remove it if it is not yours",
+    "kt_key_changed": "key transparency: {who} of your account is published with another key",
+    "kt_key_mismatch": "key transparency: the server's key for {who} is not the published one "
+                       "(refused, no session started)",
+    "kt_proof_failed": "key transparency: the server's proof for {name} does not verify "
+                       "(refused)",
+    "kt_rollback": "key transparency: the server answered from an older epoch (refused)",
+    "kt_forked_view": "key transparency: the server showed two different directories "
+                      "(refused)",
+    "kt_directory_key_changed": "key transparency: the directory's key changed (refused)",
+}
+
+
 def _describe_notice(notice: Notice) -> str:
-    return f"! {notice.kind.replace('_', ' ')}: {notice.username}/{notice.device_id}"
+    who = f"{notice.username}/{notice.device_id}"
+    text = _KT_NOTICES.get(notice.kind)
+    if text is not None:
+        return "! " + text.format(who=who, name=notice.username)
+    return f"! {notice.kind.replace('_', ' ')}: {who}"
 
 
 def _print_notices(messenger: Messenger, everything: bool = False) -> None:
@@ -328,6 +351,11 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         print(f"accepted the changes of {args.name} (now not verified)")
     elif command == "notices":
         _print_notices(messenger, everything=True)
+    elif command == "check-keys":
+        found = messenger.check_transparency()
+        _print_notices(messenger)
+        print("key transparency: " + (f"{len(found)} new notices" if found else "all devices "
+                                      "of this account are known to this device"))
     elif command == "block":
         messenger.block(args.name)
         print(f"blocked {args.name}")

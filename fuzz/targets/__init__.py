@@ -28,6 +28,7 @@ TARGETS: tuple[str, ...] = (
     "sticker_response",
     "web_manifest",
     "keytrans",
+    "kt_wire",
     "labyrinth",
     "labyrinth_devices",
     "labyrinth_server",
