@@ -5,6 +5,9 @@
     e2ee-chat --state ~/.alice-phone send bob "hi bob"
     e2ee-chat --state ~/.bob receive --wait 5
     e2ee-chat --state ~/.alice-phone devices bob
+    e2ee-chat --state ~/.alice-phone recovery-code create   (turns history on, shows the code)
+    e2ee-chat --state ~/.alice-new recovery-code restore CODE
+    e2ee-chat --state ~/.alice-new history bob --older   (older messages from the mailbox)
     e2ee-chat --state ~/.alice-phone check-keys   (this account's devices in the KT log)
     e2ee-chat --state ~/.alice-phone verify bob (--number 60DIGITS | --compared)
     e2ee-chat --state ~/.alice-phone group create bob carol
@@ -78,8 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     open_.add_argument("conversation")
     read = sub.add_parser("read", help="mark a conversation's unread messages read")
     read.add_argument("conversation")
-    history = sub.add_parser("history", help="stored messages (with ids)")
+    history = sub.add_parser("history", help="stored messages (with ids); --older loads older "
+                                             "ones from the encrypted mailbox first")
     history.add_argument("conversation", nargs="?")
+    history.add_argument("--older", action="store_true",
+                         help="load older messages of the conversation from the mailbox")
+    history.add_argument("--limit", type=int, default=50, help="how many (with --older)")
+    history.add_argument("--enable", action="store_true",
+                         help="save this device's messages in the mailbox from now on")
+    recovery = sub.add_parser("recovery-code", help="the mailbox's recovery codes")
+    rsub = recovery.add_subparsers(dest="recovery_command", required=True)
+    rsub.add_parser("create", help="a new recovery code (turns history on; shown once)")
+    rrestore = rsub.add_parser("restore", help="read the history with a recovery code (up to "
+                                               "three wrong characters are corrected)")
+    rrestore.add_argument("code")
     devices = sub.add_parser("devices", help="an account's devices and safety numbers")
     devices.add_argument("name")
     verify = sub.add_parser("verify", help="mark an account verified")
@@ -328,7 +343,19 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         if pending:
             messenger.mark_read(args.conversation, [m.message_id for m in pending])
         print(f"marked {len(pending)} read")
+    elif command == "recovery-code":
+        _recovery_code(args, messenger)
     elif command == "history":
+        if args.enable:
+            member = messenger.enable_history()
+            print("history on" + ("" if member else ": waiting for another device of this "
+                                  "account to admit this one (it does on its next receive)"))
+        if args.older:
+            if args.conversation is None:
+                print("error: --older needs a conversation", file=sys.stderr)
+                return 1
+            loaded = messenger.load_history(args.conversation, max(1, args.limit))
+            print(f"{len(loaded)} older messages loaded")
         for message in messenger.messages(args.conversation):
             print(f"{message.message_id.hex()} {_describe(message)}")
     elif command == "devices":
@@ -381,6 +408,19 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
     elif command == "group":
         return _group(args, messenger)
     return 0
+
+
+def _recovery_code(args: argparse.Namespace, messenger: Messenger) -> None:
+    if args.recovery_command == "create":
+        if not messenger.history.enabled and not messenger.enable_history():
+            print("error: this device is not a member of the mailbox yet", file=sys.stderr)
+            return
+        print("recovery code (write it down; it is shown only once):")
+        print(messenger.create_recovery_code())
+    else:
+        epochs = messenger.restore_history(args.code)
+        loaded = messenger.load_all_history()
+        print(f"history restored: {epochs} epochs, {len(loaded)} messages")
 
 
 def _group(args: argparse.Namespace, messenger: Messenger) -> int:
@@ -451,6 +491,15 @@ _PLAIN = {
     "SafetyNumberMismatch": "that number is not the safety number this device shows: do not "
                             "mark the contact verified",
     "NotFound": "no such account",
+    "HistoryNotEnabled": "history is not on for this device (`history --enable`), or no other "
+                         "device admitted it yet",
+    "HistoryUnavailable": "the mailbox served history this device cannot verify; nothing was "
+                          "changed",
+    "RecoveryCodeUncorrectable": "this is not a recovery code of this account (too many wrong "
+                                 "characters?)",
+    "RecoveryCodeAmbiguous": "this recovery code matches more than one: type it again",
+    "InvalidRecoveryCode": "this is not a recovery code",
+    "EpochChainError": "the mailbox's epoch chain does not verify; nothing was changed",
 }
 
 
