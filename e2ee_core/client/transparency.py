@@ -9,6 +9,11 @@ unless the directory proves it.
 * **Epoch pinning**: the newest epoch seen and the root hashes of the last
   :data:`~e2ee_core.client.consts.KT_REMEMBERED_EPOCHS` epochs are kept. An older epoch is an
   :class:`EpochRollback`; another root for a remembered epoch is a :class:`ForkedView`.
+* **Auditor** (optional, :meth:`Transparency.require_auditor`): every epoch accepted from then
+  on must carry a trusted auditor's signature over the same root
+  (:mod:`e2ee_core.keytrans.auditor`, plexi's format). A root the auditor signed differently
+  for that epoch is a :class:`ForkedView` (the server shows others another view); an epoch not
+  audited yet, or an answer that does not verify, is :class:`EpochNotAudited`.
 * **VRF key**: trusted on first use from ``GET /v1/kt/head`` and stored; a different key later
   is :class:`DirectoryKeyChanged`.
 * **Monitoring** (:meth:`Transparency.monitor`): the complete history of this account's own
@@ -33,13 +38,16 @@ from typing import Any, NoReturn
 from e2ee_core.client import consts
 from e2ee_core.client.errors import (
     DirectoryKeyChanged,
+    EpochNotAudited,
     EpochRollback,
     ForkedView,
     KeyNotInDirectory,
     TransparencyError,
 )
 from e2ee_core.client.store import ClientStore, Notice
-from e2ee_core.keytrans.errors import KeyTransparencyError
+from e2ee_core.keytrans import plexi
+from e2ee_core.keytrans.auditor import AuditorClient
+from e2ee_core.keytrans.errors import AuditorSignatureError, KeyTransparencyError, LogUnavailable
 from e2ee_core.keytrans.history import key_history_verify
 from e2ee_core.keytrans.lookup import lookup_verify
 from e2ee_core.server.client import ServerClient
@@ -54,6 +62,7 @@ _ROOTS = "kt_roots"  # JSON {epoch: root hex}, the newest KT_REMEMBERED_EPOCHS
 _OWN_VERSION = "kt_own_version"  # the newest version of the own device list checked
 _MONITORED_AT = "kt_monitored_at_ms"
 _MONITORED_NOTICE = "kt_monitored_notice"  # the newest notice id when last monitored
+_AUDITOR = "kt_auditor"  # JSON {"url", "namespace", "keys": [hex]}: require its signatures
 
 #: Notices about our own account's devices that make the next receive check the history.
 _DEVICE_NOTICES = frozenset({"device_added", "device_removed", "identity_changed"})
@@ -91,8 +100,9 @@ class Transparency:
         if stored is not None:
             return bytes.fromhex(stored)
         head = self._call(self.server.kt_head)
+        # Only the key: the head may be newer than the answer being checked (fetched before
+        # it), which must not then look like a rollback. Epochs are pinned from proofs.
         self.store.set_meta(_VRF_KEY, head.vrf_public_key.hex())
-        self.accept_epoch(head.epoch, head.root_hash)
         return bytes(head.vrf_public_key)
 
     def _check_vrf_key(self, key: bytes) -> None:
@@ -126,12 +136,59 @@ class Transparency:
                          "kt_rollback", self.username)
         if known is not None:
             return
+        self._require_audited(epoch, root_hash)
         roots[epoch] = root_hash
         newest = sorted(roots)[-consts.KT_REMEMBERED_EPOCHS:]
         with self.store.atomic():
             self.store.set_meta(_ROOTS, json.dumps({str(e): roots[e].hex() for e in newest}))
             if pinned is None or epoch > pinned[0]:
                 self.store.set_meta(_PINNED, json.dumps([epoch, root_hash.hex()]))
+
+    # -- the auditor ---------------------------------------------------------------------------
+    def require_auditor(self, url: str, namespace: str, keys: Iterable[bytes]) -> None:
+        """From now on accept only epochs that the auditor at ``url`` signed for ``namespace``
+        with one of ``keys`` (Ed25519 public keys, 32 bytes)."""
+        keys = list(keys)
+        if not keys or any(len(k) != 32 for k in keys):
+            raise ValueError("auditor keys are 32-byte Ed25519 public keys")
+        self.store.set_meta(_AUDITOR, json.dumps(
+            {"url": url, "namespace": namespace, "keys": [k.hex() for k in keys]}))
+
+    def auditor(self) -> tuple[AuditorClient, str] | None:
+        """The required auditor and the log's namespace, if one is configured."""
+        raw = self.store.get_meta(_AUDITOR)
+        if raw is None:
+            return None
+        config = json.loads(raw)
+        client = AuditorClient(config["url"], [bytes.fromhex(k) for k in config["keys"]],
+                               session=getattr(self.server, "_session", None))
+        return client, str(config["namespace"])
+
+    def _require_audited(self, epoch: int, root_hash: bytes) -> None:
+        required = self.auditor()
+        if required is None:
+            return
+        client, namespace = required
+        try:
+            response = self._call(client.signature, namespace, epoch)
+        except (LogUnavailable, AuditorSignatureError):
+            self._refuse(EpochNotAudited("no auditor signature for this epoch (yet)"),
+                         "kt_not_audited", self.username)
+        if response.message.namespace == namespace and response.epoch == epoch \
+                and not hmac.compare_digest(response.digest, root_hash):
+            try:  # a genuine signature over another root: the server forked its view
+                response.verify_any(client.auditor_keys)
+            except AuditorSignatureError:
+                pass
+            else:
+                self._refuse(ForkedView("the auditor signed another root for this epoch"),
+                             "kt_forked_view", self.username)
+        try:
+            plexi.require_auditor_signature(response, client.auditor_keys, namespace, epoch,
+                                            root_hash)
+        except AuditorSignatureError:
+            self._refuse(EpochNotAudited("the auditor's signature does not verify"),
+                         "kt_not_audited", self.username)
 
     # -- lookups -------------------------------------------------------------------------------
     def proven_devices(self, username: str, lookup: KtLookup | None) -> dict[int, bytes]:

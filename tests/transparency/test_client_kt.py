@@ -21,6 +21,8 @@ from e2ee_core.client import (
     Messenger,
 )
 from e2ee_core.client.devices import session_bundle
+from e2ee_core.client.store import ClientStore
+from e2ee_core.client.transparency import Transparency
 from e2ee_core.device import Device
 from e2ee_core.server.kt_wire import KtLookup
 from e2ee_core.server.service import hash_credential_secret
@@ -284,3 +286,17 @@ def test_a_tampered_history_is_refused(server: Server) -> None:
     with pytest.raises(KeyNotInDirectory):
         alice.check_transparency()
     assert ("kt_proof_failed", alice.username, 0) in kt_notices(alice)
+
+
+def test_the_first_check_of_an_answer_older_than_the_head_is_no_rollback(
+        server: Server) -> None:
+    """The VRF key is fetched (trust on first use) after the answer it checks; the newer head
+    must not make that answer look rolled back."""
+    alice, bob = register(server), register(server)
+    store = ClientStore(":memory:")
+    fresh = Transparency(store, alice.server, clock=lambda: 0, username="nobody",
+                         device_id=1, identity_key=b"\x05" + bytes(32))
+    answer = alice.server.fetch_bundles_proved(bob.username)
+    server.kt.publish_pending(force=True)  # the head moves on before the key is fetched
+    assert fresh.check_bundles(bob.username, *answer) == answer[0]
+    assert answer[1] is not None and fresh.pinned() == (answer[1].epoch, answer[1].root_hash)
