@@ -86,3 +86,10 @@ class ForkedView(TransparencyError):
 class DirectoryKeyChanged(TransparencyError):
     """The directory's VRF public key is not the one this device first saw (trust on first
     use): every later proof would be checked against the server's choice of key."""
+
+
+class EpochNotAudited(TransparencyError):
+    """This device requires an auditor's signature on every epoch it accepts
+    (:meth:`~e2ee_core.client.messenger.Messenger.require_auditor`), and the auditor has not
+    signed this epoch (yet), or its answer does not verify. Nothing was used; once the auditor
+    has audited the epoch, trying again succeeds."""

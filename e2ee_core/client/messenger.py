@@ -314,6 +314,15 @@ class Messenger:
         when the server's proofs do not hold (also recorded as a notice)."""
         return self.device_sets.kt.monitor()
 
+    def require_auditor(self, url: str, namespace: str, keys: Iterable[bytes]) -> None:
+        """From now on accept a key-transparency epoch only with the signature of the auditor
+        at ``url`` (``e2ee-kt-audit serve``) over the same root for log ``namespace``, made
+        with one of ``keys`` (its Ed25519 public keys). Defeats a server showing this device a
+        different view than others: such an epoch is refused (:class:`~e2ee_core.client.
+        errors.ForkedView`), as is one the auditor has not signed yet (:class:`~e2ee_core.
+        client.errors.EpochNotAudited`: try again after the auditor's next run)."""
+        self.device_sets.kt.require_auditor(url, namespace, keys)
+
     def _monitor_if_due(self) -> None:
         """On the first receive, every KT_MONITOR_INTERVAL_MS and after a device notice about
         this account; a failed check is already a notice, receiving goes on."""

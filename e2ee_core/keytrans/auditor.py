@@ -114,6 +114,16 @@ def _hex32(value: Any) -> bytes:
     return bytes.fromhex(value)
 
 
+def _read_limited(resp: requests.Response, limit: int, who: str) -> bytes:
+    """The body, refused unread past ``limit`` bytes."""
+    body = bytearray()
+    for chunk in resp.iter_content(chunk_size=64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise LogUnavailable(f"the {who}'s answer is too large")
+    return bytes(body)
+
+
 class HttpLogSource:
     """The delivery server's key-transparency endpoints (``/v1/kt/head``,
     ``/v1/kt/epochs/<epoch>``, ``/v1/kt/append-only?start=&end=``)."""
@@ -130,12 +140,9 @@ class HttpLogSource:
                                    stream=True) as resp:
                 if resp.status_code != 200:
                     raise LogUnavailable(f"the log answered {resp.status_code}")
-                body = resp.raw.read(limit + 1, decode_content=True)
+                return _read_limited(resp, limit, "log")
         except requests.RequestException:
             raise LogUnavailable("the log is unreachable") from None
-        if len(body) > limit:
-            raise LogUnavailable("the log's answer is too large")
-        return bytes(body)
 
     def _json(self, path: str) -> dict[str, Any]:
         try:
@@ -385,11 +392,10 @@ class AuditorClient:
             with self._session.get(url, timeout=self.timeout, stream=True) as resp:
                 if resp.status_code != 200:
                     raise LogUnavailable(f"the auditor answered {resp.status_code}")
-                body = resp.raw.read(consts.MAX_SIGNATURE_RESPONSE_BYTES + 1,
-                                     decode_content=True)
+                body = _read_limited(resp, consts.MAX_SIGNATURE_RESPONSE_BYTES, "auditor")
         except requests.RequestException:
             raise LogUnavailable("the auditor is unreachable") from None
-        return plexi.SignatureResponse.from_json(bytes(body))
+        return plexi.SignatureResponse.from_json(body)
 
     def check_epoch(self, namespace: str, epoch: int, root_hash: bytes) -> None:
         """Raise AuditorSignatureError unless a trusted auditor signed ``root_hash`` as the root

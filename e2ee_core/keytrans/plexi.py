@@ -25,6 +25,7 @@ import hmac
 import json
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,6 +282,19 @@ class SignatureResponse:
             raise AuditorSignatureError("the signature is from another auditor key")
         verify(verifying_key, self.message, self.signature)
 
+    def verify_any(self, verifying_keys: Iterable[bytes]) -> None:
+        """The signature verifies under one of ``verifying_keys`` (trusted auditors)."""
+        for key in verifying_keys:
+            if len(key) != consts.ED25519_KEY_LEN \
+                    or (self.key_id is not None and self.key_id != key[-1]):
+                continue
+            try:
+                verify(key, self.message, self.signature)
+            except AuditorSignatureError:
+                continue
+            return
+        raise AuditorSignatureError("no trusted auditor signed this epoch")
+
 
 def signature_response(signing_key: bytes, message: SignatureMessage) -> SignatureResponse:
     """Sign ``message`` as an auditor: the response to serve."""
@@ -288,9 +302,8 @@ def signature_response(signing_key: bytes, message: SignatureMessage) -> Signatu
                              key_id(public_key(signing_key)))
 
 
-def require_auditor_signature(response: SignatureResponse, auditor_keys: list[bytes] |
-                              tuple[bytes, ...], namespace: str, epoch: int,
-                              root_hash: bytes) -> None:
+def require_auditor_signature(response: SignatureResponse, auditor_keys: Iterable[bytes],
+                              namespace: str, epoch: int, root_hash: bytes) -> None:
     """The client's check before it accepts ``root_hash`` as the root of ``epoch``: a trusted
     auditor signed exactly this (namespace, epoch, root). A server that shows another root to
     this client than the one the auditor audited (a forked view) fails here."""
@@ -300,12 +313,4 @@ def require_auditor_signature(response: SignatureResponse, auditor_keys: list[by
         raise AuditorSignatureError("the auditor signed another epoch")
     if not hmac.compare_digest(response.digest, root_hash):
         raise AuditorSignatureError("the auditor signed another root for this epoch")
-    for key in auditor_keys:
-        if len(key) == consts.ED25519_KEY_LEN and (response.key_id is None
-                                                   or response.key_id == key[-1]):
-            try:
-                verify(key, response.message, response.signature)
-            except AuditorSignatureError:
-                continue
-            return
-    raise AuditorSignatureError("no trusted auditor signed this epoch")
+    response.verify_any(auditor_keys)
