@@ -149,6 +149,8 @@ def _labyrinth_database(db_url: str, app: Flask) -> Database:
 def install(app: Flask, service: DeliveryService, db_url: str) -> LabyrinthService:
     """Add the Labyrinth routes to the delivery server ``app`` (called by ``create_app``)."""
     labyrinth = LabyrinthService(LabyrinthStore(_labyrinth_database(db_url, app)), service)
+    if db_url != MEMORY_DB and labyrinth.store.sweep_removed_devices():
+        log.warning("event=labyrinth_stale_shares_deleted")
     app.extensions["e2ee_labyrinth"] = labyrinth
     app.register_blueprint(_blueprint(labyrinth))
     return labyrinth

@@ -368,6 +368,17 @@ class LabyrinthStore:
             tx.execute("INSERT INTO labyrinth_orf_shares (username, member, share) VALUES "
                        "(?, ?, ?)", (username, target, evolve(bytes(row[0]))))
 
+    def sweep_removed_devices(self) -> int:
+        """Delete the ORF shares of devices that no longer exist (the removal hook runs after
+        the device's own transaction, so a crash between the two could leave one). Only for a
+        store in the delivery server's own database (its ``devices`` table); returns how many."""
+        with self._tx() as tx:
+            gone = tx.execute(
+                "DELETE FROM labyrinth_orf_shares WHERE substr(member, 1, 1) = 'd' AND NOT EXISTS "
+                "(SELECT 1 FROM devices d WHERE d.username = labyrinth_orf_shares.username "
+                "AND 'd' || d.device_id = labyrinth_orf_shares.member)")
+            return max(0, int(gone.rowcount))
+
     def share(self, username: str, member: str) -> bytes | None:
         self._prepare()
         row = self.db.fetchone("SELECT share FROM labyrinth_orf_shares WHERE username = ? AND "
