@@ -149,3 +149,32 @@ def test_a_world_readable_key_file_is_refused(tmp_path: Path, key_file: Path) ->
     with pytest.raises(SystemExit, match="0600"):
         audit_main(["once", "--server", "http://127.0.0.1:9", "--namespace", NS, "--key",
                     str(key_file), "--db", str(tmp_path / "a.db")])
+
+
+def test_the_real_delivery_server_is_audited_over_http(
+        live_server: Callable[..., LiveServer], tmp_path: Path, key_file: Path) -> None:
+    """``e2ee-kt-audit once`` against ``e2ee-server``'s own /v1/kt endpoints on the serving
+    stack: every epoch (device registrations and timer epochs) is audited and signed with the
+    root the server publishes for it."""
+    from e2ee_core.server.app import create_app as create_server_app
+    from e2ee_core.server.client import ServerClient
+    from tests.server.support import FAST_ARGON2, PASSWORD, device_keys, unique_name
+
+    server = live_server(create_server_app, db=str(tmp_path / "server.db"),
+                         kt_epoch_seconds=3600.0, **FAST_ARGON2)
+    for _ in range(2):
+        ServerClient(server.url).register(unique_name(), PASSWORD, device_keys())
+    audit_db = str(tmp_path / "audit.db")
+    args = ["--server", server.url, "--namespace", NS, "--key", str(key_file), "--db", audit_db]
+    assert audit_main(["once", *args]) == 0
+    ServerClient(server.url).register(unique_name(), PASSWORD, device_keys())
+    assert audit_main(["once", *args]) == 0
+    source = HttpLogSource(server.url)
+    head = source.head()
+    assert head.epoch >= 3
+    store = AuditStore(audit_db)
+    vk = plexi.public_key(key_file.read_bytes())
+    for epoch in range(1, head.epoch + 1):
+        response = store.signature(NS, epoch)
+        assert response is not None
+        plexi.require_auditor_signature(response, [vk], NS, epoch, source.epoch_root(epoch))
