@@ -30,6 +30,7 @@ import re
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -280,9 +281,15 @@ class KeyTransparency:
 
     def start_timer(self) -> None:
         """Tick every ``epoch_seconds`` on a daemon thread, until :meth:`close` or until this
-        object is collected."""
-        if self._timer is not None:
-            return
+        object is collected (once; later calls do nothing)."""
+        with self._cond:
+            if self._timer is not None:
+                return
+            self._timer = threading.Thread(target=self._timer_loop(), name="e2ee-kt-epochs",
+                                           daemon=True)
+        self._timer.start()
+
+    def _timer_loop(self) -> Callable[[], None]:
         ref = weakref.ref(self)
         stop, interval = self._stop, self.epoch_seconds
         weakref.finalize(self, stop.set)
@@ -298,8 +305,7 @@ class KeyTransparency:
                     log.warning("event=kt_tick_failed error=%s", type(exc).__name__)
                 del kt
 
-        self._timer = threading.Thread(target=loop, name="e2ee-kt-epochs", daemon=True)
-        self._timer.start()
+        return loop
 
     def close(self) -> None:
         self._stop.set()
@@ -395,7 +401,9 @@ def install_transparency(app: Flask, service: DeliveryService) -> KeyTransparenc
                          epoch_seconds=service.settings.kt_epoch_seconds)
     service.transparency = kt
     app.extensions["e2ee_transparency"] = kt
-    kt.start_timer()
+    # The timer starts with the first request: only processes that serve publish epochs (not
+    # a supervisor that built the app once to check the configuration).
+    app.before_request(kt.start_timer)
     bp = Blueprint("e2ee_kt", __name__)
 
     @bp.get("/v1/kt/head")

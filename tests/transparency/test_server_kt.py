@@ -188,6 +188,8 @@ def test_the_timer_publishes_quiet_epochs_once_for_all_instances(db_url: str) ->
 def test_the_timer_thread_advances_epochs(tmp_path: Path) -> None:
     server = make_server(str(tmp_path / "s.db"), kt_epoch_seconds=0.05)
     first = server.kt.head().epoch
+    assert server.kt._timer is None  # started by the first request
+    server.session.get(URL + "/v1/health")
     done = threading.Event()
     while not done.wait(0.05):  # no bound on when: the test only needs it to happen
         if server.kt.head().epoch >= first + 2:
