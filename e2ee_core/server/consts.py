@@ -126,6 +126,9 @@ LABYRINTH_MAX_PAGE = 1000
 LABYRINTH_MAX_PAGE_BYTES = 6 * MiB
 # A load cursor is our own opaque token (timestamp and ids of the last record returned).
 LABYRINTH_MAX_CURSOR_CHARS = 1024
+# Epochs per listing page: a restoring device reads the chain in a few requests (an account
+# has at most LABYRINTH_MAX_EPOCHS_PER_ACCOUNT; each epoch is ~0.5 KiB of JSON).
+LABYRINTH_MAX_EPOCHS_PER_PAGE = 500
 # Per account: messages and their bytes (ten years of heavy use, ~300 a day, fit), epochs (one
 # per device removal), virtual devices (recovery codes) and attachment references.
 LABYRINTH_MAX_MESSAGES_PER_ACCOUNT = 1_000_000

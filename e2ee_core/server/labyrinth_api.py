@@ -23,6 +23,7 @@ from flask import Blueprint, Flask, Response, request
 
 from e2ee_core.labyrinth import orf
 from e2ee_core.labyrinth.errors import LabyrinthError
+from e2ee_core.server import consts
 from e2ee_core.server.app import MEMORY_DB, _json, _read_json
 from e2ee_core.server.errors import Forbidden, InvalidRequest, NotFound
 from e2ee_core.server.labyrinth_store import LabyrinthStore
@@ -53,8 +54,6 @@ log = logging.getLogger("e2ee_core.server.labyrinth")
 
 #: The server's HMAC key in the ORF is this prefix and the domain a request names.
 ORF_SERVER_DOMAIN_PREFIX = b"labyrinth_orf_"
-#: Epochs per listing page (an account has at most LABYRINTH_MAX_EPOCHS_PER_ACCOUNT).
-MAX_EPOCHS_PER_PAGE = 500
 
 
 def _scalar(raw: bytes) -> orf.Scalar:
@@ -211,7 +210,8 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
             raise InvalidRequest("query has unknown parameters")
         after = decode_query_int(request.args.get("after_sequence"), "after_sequence")
         limit = decode_query_int(request.args.get("limit"), "limit", minimum=1,
-                                 maximum=MAX_EPOCHS_PER_PAGE) or MAX_EPOCHS_PER_PAGE
+                                 maximum=consts.LABYRINTH_MAX_EPOCHS_PER_PAGE
+                                 ) or consts.LABYRINTH_MAX_EPOCHS_PER_PAGE
         epochs = store.epochs(who.username, after_sequence=after, limit=limit,
                               member=member_arg(who))
         return _json({"epochs": [e.to_json() for e in epochs]})
