@@ -27,8 +27,8 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   three wrong characters corrected), opens the bundle, walks and verifies the whole epoch chain
   (:func:`virtual_devices.restore_epochs`) and joins the newest epoch.
 
-Not done here: attachments in the mailbox, ORF states for linked devices (they get none; only
-attachments would use it), a Labyrinth 1.1 key drop.
+Not done here: attachments in the mailbox (the core's :mod:`e2ee_core.labyrinth.attachments`
+is not wired into sending), a Labyrinth 1.1 key drop.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ class History:
             if record.entropy_message is None:
                 continue
             try:
-                start = vd.open_join(
+                start, orf_state = vd.open_join(
                     record.entropy_message, sequence_id=record.sequence_id,
                     epoch_id=record.epoch_id, keys=keys,
                     sender_device_key_pub=record.opener_keys.device_key_pub,
@@ -290,7 +290,10 @@ class History:
                 known = self._verified(start, head.hash(), records, keys)
             except LabyrinthError as exc:
                 raise HistoryUnavailable(f"joining failed: {type(exc).__name__}") from None
-            self._remember(known)
+            with self.ctx.store.atomic():
+                self._remember(known)
+                if orf_state is not None:
+                    self.ctx.store.labyrinth_set("orf_state", orf_state.value)
             log.info("client.history.joined epochs=%d", len(known))
             return True
         return False
@@ -368,6 +371,8 @@ class History:
                         current.epoch.root_key, current.epoch.sequence_id,
                         member_keys.device_key_pub)))
             opened = epochs.open_epoch(current.epoch, members, sender)
+            raw_state = self.ctx.store.labyrinth_get("orf_state")
+            tokens: dict[int, orf.EvolveToken] = {}
             device_priv, device_pub = self._identity()
             head = epoch_chain.make_head(sequence_id=opened.epoch.sequence_id,
                                          root_key=opened.epoch.root_key, previous=current.head,
@@ -375,8 +380,14 @@ class History:
                                          opener_device_key_pub=device_pub)
             uploads = []
             for index, new_mac, entropy_message in opened.accepted:
-                message = entropy_message if index < joining else vd.seal_join(
-                    opened.epoch, members[index].epoch_storage_key_pub, sender)
+                if index < joining:
+                    message = entropy_message
+                else:  # a newcomer: the root and an ORF state evolved from ours
+                    evolved = None
+                    if raw_state is not None:
+                        evolved, tokens[index] = orf.client_evolve(orf.Scalar(raw_state))
+                    message = vd.seal_join(opened.epoch, members[index].epoch_storage_key_pub,
+                                           sender, evolved)
                 uploads.append(EpochMemberUpload(names[index], new_mac, message))
             if self.me not in {u.member for u in uploads}:
                 raise HistoryNotEnabled("this device is not a member of the newest epoch")
@@ -390,6 +401,8 @@ class History:
             except EpochConflict:
                 continue
             self._remember([_Known(opened.epoch.with_id(epoch_id), head)])
+            for index, token in tokens.items():  # the newcomers' ORF shares
+                self.ctx.call(self.lab.orf_evolve, self.me, names[index], token.value)
             log.info("client.history.epoch_opened members=%d rejected=%d", len(uploads),
                      len(opened.rejected))
             return

@@ -350,29 +350,37 @@ def join_aad(sequence_id: int) -> bytes:
     return f"epoch_join__{sequence_id}".encode("ascii")
 
 
-def seal_join(epoch: NextEpoch, recipient_storage_pub: bytes, sender: SenderKeys) -> bytes:
+def seal_join(epoch: NextEpoch, recipient_storage_pub: bytes, sender: SenderKeys,
+              orf_state: orf.ClientState | None = None) -> bytes:
     """Adding a linked device (ours; the whitepaper hands the new device the epoch root over
     the device-linking channel): the root of a newly opened epoch, for a device that was not
-    in the previous one, HPKE-encrypted to its epoch storage key from the opener's auth key.
+    in the previous one, HPKE-encrypted to its epoch storage key from the opener's auth key,
+    with (optionally) the ORF client state the opener evolved for it:
+
+        pk_encrypt(storage key, auth key, psk = "", aad = "epoch_join__<seq>",
+                   root || orfClientState?)
 
     The opener gave the new device a membership MAC in the previous epoch first, so the new
     epoch still holds only devices a member admitted; the new device then reaches every
     earlier epoch by backward chaining. Sent in the entropy-message slot of the new epoch.
     """
+    plaintext = epoch.root_key + (b"" if orf_state is None else orf_state.value)
     return hpke.encrypt(recipient_storage_pub, sender.auth_pub, sender.auth_priv, psk=b"",
-                        aad=join_aad(epoch.sequence_id), plaintext=epoch.root_key)
+                        aad=join_aad(epoch.sequence_id), plaintext=plaintext)
 
 
 def open_join(message: bytes, *, sequence_id: int, epoch_id: int, keys: DeviceKeys,
               sender_device_key_pub: bytes, sender_auth_pub: bytes,
-              sender_auth_sig: bytes) -> Epoch:
-    """The epoch a join message hands over; the opener's 0x31 auth-key signature must verify."""
+              sender_auth_sig: bytes) -> tuple[Epoch, orf.ClientState | None]:
+    """The epoch (and ORF state, if any) a join message hands over; the opener's 0x31
+    auth-key signature must verify."""
     if len(sender_auth_pub) != X25519_LEN or not verify(
             sender_device_key_pub, sender_auth_sig, SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
             sender_auth_pub):
         raise DecryptionFailed("sender's epoch storage auth key signature does not verify")
-    root = hpke.decrypt(keys.storage_pub, keys.storage_priv, sender_auth_pub, psk=b"",
-                        aad=join_aad(sequence_id), ciphertext=message)
-    if len(root) != KEY_LEN:
-        raise InvalidEpoch("epoch root key must be 32 bytes")
-    return Epoch(sequence_id, epoch_id, root)
+    plaintext = hpke.decrypt(keys.storage_pub, keys.storage_priv, sender_auth_pub, psk=b"",
+                             aad=join_aad(sequence_id), ciphertext=message)
+    if len(plaintext) not in (KEY_LEN, 2 * KEY_LEN):
+        raise InvalidEpoch("join message has the wrong length")
+    state = None if len(plaintext) == KEY_LEN else orf.Scalar(plaintext[KEY_LEN:])
+    return Epoch(sequence_id, epoch_id, plaintext[:KEY_LEN]), state

@@ -45,6 +45,13 @@ DESCRIPTIONS = {
                        "wrap_key, nonce, aad = header, device_key_priv || storage_key_priv || "
                        "orf_state * token || u64be(seq) || u64be(epoch_id) || root || "
                        "head_hash)",
+    "attachments": "Attachment references (our layout): blinded = ORF client map (client "
+                   "domain 'attachment_ref') of the attachment id; orf_output = ORF server map "
+                   "(server domain 'labyrinth_orf_attachment_ref'); (index, reference_key, "
+                   "mac_key) = HKDF(orf_output, salt = none, 'attachment_reference_v1', 32, "
+                   "32, 32); reference = 0x01 || AES-GCM-Extended(reference_key, nonce, aad = "
+                   "0x01 || index, pad(pointer)); mac = HMAC(mac_key, u16be(len thread) || "
+                   "thread || message_id)",
 }
 
 
@@ -121,6 +128,14 @@ def inputs() -> dict[str, list[Case]]:
              "head_hash": seed("vd/head").hex(), "salt": seed("vd/salt").hex(),
              "nonce": seed("vd/nonce", 28).hex(),
              "signature_random": seed("vd/random", 64).hex()},
+        ],
+        "attachments": [
+            {"client_state": seed_scalar("att/client").hex(),
+             "server_state": seed_scalar("att/server").hex(),
+             "server_domain": b"labyrinth_orf_attachment_ref".hex(),
+             "attachment_id": b"cdn/blob/0123456789abcdef".hex(),
+             "pointer": seed("att/pointer", 80).hex(), "thread_id": "100012345678901",
+             "message_id": "3f2a9c", "nonce": seed("att/nonce", 28).hex()},
         ],
     }
 

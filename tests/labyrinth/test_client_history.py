@@ -19,7 +19,7 @@ from e2ee_core.client.history import (
     InvalidHistoryPayload,
 )
 from e2ee_core.client.messenger import Messenger
-from e2ee_core.labyrinth import epochs, mailbox
+from e2ee_core.labyrinth import attachments, epochs, mailbox, orf
 from e2ee_core.labyrinth.consts import RECOVERY_ALPHABET
 from e2ee_core.labyrinth.errors import LabyrinthError, RecoveryCodeUncorrectable
 from e2ee_core.server.app import create_app
@@ -90,6 +90,15 @@ def test_a_linked_device_loads_the_whole_history(server: Server) -> None:
     laptop.maintain_history()
     assert laptop.store.history_queue_length() == 0
     assert {m.text for m in laptop.load_all_history()} >= set(sent)
+    # The join also handed the laptop an ORF state: both devices map an attachment id alike.
+    outputs = []
+    for device in (alice, laptop):
+        raw = device.store.labyrinth_get("orf_state")
+        assert raw is not None
+        blinded = attachments.blind(orf.Scalar(raw), b"cdn/blob/1")
+        outputs.append(LabyrinthClient(device.server).orf_evaluate(
+            [blinded], attachments.SERVER_DOMAIN))
+    assert outputs[0] == outputs[1]
     bob.receive()
     alice.receive()
     # The queued message is in the mailbox too: a fresh device sees it.

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from e2ee_core.labyrinth import (
+    attachments,
     epoch_chain,
     epochs,
     hpke,
@@ -95,3 +96,10 @@ def test_epoch_chain_and_virtual_device_vectors_decode() -> None:
         assert state.orf_state.value.hex() == o["evolved_orf_client_state"]
         assert state.keys.device_priv.hex() == i["device_key_priv"]
         assert state.head_hash.hex() == i["head_hash"]
+    for case in _load("attachments"):
+        i, o = case["inputs"], case["outputs"]
+        keys = attachments.reference_keys(bytes.fromhex(o["orf_output"]))
+        assert attachments.open_reference(keys, bytes.fromhex(o["reference"])).hex() == \
+            i["pointer"]
+        assert attachments.matches(keys, bytes.fromhex(o["mac"]), i["thread_id"],
+                                   i["message_id"])

@@ -356,3 +356,53 @@ def test_bundle_decoder_with_our_id(tail: bytes) -> None:
             b"\x01" + _SECRETS.vdevice_id + tail))
     except LabyrinthError:
         pass
+
+
+def test_join_message_hands_the_root_and_orf_state_to_the_newcomer_only() -> None:
+    opener, newcomer, other = Device.new(), Device.new(), Device.new()
+    previous = epochs.Epoch(2, 7, epochs.first_epoch_root())
+    nxt = epochs.next_epoch(previous, bytes(range(32)))
+    state = orf.client_init()
+    message = virtual_devices.seal_join(nxt, newcomer.keys.storage_pub, epochs.SenderKeys(
+        opener.auth_pub, opener.auth_priv), state)
+    opened, got = virtual_devices.open_join(
+        message, sequence_id=3, epoch_id=8, keys=newcomer.keys,
+        sender_device_key_pub=opener.keys.device_pub, sender_auth_pub=opener.auth_pub,
+        sender_auth_sig=opener.auth_sig())
+    assert opened == nxt.with_id(8) and got == state
+    without = virtual_devices.seal_join(nxt, newcomer.keys.storage_pub, epochs.SenderKeys(
+        opener.auth_pub, opener.auth_priv))
+    assert virtual_devices.open_join(
+        without, sequence_id=3, epoch_id=8, keys=newcomer.keys,
+        sender_device_key_pub=opener.keys.device_pub, sender_auth_pub=opener.auth_pub,
+        sender_auth_sig=opener.auth_sig())[1] is None
+    with pytest.raises(LabyrinthError):  # another device's keys
+        virtual_devices.open_join(message, sequence_id=3, epoch_id=8, keys=other.keys,
+                                  sender_device_key_pub=opener.keys.device_pub,
+                                  sender_auth_pub=opener.auth_pub,
+                                  sender_auth_sig=opener.auth_sig())
+    with pytest.raises(LabyrinthError):  # bound to its epoch's sequence id
+        virtual_devices.open_join(message, sequence_id=4, epoch_id=8, keys=newcomer.keys,
+                                  sender_device_key_pub=opener.keys.device_pub,
+                                  sender_auth_pub=opener.auth_pub,
+                                  sender_auth_sig=opener.auth_sig())
+    with pytest.raises(DecryptionFailed):  # the opener's auth key must be signed by it
+        virtual_devices.open_join(message, sequence_id=3, epoch_id=8, keys=newcomer.keys,
+                                  sender_device_key_pub=other.keys.device_pub,
+                                  sender_auth_pub=opener.auth_pub,
+                                  sender_auth_sig=opener.auth_sig())
+
+
+_JOINER = Device.new()
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200))
+def test_join_decoder_raises_only_typed_errors(data: bytes) -> None:
+    try:
+        virtual_devices.open_join(data, sequence_id=1, epoch_id=1, keys=_JOINER.keys,
+                                  sender_device_key_pub=_JOINER.keys.device_pub,
+                                  sender_auth_pub=_JOINER.auth_pub,
+                                  sender_auth_sig=_JOINER.auth_sig())
+    except LabyrinthError:
+        pass

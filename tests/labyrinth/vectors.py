@@ -13,6 +13,7 @@ from typing import Any
 import rbcl
 
 from e2ee_core.labyrinth import (
+    attachments,
     epoch_chain,
     epochs,
     hpke,
@@ -180,6 +181,19 @@ def compute_virtual_devices(case: Case) -> Case:
     }
 
 
+def compute_attachments(case: Case) -> Case:
+    client = orf.Scalar(_b(case["client_state"]))
+    server = orf.Scalar(_b(case["server_state"]))
+    blinded = attachments.blind(client, _b(case["attachment_id"]))
+    output = orf.server_map(server, _b(case["server_domain"]), blinded)
+    keys = attachments.reference_keys(output)
+    reference, mac = attachments.seal(keys, _b(case["pointer"]), thread_id=case["thread_id"],
+                                      message_id=case["message_id"], nonce=_b(case["nonce"]))
+    return {"blinded": blinded.hex(), "orf_output": output.hex(), "index": keys.index.hex(),
+            "reference_key": keys.reference_key.hex(), "mac_key": keys.mac_key.hex(),
+            "reference": reference.hex(), "mac": mac.hex()}
+
+
 COMPUTE = {
     "aes_gcm_extended": compute_aes_gcm_extended,
     "padding": compute_padding,
@@ -190,4 +204,5 @@ COMPUTE = {
     "mailbox": compute_mailbox,
     "epoch_chain": compute_epoch_chain,
     "virtual_devices": compute_virtual_devices,
+    "attachments": compute_attachments,
 }
