@@ -408,7 +408,8 @@ class Messenger:
         self.verification.accept_changes(username)
 
     def notices(self, after_id: int = 0) -> list[Notice]:
-        """Device-change notices (added, removed, identity changed), oldest first."""
+        """Device-change notices (added, removed, identity changed) and key-transparency
+        notices (``kt_*``), oldest first."""
         return self.verification.notices(after_id)
 
     def block(self, username: str) -> None:
