@@ -130,6 +130,8 @@ _EPOCH_COLUMNS = ("e.epoch_id, e.sequence_id, e.previous_epoch_id, e.enc_previou
                   "e.opener_storage_key_pub, e.opener_storage_key_sig, e.opener_auth_key_pub, "
                   "e.opener_auth_key_sig, e.created_at_ms")
 _RECORD_COLUMNS = "inbox_id, thread_id, message_id, ts, epoch_id, version, blob"
+# Bound parameters per statement (SQLite's default limit is 32766).
+_CHUNK = 500
 
 
 def _opt(value: Any) -> bytes | None:
@@ -425,23 +427,29 @@ class LabyrinthStore:
         with self._tx() as tx:
             _, _, _, count, total, _ = self._account(tx, username)
             count, total = int(count), int(total)
-            epochs: set[int] = set()
             for epoch_id in {r.epoch_id for r in records}:
                 if tx.fetchone("SELECT 1 FROM labyrinth_epochs WHERE username = ? AND "
                                "epoch_id = ?", (username, epoch_id)) is None:
                     raise NotFound("a record names an unknown epoch")
-                epochs.add(epoch_id)
             latest: dict[tuple[str, str, str], StoredRecord] = {}
             for r in records:  # the last of duplicates wins, as a sequence of upserts would
                 latest[(r.inbox_id, r.thread_id, r.message_id)] = r
-            for (inbox, thread, message), r in latest.items():
-                old = tx.fetchone("SELECT length(blob) FROM labyrinth_messages WHERE "
-                                  "username = ? AND inbox_id = ? AND thread_id = ? AND "
-                                  "message_id = ?", (username, inbox, thread, message))
+            # Sizes of the rows being replaced, one statement per chunk of message ids.
+            existing: dict[tuple[str, str, str], int] = {}
+            ids = sorted({key[2] for key in latest})
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start:start + _CHUNK]
+                rows = tx.fetchall(
+                    "SELECT inbox_id, thread_id, message_id, length(blob) FROM "
+                    f"labyrinth_messages WHERE username = ? AND message_id IN "
+                    f"({','.join('?' * len(chunk))})", (username, *chunk))
+                existing.update({(str(r[0]), str(r[1]), str(r[2])): int(r[3]) for r in rows})
+            for key, r in latest.items():
+                old = existing.get(key)
                 if old is None:
                     count += 1
                 else:
-                    total -= int(old[0])
+                    total -= old
                 total += len(r.blob)
             if count > self.max_messages or total > self.max_message_bytes:
                 raise QuotaExceeded()
