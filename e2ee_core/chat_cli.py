@@ -420,7 +420,7 @@ def _recovery_code(args: argparse.Namespace, messenger: Messenger) -> None:
     else:
         epochs = messenger.restore_history(args.code)
         loaded = messenger.load_all_history()
-        print(f"history restored: {epochs} epochs, {len(loaded)} messages")
+        print(f"history restored: {len(loaded)} messages, {epochs} epoch(s) of keys")
 
 
 def _group(args: argparse.Namespace, messenger: Messenger) -> int:
