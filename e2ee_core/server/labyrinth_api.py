@@ -266,6 +266,8 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
     def create_vdevice(vdevice_id: str) -> Response:
         who = actor()
         vid = decode_vdevice_id(vdevice_id)
+        if store.member_keys(who.username, device_member(who.device_id)) is None:
+            raise Forbidden("only a device enrolled in the mailbox registers virtual devices")
         store.create_vdevice(who.username, vid, decode_bundle(_read_json()), who.device_id,
                              now_ms=lab.now_ms())
         log.info("event=labyrinth_vdevice_created")

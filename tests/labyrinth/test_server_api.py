@@ -277,6 +277,15 @@ def test_virtual_device_lifecycle(server: Server) -> None:
         b.delete_vdevice(vid)
 
 
+def test_only_an_enrolled_device_registers_a_virtual_device(server: Server) -> None:
+    (a,) = server.account(1)
+    newcomer = ServerClient(BASE, session=server.session)
+    newcomer.add_device(a.server.address.username, PASSWORD, device_keys(0, 0))
+    with pytest.raises(Forbidden):  # no Labyrinth keys published yet
+        LabyrinthClient(newcomer).create_vdevice(os.urandom(16), b"bundle")
+    assert a.vdevice_ids() == []
+
+
 def test_virtual_device_quota(server: Server) -> None:
     (a,) = server.account(1)
     labyrinth_of(server.app).store.max_vdevices = 2
