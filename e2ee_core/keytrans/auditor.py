@@ -114,6 +114,33 @@ def _hex32(value: Any) -> bytes:
     return bytes.fromhex(value)
 
 
+def _json_object(body: bytes) -> dict[str, Any]:
+    if len(body) > consts.MAX_HEAD_RESPONSE_BYTES:
+        raise LogUnavailable("the log's answer is too large")
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        raise LogUnavailable("the log's answer is not JSON") from None
+    if not isinstance(obj, dict):
+        raise LogUnavailable("the log's answer is not a JSON object")
+    return obj
+
+
+def decode_head(body: bytes) -> LogHead:
+    """``GET /v1/kt/head``'s JSON (untrusted: only LogUnavailable on bad input)."""
+    obj = _json_object(body)
+    return LogHead(_u64(obj.get("epoch")), _hex32(obj.get("root_hash")),
+                   _hex32(obj.get("vrf_public_key")))
+
+
+def decode_epoch_root(body: bytes, epoch: int) -> bytes:
+    """The root hash in ``GET /v1/kt/epochs/<epoch>``'s JSON, which must name that epoch."""
+    obj = _json_object(body)
+    if _u64(obj.get("epoch")) != epoch:
+        raise LogUnavailable("the log answered for another epoch")
+    return _hex32(obj.get("root_hash"))
+
+
 def _read_limited(resp: requests.Response, limit: int, who: str) -> bytes:
     """The body, refused unread past ``limit`` bytes."""
     body = bytearray()
@@ -144,25 +171,12 @@ class HttpLogSource:
         except requests.RequestException:
             raise LogUnavailable("the log is unreachable") from None
 
-    def _json(self, path: str) -> dict[str, Any]:
-        try:
-            obj = json.loads(self._get(path, None, consts.MAX_HEAD_RESPONSE_BYTES))
-        except (ValueError, RecursionError):
-            raise LogUnavailable("the log's answer is not JSON") from None
-        if not isinstance(obj, dict):
-            raise LogUnavailable("the log's answer is not a JSON object")
-        return obj
-
     def head(self) -> LogHead:
-        obj = self._json("/v1/kt/head")
-        return LogHead(_u64(obj.get("epoch")), _hex32(obj.get("root_hash")),
-                       _hex32(obj.get("vrf_public_key")))
+        return decode_head(self._get("/v1/kt/head", None, consts.MAX_HEAD_RESPONSE_BYTES))
 
     def epoch_root(self, epoch: int) -> bytes:
-        obj = self._json(f"/v1/kt/epochs/{int(epoch)}")
-        if _u64(obj.get("epoch")) != epoch:
-            raise LogUnavailable("the log answered for another epoch")
-        return _hex32(obj.get("root_hash"))
+        return decode_epoch_root(
+            self._get(f"/v1/kt/epochs/{int(epoch)}", None, consts.MAX_HEAD_RESPONSE_BYTES), epoch)
 
     def append_only(self, start: int, end: int) -> bytes:
         return self._get("/v1/kt/append-only", {"start": int(start), "end": int(end)},

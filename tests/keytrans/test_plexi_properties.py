@@ -1,6 +1,7 @@
 """Auditor signature messages and responses are untrusted input: the decoders raise only
 AuditorSignatureError on arbitrary or mutated input, and what decodes re-encodes to the same
-bytes; encode/decode round-trips for every valid message."""
+bytes; encode/decode round-trips for every valid message. The same for the log's answers the
+auditor decodes (epoch heads and epoch roots: only LogUnavailable)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from e2ee_core.keytrans import consts, plexi
-from e2ee_core.keytrans.errors import AuditorSignatureError
+from e2ee_core.keytrans import auditor, consts, plexi
+from e2ee_core.keytrans.errors import AuditorSignatureError, LogUnavailable
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -98,3 +99,45 @@ def test_arbitrary_response_bytes(data: bytes) -> None:
         plexi.SignatureResponse.from_json(data)
     except AuditorSignatureError:
         pass
+
+
+# -- the log's answers the auditor decodes (e2ee_core.keytrans.auditor) -----------------------
+
+HEADS = st.fixed_dictionaries({
+    "epoch": st.integers(0, consts.MAX_U64), "root_hash": st.binary(min_size=32, max_size=32),
+    "vrf_public_key": st.binary(min_size=32, max_size=32)})
+
+
+@SETTINGS
+@given(HEADS)
+def test_heads_round_trip(head: dict[str, object]) -> None:
+    body = json.dumps({k: v.hex() if isinstance(v, bytes) else v for k, v in head.items()})
+    decoded = auditor.decode_head(body.encode())
+    assert (decoded.epoch, decoded.root_hash, decoded.vrf_public_key) == (
+        head["epoch"], head["root_hash"], head["vrf_public_key"])
+    epoch_body = json.dumps({"epoch": head["epoch"], "root_hash": decoded.root_hash.hex()})
+    assert auditor.decode_epoch_root(epoch_body.encode(), decoded.epoch) == decoded.root_hash
+
+
+@SETTINGS
+@given(st.sampled_from(["epoch", "root_hash", "vrf_public_key"]), JSON_VALUES)
+def test_heads_with_a_replaced_field(name: str, value: object) -> None:
+    body = {"epoch": 3, "root_hash": "ab" * 32, "vrf_public_key": "cd" * 32, name: value}
+    try:
+        auditor.decode_head(json.dumps(body).encode())
+    except LogUnavailable:
+        pass
+    try:
+        auditor.decode_epoch_root(json.dumps(body).encode(), 3)
+    except LogUnavailable:
+        pass
+
+
+@SETTINGS
+@given(st.binary(max_size=600) | st.text(max_size=300).map(str.encode))
+def test_arbitrary_head_bytes(data: bytes) -> None:
+    for decode in (auditor.decode_head, lambda b: auditor.decode_epoch_root(b, 1)):
+        try:
+            decode(data)
+        except LogUnavailable:
+            pass
