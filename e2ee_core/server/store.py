@@ -132,6 +132,31 @@ _ENVELOPE_COLUMNS = "id, kind, source, source_device, server_timestamp_ms, expir
 # Bound the number of bound parameters per statement (SQLite's default limit is 32766).
 _CHUNK = 500
 
+# PostgreSQL: statements that do in one round trip what SQLite does in several (the profile of
+# the PostgreSQL push path: the server threads waited on psycopg round trips).
+_PG_LOCK_WITH_QUEUES = (
+    "SELECT a.username, d.device_id, COALESCE((SELECT SUM(LENGTH(e.content)) FROM envelopes e "
+    "WHERE e.username = d.username AND e.device_id = d.device_id), 0) "
+    "FROM accounts a LEFT JOIN devices d ON d.username = a.username "
+    "WHERE a.username = ANY(?::text[]) ORDER BY a.username FOR SHARE OF a")
+_PG_SUBMIT = (
+    "WITH queued AS (INSERT INTO envelopes (username, device_id, kind, source, source_device, "
+    "content, server_timestamp_ms, expires_at_ms) SELECT m.u, m.d, 'message', ?, ?, m.c, ?, ? "
+    "FROM unnest(?::text[], ?::bigint[], ?::bytea[]) WITH ORDINALITY AS m(u, d, c, n) "
+    "ORDER BY m.n RETURNING 1), "
+    "contacts_added AS (INSERT INTO contacts (username, contact) "
+    "SELECT ?, unnest(?::text[]) ON CONFLICT (username, contact) DO NOTHING) "
+    "SELECT pg_notify(?, ?), (SELECT count(*) FROM queued)")
+_PG_ACKNOWLEDGE = (
+    "WITH acked AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::boolean[]) "
+    "AS a(u, d, i, accepted)), "
+    "gone AS (DELETE FROM envelopes e USING acked a WHERE e.username = a.u AND "
+    "e.device_id = a.d AND e.id = a.i RETURNING e.username, e.source, e.kind, a.accepted), "
+    "contacts_added AS (INSERT INTO contacts (username, contact) SELECT DISTINCT username, "
+    "source FROM gone WHERE accepted AND kind = 'message' AND source <> username "
+    "ON CONFLICT (username, contact) DO NOTHING) "
+    "SELECT count(*) FROM gone")
+
 
 @dataclass(frozen=True)
 class EventLimit:
@@ -567,19 +592,9 @@ class SqlStore:
                     tx, limit.key, now_ms, limit.window_ms, 1) > limit.limit:
                 raise limit.refusal()
             try:
-                existing = self._lock_accounts(tx, accounts, exclusive=False)
+                existing, queued = self._lock_with_queues(tx, accounts)
                 if any(r not in existing for r in recipients):
                     raise NotFound()
-                # Every device of the accounts with the bytes queued for it, in one statement
-                # (the queue's index serves each sum).
-                queued: dict[tuple[str, int], int] = {}
-                for start in range(0, len(accounts), _CHUNK):
-                    chunk = accounts[start:start + _CHUNK]
-                    queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
-                        "SELECT d.username, d.device_id, COALESCE((SELECT SUM(LENGTH(e.content)) "
-                        "FROM envelopes e WHERE e.username = d.username AND e.device_id = "
-                        "d.device_id), 0) FROM devices d WHERE d.username IN "
-                        f"({','.join('?' * len(chunk))})", tuple(chunk))})
                 expected = set(queued)
                 expected.discard((sender, sender_device))
                 got = {(m.username, m.device_id) for m in messages}
@@ -591,29 +606,61 @@ class SqlStore:
                                 max_queued_bytes:
                             raise QueueFull(retry_after=60)
                 if messages:
-                    tx.executemany(
-                        ("INSERT INTO envelopes (username, device_id, kind, source, "
-                               "source_device, content, server_timestamp_ms, expires_at_ms) "
-                               "VALUES (?, ?, 'message', ?, ?, ?, ?, ?)"),
-                        [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
-                          expires_at_ms) for m in messages])
-                if self._pg and messages:
-                    # Other server processes wake their push connections when this commits.
-                    tx.execute("SELECT pg_notify(?, ?)", (wakeups.CHANNEL, wakeups.payload(
-                        (m.username, m.device_id) for m in messages)))
-                others = [r for r in accounts if r != sender]
-                if others:
-                    # The sender chose to talk to the recipients: they hear of the sender's
-                    # device changes from now on. Not the other way round: a stranger's
-                    # envelope must not make it hear of the recipient's devices (acknowledge).
-                    tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
-                                   "ON CONFLICT (username, contact) DO NOTHING",
-                                   [(sender, r) for r in others])
+                    self._write_envelopes(tx, sender, sender_device,
+                                          [r for r in accounts if r != sender], messages,
+                                          now_ms=now_ms, expires_at_ms=expires_at_ms)
             except (NotFound, MismatchedDevices, QueueFull) as exc:
                 refused = exc  # committed without the envelopes: a refused send counts too
         if refused is not None:
             raise refused
         return len(messages)
+
+    def _lock_with_queues(self, tx: Transaction, accounts: list[str]
+                          ) -> tuple[set[str], dict[tuple[str, int], int]]:
+        """Lock the accounts (shared); return those that exist and every device of them with
+        the bytes queued for it (the queue's index serves each sum)."""
+        queued: dict[tuple[str, int], int] = {}
+        if self._pg:  # one round trip for both
+            existing: set[str] = set()
+            for r in tx.fetchall(_PG_LOCK_WITH_QUEUES, (accounts,)):
+                existing.add(str(r[0]))
+                if r[1] is not None:
+                    queued[(str(r[0]), int(r[1]))] = int(r[2])
+            return existing, queued
+        existing = self._lock_accounts(tx, accounts, exclusive=False)
+        for start in range(0, len(accounts), _CHUNK):
+            chunk = accounts[start:start + _CHUNK]
+            queued.update({(str(r[0]), int(r[1])): int(r[2]) for r in tx.fetchall(
+                "SELECT d.username, d.device_id, COALESCE((SELECT SUM(LENGTH(e.content)) "
+                "FROM envelopes e WHERE e.username = d.username AND e.device_id = "
+                "d.device_id), 0) FROM devices d WHERE d.username IN "
+                f"({','.join('?' * len(chunk))})", tuple(chunk))})
+        return existing, queued
+
+    def _write_envelopes(self, tx: Transaction, sender: str, sender_device: int,
+                         others: list[str], messages: Sequence[OutgoingEnvelope], *,
+                         now_ms: int, expires_at_ms: int) -> None:
+        """Queue the envelopes; the recipients become the sender's contacts (they hear of
+        the sender's device changes from now on; not the other way round: a stranger's
+        envelope must not make it hear of the recipient's devices, see acknowledge)."""
+        if self._pg:
+            # Envelopes, contacts and the wake-up of other server processes' push
+            # connections (delivered at commit) in one statement: one round trip.
+            tx.fetchone(_PG_SUBMIT, (
+                sender, sender_device, now_ms, expires_at_ms,
+                [m.username for m in messages], [m.device_id for m in messages],
+                [m.content for m in messages], sender, others, wakeups.CHANNEL,
+                wakeups.payload((m.username, m.device_id) for m in messages)))
+            return
+        tx.executemany(
+            "INSERT INTO envelopes (username, device_id, kind, source, source_device, content, "
+            "server_timestamp_ms, expires_at_ms) VALUES (?, ?, 'message', ?, ?, ?, ?, ?)",
+            [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
+              expires_at_ms) for m in messages])
+        if others:
+            tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
+                           "ON CONFLICT (username, contact) DO NOTHING",
+                           [(sender, r) for r in others])
 
     def fetch(self, username: str, device_id: int, now_ms: int,
               limit: int, after_id: int = 0) -> list[Envelope]:
@@ -633,10 +680,32 @@ class SqlStore:
     def acknowledge_many(self, acks: Sequence[Acknowledgement]) -> int:
         deleted = 0
         with self._tx() as tx:
+            if self._pg:
+                return self._acknowledge_all_pg(tx, acks)
             for ack in acks:
                 deleted += self._acknowledge_in(tx, ack.username, ack.device_id, ack.ids,
                                                 ack.refused)
         return deleted
+
+    @staticmethod
+    def _acknowledge_all_pg(tx: Transaction, acks: Sequence[Acknowledgement]) -> int:
+        """Every acknowledgement of the batch in one statement (one round trip, not three per
+        connection: the profile of the PostgreSQL push path showed the server waiting on them)."""
+        users: list[str] = []
+        devices: list[int] = []
+        ids: list[int] = []
+        accepted: list[bool] = []
+        for ack in acks:
+            refused = set(ack.refused)
+            for envelope_id in sorted(set(ack.ids)):
+                users.append(ack.username)
+                devices.append(ack.device_id)
+                ids.append(envelope_id)
+                accepted.append(envelope_id not in refused)
+        if not ids:
+            return 0
+        row = tx.fetchone(_PG_ACKNOWLEDGE, (users, devices, ids, accepted))
+        return int(row[0])
 
     @staticmethod
     def _acknowledge_in(tx: Transaction, username: str, device_id: int,

@@ -14,12 +14,13 @@ from e2ee_core.server.errors import (
     AccountExists,
     MismatchedDevices,
     NotFound,
+    QueueFull,
     TooManyDevices,
     TooManyPreKeys,
 )
 from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.store import SqlStore, Store
-from e2ee_core.server.wire import OutgoingEnvelope, PreKey, PreKeyUpload
+from e2ee_core.server.wire import Acknowledgement, OutgoingEnvelope, PreKey, PreKeyUpload
 from service_kit.database import Database
 from tests.server.support import device_keys, unique_name
 
@@ -224,3 +225,71 @@ def test_expired_envelopes_are_hidden_then_purged(
                                  (b"short",))[0] == 0
         assert store.db.fetchone("SELECT COUNT(*) FROM attachments WHERE id = ?",
                                  (attachment,))[0] == 0
+
+
+def _kinds(store: Store, name: str, device: int = 1) -> list[str]:
+    got = store.fetch(name, device, T0, 100)
+    store.acknowledge(name, device, [e.id for e in got])
+    return [e.kind for e in got]
+
+
+def test_batched_acknowledgements_and_contacts_on_every_store(
+        new_store: Callable[..., Store]) -> None:
+    """Several devices' acknowledgements in one call (the push channel's batcher; one statement
+    on PostgreSQL): duplicates, unknown and other devices' ids delete nothing, an accepted
+    message makes its sender a contact, a refused one does not, and a send makes the
+    recipients the sender's contacts."""
+    store = new_store()
+    alice, bob, carol, mallory = (_account(store, devices=2) for _ in range(4))
+    for sender in (bob, mallory):
+        store.submit(sender, 1, alice, [OutgoingEnvelope(alice, 1, b"m"),
+                                        OutgoingEnvelope(alice, 2, b"m"),
+                                        OutgoingEnvelope(sender, 2, b"sync")],
+                     now_ms=T0, expires_at_ms=LATER)
+    store.submit(carol, 1, bob, [OutgoingEnvelope(bob, 1, b"c"), OutgoingEnvelope(bob, 2, b"c"),
+                                 OutgoingEnvelope(carol, 2, b"sync")],
+                 now_ms=T0, expires_at_ms=LATER)
+    a1 = store.fetch(alice, 1, T0, 100)
+    a2 = store.fetch(alice, 2, T0, 100)
+    b1 = store.fetch(bob, 1, T0, 100)
+    by_source = {e.source: e.id for e in a1}
+    deleted = store.acknowledge_many([
+        Acknowledgement(alice, 1, (*[e.id for e in a1], a1[0].id, 10**12),
+                        refused=(by_source[mallory],)),
+        Acknowledgement(alice, 2, (a2[0].id, b1[0].id)),  # bob's id is not alice's to delete
+        Acknowledgement(bob, 1, (b1[0].id,)),
+        Acknowledgement(carol, 1, ()),
+    ])
+    assert deleted == len(a1) + 1 + 1
+    assert [e.id for e in store.fetch(alice, 2, T0, 100)] == [e.id for e in a2[1:]]
+    assert store.fetch(bob, 1, T0, 100) == []
+    assert store.fetch(alice, 1, T0, 100) == []
+    for name in (bob, mallory, carol):
+        for dev in (1, 2):
+            store.acknowledge(name, dev, [e.id for e in store.fetch(name, dev, T0, 100)])
+    store.add_device(alice, device_keys(), b"c" * 32, now_ms=T0, expires_at_ms=LATER)
+    assert _kinds(store, bob) == ["device_added"]  # alice accepted bob's message
+    assert _kinds(store, mallory) == []  # refused: mallory is no contact of alice
+    store.add_device(bob, device_keys(), b"c" * 32, now_ms=T0, expires_at_ms=LATER)
+    assert _kinds(store, carol) == ["device_added"]  # carol sent to bob
+    assert store.acknowledge_many([]) == 0
+
+
+def test_queue_quota_and_an_unknown_recipient_on_every_store(
+        new_store: Callable[..., Store]) -> None:
+    store = new_store()
+    alice, bob = _account(store), _account(store)
+    store.submit(bob, 1, alice, [OutgoingEnvelope(alice, 1, b"x" * 600)], now_ms=T0,
+                 expires_at_ms=LATER, max_queued_bytes=1000)
+    with pytest.raises(QueueFull):
+        store.submit(bob, 1, alice, [OutgoingEnvelope(alice, 1, b"y" * 600)], now_ms=T0,
+                     expires_at_ms=LATER, max_queued_bytes=1000)
+    with pytest.raises(NotFound):
+        store.submit(bob, 1, "nobody-" + alice, [OutgoingEnvelope(alice, 1, b"z")], now_ms=T0,
+                     expires_at_ms=LATER)
+    got = store.fetch(alice, 1, T0, 100)
+    assert [e.content for e in got] == [b"x" * 600]
+    store.acknowledge(alice, 1, [e.id for e in got])
+    store.submit(bob, 1, alice, [OutgoingEnvelope(alice, 1, b"y" * 600)], now_ms=T0,
+                 expires_at_ms=LATER, max_queued_bytes=1000)
+    assert [e.content for e in store.fetch(alice, 1, T0, 100)] == [b"y" * 600]
