@@ -43,13 +43,14 @@ from e2ee_core.client.devices import DeviceSets
 from e2ee_core.client.errors import ClientError
 from e2ee_core.client.models import Message
 from e2ee_core.content import Content, ContentError
-from e2ee_core.labyrinth import epoch_chain, epochs, hpke, mailbox, orf, primitives
+from e2ee_core.labyrinth import epoch_chain, epochs, hpke, mailbox, orf, padding, primitives
 from e2ee_core.labyrinth import virtual_devices as vd
 from e2ee_core.labyrinth.consts import (
+    CIPHER_VERSION,
     SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
     SIGNATURE_USE_EPOCH_STORAGE_KEY,
 )
-from e2ee_core.labyrinth.errors import LabyrinthError
+from e2ee_core.labyrinth.errors import LabyrinthError, UnsupportedCipherVersion
 from e2ee_core.labyrinth.recovery_codes import RecoveryCode, correct
 from e2ee_core.server.errors import NotFound, ServerError
 from e2ee_core.server.labyrinth_client import LabyrinthClient
@@ -552,15 +553,21 @@ class History:
     def _open_all(self, records: Sequence[StoredRecord]
                   ) -> list[tuple[str, HistoryPayload]]:
         by_id = {k.epoch.epoch_id: k.epoch for k in self._known()}
+        thread_keys: dict[tuple[int, str], tuple[bytes, bytes]] = {}  # derived once each
         out: list[tuple[str, HistoryPayload]] = []
         for record in records:
             epoch = by_id.get(record.epoch_id)
             if epoch is None:
                 raise HistoryUnavailable("a record of an epoch this device cannot reach")
             try:
-                plaintext = mailbox.open_record(epoch, mailbox.MailboxRecord(
-                    record.inbox_id, record.thread_id, record.message_id, record.timestamp,
-                    record.epoch_id, record.version, record.blob))
+                if record.version != CIPHER_VERSION:
+                    raise UnsupportedCipherVersion("only message cipher version 3")
+                key_aad = thread_keys.get((record.epoch_id, record.thread_id))
+                if key_aad is None:  # what mailbox.open_record derives for every record
+                    key_aad = (mailbox.message_key(epoch, record.thread_id),
+                               mailbox.message_aad(record.thread_id))
+                    thread_keys[(record.epoch_id, record.thread_id)] = key_aad
+                plaintext = padding.unpad(primitives.decrypt(*key_aad, record.blob))
             except LabyrinthError as exc:
                 raise HistoryUnavailable(f"a record does not open: {type(exc).__name__}"
                                          ) from None
