@@ -16,9 +16,10 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   new device then reaches every earlier epoch by backward chaining.
 * **Saving.** Every visible message sent or received (not disappearing ones) is queued in the
   local store in the caller's flow and saved in one request per send or receive batch, sealed
-  under the newest epoch (checked with the server first, so nothing is saved under an epoch a
-  removed device still knows). A failed save keeps the queue, retried on the next flush; it
-  never blocks or loses a message.
+  under the newest epoch (checked with the server at least every minute and whenever this
+  account's device set changed, so nothing is saved under an epoch a removed device knows once
+  this device has learned of the removal). A failed save keeps the queue, retried on the next
+  flush; it never blocks or loses a message.
 * **Loading.** :meth:`History.load_older` fetches a page of a conversation, older than what
   was loaded, decrypts all of it and only then stores it in one transaction: a failed load
   (a forged record, an unknown epoch, the server unreachable) changes nothing locally.
@@ -72,6 +73,10 @@ INBOX = "messages"  # the one inbox id this client uses
 PAYLOAD_VERSION = 1
 MAX_SAVE_BATCH = 500  # records per flush (the client splits them into server-sized requests)
 MAX_SENDER_LEN = 255
+# How long a save may rely on the newest epoch this device knows without asking the server,
+# while its account's device set is unchanged: bounds how late a removal made by another
+# device (and not yet announced to this one) is taken into account.
+EPOCH_CHECK_INTERVAL_MS = 60_000
 
 
 class HistoryError(ClientError):
@@ -491,7 +496,7 @@ class History:
             queued = store.history_queued(MAX_SAVE_BATCH)
             if not queued:
                 return 0
-            current = self._catch_up().epoch
+            current = self._epoch_for_saving()
             while queued:
                 records = [StoredRecord(*self._seal(current, thread, message_id, timestamp,
                                                     payload))
@@ -504,6 +509,23 @@ class History:
             log.info("client.history.save_deferred reason=%s queued=%d", type(exc).__name__,
                      store.history_queue_length())
         return saved
+
+    def _epoch_for_saving(self) -> epochs.Epoch:
+        """The newest epoch, checked with the server unless it was checked less than
+        EPOCH_CHECK_INTERVAL_MS ago and this account's device set is unchanged since: a device
+        removed by another device is then noticed at the latest when this device learns of the
+        removal (the whitepaper's condition for post-revocation secrecy) or a minute later."""
+        store = self.ctx.store
+        own = ",".join(sorted(map(str, store.known_devices(self.ctx.username)))).encode()
+        now = self.ctx.clock()
+        last = store.labyrinth_get("epoch_checked")
+        if last is not None and self._known():
+            at, _, devices = last.partition(b" ")
+            if devices == own and 0 <= now - int(at) < EPOCH_CHECK_INTERVAL_MS:
+                return self._known()[-1].epoch
+        epoch = self._catch_up().epoch
+        store.labyrinth_set("epoch_checked", str(now).encode() + b" " + own)
+        return epoch
 
     @staticmethod
     def _seal(epoch: epochs.Epoch, thread: str, message_id: str, timestamp: int,

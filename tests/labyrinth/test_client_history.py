@@ -288,3 +288,25 @@ def test_payload_round_trip_and_strictness() -> None:
             pass
 
     decode_any()
+
+
+def test_a_removal_by_another_device_is_honoured_once_known(server: Server) -> None:
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    laptop, tablet = server.link(a), server.link(a)
+    laptop.enable_history()
+    tablet.enable_history()
+    alice.receive()  # admits both
+    laptop.maintain_history()
+    alice.send_text(b, "before")  # alice has checked the epoch: the check is now cached
+    laptop.remove_device(tablet.device_id)  # the laptop opens an epoch without the tablet
+    newest = LabyrinthClient(laptop.server).epoch()
+    alice.receive()  # the removal notice: alice's device set changed
+    alice.send_text(b, "after the tablet's removal")
+    lab = LabyrinthClient(alice.server)
+    [record] = [r for r in lab.iter_records(LoadQuery(thread_id=b))
+                if r.message_id == sent_id(alice, b, "after the tablet's removal")]
+    assert record.epoch_id == newest.epoch_id
+    assert f"d{tablet.device_id}" not in {m.member for m in lab.members()}
+    del bob
