@@ -181,6 +181,8 @@ _KT_NOTICES = {
     "kt_forked_view": "key transparency: the server showed two different directories "
                       "(refused)",
     "kt_directory_key_changed": "key transparency: the directory's key changed (refused)",
+    "kt_stale": "key transparency: the server's directory has not moved for an hour (a stale "
+                "view, or the server stopped publishing)",
 }
 
 

@@ -42,3 +42,6 @@ PUSH_POLL_STOP_SECONDS = 0.5
 # checks this account's device-list history in the directory.
 KT_REMEMBERED_EPOCHS = 64
 KT_MONITOR_INTERVAL_MS = 15 * 60 * 1000
+# The server publishes an epoch at least every kt_epoch_seconds (60 s by default) even when
+# nothing changed: a head that has not moved for this long is a stale (or frozen) view.
+KT_STALE_AFTER_MS = 60 * 60 * 1000

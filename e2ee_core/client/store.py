@@ -101,7 +101,8 @@ class Notice:
     ``kind``: ``device_added``, ``device_removed`` or ``identity_changed`` (a device id now
     shows another identity key: the server or the contact's device is not what it was), or a
     key-transparency notice (``kt_unknown_device``, ``kt_key_changed``, ``kt_key_mismatch``,
-    ``kt_proof_failed``, ``kt_rollback``, ``kt_forked_view``, ``kt_directory_key_changed``:
+    ``kt_proof_failed``, ``kt_rollback``, ``kt_forked_view``, ``kt_directory_key_changed``,
+    ``kt_stale``:
     :mod:`e2ee_core.client.transparency`; device id 0 when it is about the directory).
     """
 

@@ -22,7 +22,9 @@ unless the directory proves it.
   known device id published with another key (this device's own included) ``kt_key_changed``.
   The server cannot show others a device of this account without publishing it, and what it
   publishes stays in the history. The first check after enrolment sets the baseline (trust on
-  first use of the history), apart from this device's own key.
+  first use of the history), apart from this device's own key. A head that has not moved for
+  :data:`~e2ee_core.client.consts.KT_STALE_AFTER_MS` gets a ``kt_stale`` notice: the server
+  publishes an epoch on a timer even when nothing changes, so a frozen head is a stale view.
 
 Notices use the account concerned and a device id (0 for the directory itself).
 """
@@ -62,6 +64,8 @@ _ROOTS = "kt_roots"  # JSON {epoch: root hex}, the newest KT_REMEMBERED_EPOCHS
 _OWN_VERSION = "kt_own_version"  # the newest version of the own device list checked
 _MONITORED_AT = "kt_monitored_at_ms"
 _MONITORED_NOTICE = "kt_monitored_notice"  # the newest notice id when last monitored
+_PINNED_AT = "kt_pinned_at_ms"  # when the pinned epoch was first seen (this device's clock)
+_STALE_EPOCH = "kt_stale_epoch"  # the pinned epoch a kt_stale notice was given for
 _AUDITOR = "kt_auditor"  # JSON {"url", "namespace", "keys": [hex]}: require its signatures
 
 #: Notices about our own account's devices that make the next receive check the history.
@@ -143,6 +147,7 @@ class Transparency:
             self.store.set_meta(_ROOTS, json.dumps({str(e): roots[e].hex() for e in newest}))
             if pinned is None or epoch > pinned[0]:
                 self.store.set_meta(_PINNED, json.dumps([epoch, root_hash.hex()]))
+                self.store.set_meta(_PINNED_AT, str(self.clock()))
 
     # -- the auditor ---------------------------------------------------------------------------
     def require_auditor(self, url: str, namespace: str, keys: Iterable[bytes]) -> None:
@@ -255,6 +260,7 @@ class Transparency:
                 self._refuse(ForkedView("the server now shows another root for an epoch"),
                              "kt_forked_view", self.username)
         self.accept_epoch(head.epoch, head.root_hash)
+        self._check_fresh(head.epoch)
         record, proof = self._call(self.server.kt_history, self.username)
         try:
             versions = key_history_verify(self.vrf_public_key(), record.root_hash,
@@ -280,6 +286,20 @@ class Transparency:
             notices = self.store.notices(before)
             self.store.set_meta(_MONITORED_NOTICE, str(notices[-1].id if notices else before))
         return [n for n in notices if n.kind.startswith("kt_")]
+
+    def _check_fresh(self, epoch: int) -> None:
+        """A ``kt_stale`` notice (once per epoch) when the head has not moved for
+        KT_STALE_AFTER_MS: the server keeps this device on an old view, or stopped
+        publishing (epochs advance on a timer even when nothing changes)."""
+        since = self.store.get_meta(_PINNED_AT)
+        if since is None or self.clock() - int(since) < consts.KT_STALE_AFTER_MS:
+            return
+        if self.store.get_meta(_STALE_EPOCH) == str(epoch):
+            return
+        with self.store.atomic():
+            self.store.set_meta(_STALE_EPOCH, str(epoch))
+            self.store.add_notice(self.clock(), "kt_stale", self.username, 0)
+        log.warning("client.transparency.stale")
 
     def _last_notice_id(self) -> int:
         marker = int(self.store.get_meta(_MONITORED_NOTICE) or 0)

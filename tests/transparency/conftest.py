@@ -68,7 +68,9 @@ class Server:
 
 
 def make_server(db: str, **settings: Any) -> Server:
-    app = create_app({"db": db, **FAST_ARGON2, **settings})
+    """The app on ``db``. Its epoch timer is slowed to an hour unless ``kt_epoch_seconds`` is
+    given: the tests publish epochs themselves, and no background epoch may slip in between."""
+    app = create_app({"db": db, **FAST_ARGON2, "kt_epoch_seconds": 3600, **settings})
     adapter = MaliciousAdapter(app)
     session = requests.Session()
     session.mount(URL, adapter)

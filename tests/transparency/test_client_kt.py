@@ -6,6 +6,8 @@ database and on its answers (the transport of :mod:`tests.transparency.conftest`
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from e2ee_core.client.devices import session_bundle
 from e2ee_core.client.store import ClientStore
 from e2ee_core.client.transparency import Transparency
 from e2ee_core.device import Device
-from e2ee_core.server.kt_wire import KtLookup
+from e2ee_core.keytrans.proofs import HistoryProof, LookupProof
+from e2ee_core.server.kt_wire import KtLookup, encode_device_list
 from e2ee_core.server.service import hash_credential_secret
 from e2ee_core.server.wire import DeviceKeys, PreKey, PreKeyBundle, SignedPreKey
 from service_kit.database import Database
@@ -123,12 +126,14 @@ def test_a_device_list_without_proof_or_with_a_bad_one_is_refused(server: Server
         alice.devices(bob.username)
 
     def corrupt(request: requests.PreparedRequest, body: Any) -> Any:
-        if "transparency" in body:
+        if "transparency" in body:  # the proof claims another device list (with it, the keys)
             lookup = KtLookup.from_json(body["transparency"])
-            proof = bytearray(lookup.proof)
-            proof[len(proof) // 2] ^= 1
+            proof = LookupProof.from_bytes(lookup.proof)
+            forged = dataclasses.replace(proof, value=encode_device_list(
+                {d["device_id"]: base64.b64decode(d["identity_key"]) for d in body["devices"]}
+                | {7: b"\x05" + bytes(32)}))
             body["transparency"] = KtLookup(lookup.epoch, lookup.root_hash,
-                                            bytes(proof)).to_json()
+                                            forged.to_bytes()).to_json()
         return body
 
     server.adapter.tamper = corrupt
@@ -276,10 +281,13 @@ def test_a_tampered_history_is_refused(server: Server) -> None:
 
     def flip(request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         response = original(request, *args, **kwargs)
-        if request.path_url.startswith("/v1/kt/history/"):
-            content = bytearray(response.content)
-            content[len(content) // 3] ^= 0x10
-            response._content = bytes(content)
+        if request.path_url.startswith("/v1/kt/history/"):  # the newest list without device 2
+            proof = HistoryProof.from_bytes(response.content)
+            newest = proof.update_proofs[0]
+            hidden = dataclasses.replace(newest, value=encode_device_list(
+                {1: alice.device.identity_key}))
+            response._content = dataclasses.replace(
+                proof, update_proofs=(hidden, *proof.update_proofs[1:])).to_bytes()
         return response
 
     server.adapter.send = flip  # type: ignore[method-assign]
@@ -300,3 +308,18 @@ def test_the_first_check_of_an_answer_older_than_the_head_is_no_rollback(
     server.kt.publish_pending(force=True)  # the head moves on before the key is fetched
     assert fresh.check_bundles(bob.username, *answer) == answer[0]
     assert answer[1] is not None and fresh.pinned() == (answer[1].epoch, answer[1].root_hash)
+
+
+def test_a_head_that_stops_moving_is_reported_once(server: Server) -> None:
+    clock = Clock()
+    alice = register(server, clock=clock)
+    assert alice.check_transparency() == []
+    clock.now += 2 * 60 * 60 * 1000  # two hours, and the server published nothing
+    assert [n.kind for n in alice.check_transparency()] == ["kt_stale"]
+    assert alice.check_transparency() == []  # once per epoch
+    server.kt.publish_pending(force=True)  # what the epoch timer does: an empty epoch
+    assert alice.check_transparency() == []
+    clock.now += 30 * 60 * 1000  # the new epoch was first seen half an hour ago: fresh
+    assert alice.check_transparency() == []
+    clock.now += 60 * 60 * 1000
+    assert [n.kind for n in alice.check_transparency()] == ["kt_stale"]
