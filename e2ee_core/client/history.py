@@ -95,6 +95,10 @@ class InvalidHistoryPayload(HistoryError):
     """A decrypted mailbox record is not a well-formed history payload."""
 
 
+def _ids(device_ids: Iterable[int]) -> bytes:
+    return ",".join(sorted(map(str, device_ids))).encode()
+
+
 # -- the plaintext of a mailbox record -----------------------------------------------------------
 @dataclass(frozen=True)
 class HistoryPayload:
@@ -274,8 +278,7 @@ class History:
         heads = self._heads(records)
         forward = self._forward(records, start.sequence_id)
         reached = vd.restore_epochs(start, start_hash, backward=self._backward(
-            records, start.sequence_id), forward=forward, keys=keys, heads=heads,
-            openers=self._account_keys())
+            records, start.sequence_id), forward=forward, keys=keys, heads=heads)
         return [_Known(epoch, head) for epoch, head in zip(reached, heads, strict=True)]
 
     def _join(self) -> bool:
@@ -312,7 +315,13 @@ class History:
             raise HistoryNotEnabled("this device is not a member of the mailbox yet")
         known = known or self._known()
         newest = known[-1]
-        records = self.ctx.call(self.lab.epochs, newest.epoch.sequence_id, member=self.me)
+        records: list[EpochRecord] = []
+        while True:  # every epoch after ours, page by page
+            page = self.ctx.call(self.lab.epochs, records[-1].sequence_id if records
+                                 else newest.epoch.sequence_id, member=self.me)
+            if not page:
+                break
+            records += page
         if not records:
             return newest
         keys, _ = self._keys()
@@ -447,12 +456,25 @@ class History:
             newcomers.append((info.member, keys))
         if newcomers:
             self._rotate(newcomers)
-        self.ctx.store.labyrinth_set("admitted", ",".join(sorted(map(str, own))).encode())
+        members = {member_device_id(info.member) for info in self.ctx.call(self.lab.members)
+                   if info.membership_mac is not None}
+        self.ctx.store.labyrinth_set("admitted", _ids(d for d in own if d in members))
+        self.ctx.store.labyrinth_set("admission_checked",
+                                     str(self.ctx.clock()).encode() + b" " + _ids(own))
         return len(newcomers)
 
     def _needs_admission(self) -> bool:
-        own = ",".join(sorted(map(str, self.ctx.store.known_devices(self.ctx.username))))
-        return self.ctx.store.labyrinth_get("admitted") != own.encode()
+        """Whether some device of the account is not a member yet, checked again when the
+        device set changed or EPOCH_CHECK_INTERVAL_MS after the last check (a device may
+        enable history after it was linked)."""
+        store = self.ctx.store
+        own = store.known_devices(self.ctx.username)
+        admitted = set((store.labyrinth_get("admitted") or b"").decode().split(","))
+        if {str(d) for d in own} <= admitted:
+            return False
+        at, _, checked = (store.labyrinth_get("admission_checked") or b"0 ").partition(b" ")
+        return checked != _ids(own) or not 0 <= self.ctx.clock() - int(at) < \
+            EPOCH_CHECK_INTERVAL_MS
 
     # -- saving --------------------------------------------------------------------------------
     def enqueue(self, messages: Iterable[Message]) -> int:

@@ -310,3 +310,33 @@ def test_a_removal_by_another_device_is_honoured_once_known(server: Server) -> N
     assert record.epoch_id == newest.epoch_id
     assert f"d{tablet.device_id}" not in {m.member for m in lab.members()}
     del bob
+
+
+def test_late_enabled_devices_are_admitted_and_removed_openers_do_not_block_restores(
+        server: Server) -> None:
+    a, b = _names()
+    now = [1_800_000_000_000]
+    alice = Messenger.register(server.url, a, PASSWORD, session=server.session,
+                               clock=lambda: now[0])
+    bob = server.register(b)
+    alice.enable_history()
+    code = alice.create_recovery_code()
+    laptop, tablet = server.link(a), server.link(a)
+    laptop.enable_history()
+    alice.receive()  # the new devices: the laptop is admitted, the tablet has no keys yet
+    tablet.enable_history()
+    alice.send_text(b, "one")
+    assert not tablet.history.sync()  # alice checked a moment ago: not yet
+    now[0] += 61_000
+    alice.receive()  # a minute later the pending device is checked again
+    assert tablet.history.sync()
+    laptop.maintain_history()
+    laptop.remove_device(tablet.device_id)  # an epoch opened by the laptop...
+    laptop.send_text(b, "two")
+    alice.receive()
+    alice.remove_device(laptop.device_id)  # ... which is then removed itself
+    alice.send_text(b, "three")
+    new_phone = server.link(a)
+    assert new_phone.restore_history(code) == 5
+    assert {"one", "two", "three"} <= {m.text for m in new_phone.load_all_history()}
+    del bob
