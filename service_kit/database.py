@@ -118,6 +118,7 @@ class Database:
                 _create_private(Path(path).expanduser())
         else:
             self.path = None
+        self._writer = _writer_lock(self.path) if self.dialect == "sqlite" else None
         self._local = threading.local()
 
     # -- connections -------------------------------------------------------------------------
@@ -182,7 +183,7 @@ class Database:
         threads of this process queue for it on a mutex (see :func:`_writer_lock`)."""
         conn = self.connection()
         if self.dialect == "sqlite":
-            writer = _writer_lock(self.path) if write and not conn.in_transaction else None
+            writer = self._writer if write and not conn.in_transaction else None
             if writer is not None:
                 writer.acquire()
             try:
