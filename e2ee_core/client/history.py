@@ -62,6 +62,7 @@ from e2ee_core.server.labyrinth_wire import (
     EpochRecord,
     LoadQuery,
     MemberKeys,
+    RecordKey,
     StoredRecord,
     device_member,
     member_device_id,
@@ -548,6 +549,19 @@ class History:
         epoch = self._catch_up().epoch
         store.labyrinth_set("epoch_checked", str(now).encode() + b" " + own)
         return epoch
+
+    def forget(self, conversation: str, message_id: bytes) -> bool:
+        """Delete a message's record from the mailbox (this device deleted it for everyone);
+        best effort: whether the server deleted it. Not queued on failure."""
+        if not self.enabled or not self._known():
+            return False
+        try:
+            deleted = self.ctx.call(self.lab.delete, [RecordKey(INBOX, conversation,
+                                                                message_id.hex())])
+        except ServerError as exc:
+            log.info("client.history.delete_failed reason=%s", type(exc).__name__)
+            return False
+        return deleted > 0
 
     @staticmethod
     def _seal(epoch: epochs.Epoch, thread: str, message_id: str, timestamp: int,

@@ -253,8 +253,11 @@ class Messenger:
         return self.send(conversation, Edit(target_id, text))
 
     def delete_for_everyone(self, conversation: str, target_id: bytes) -> Content:
-        """Delete one of this account's messages on every device of every participant."""
-        return self.send(conversation, Delete(target_id))
+        """Delete one of this account's messages on every device of every participant (and
+        from this account's encrypted mailbox, when history is on)."""
+        content = self.send(conversation, Delete(target_id))
+        self.history.forget(conversation, target_id)
+        return content
 
     def set_timer(self, conversation: str, seconds: int | None) -> Content:
         """Turn disappearing messages on (``seconds``) or off (None) for a conversation."""

@@ -340,3 +340,19 @@ def test_late_enabled_devices_are_admitted_and_removed_openers_do_not_block_rest
     assert new_phone.restore_history(code) == 5
     assert {"one", "two", "three"} <= {m.text for m in new_phone.load_all_history()}
     del bob
+
+
+def test_deleting_for_everyone_removes_the_record(server: Server) -> None:
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    kept = alice.send_text(b, "kept")
+    gone = alice.send_text(b, "deleted for everyone")
+    alice.delete_for_everyone(b, gone.message_id)
+    ids = {r.message_id for r in LabyrinthClient(alice.server).iter_records(LoadQuery())}
+    assert kept.message_id.hex() in ids and gone.message_id.hex() not in ids
+    laptop = server.link(a)
+    laptop.enable_history()
+    alice.receive()
+    assert [m.text for m in laptop.load_all_history()] == ["kept"]
+    del bob
