@@ -180,7 +180,7 @@ class HttpLogSource:
 
     def append_only(self, start: int, end: int) -> bytes:
         return self._get("/v1/kt/append-only", {"start": int(start), "end": int(end)},
-                         consts.MAX_PROOF_BYTES)
+                         consts.MAX_APPEND_ONLY_PROOF_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

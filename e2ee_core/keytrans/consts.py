@@ -49,8 +49,13 @@ MAX_MARKER_PROOFS: Final = 256
 # should ask with HistoryParams.most_recent(n).
 MAX_UPDATE_PROOFS: Final = 4096
 # Elements in one append-only step: inserted leaves plus unchanged subtree roots, roughly
-# (updates in the epoch) x (tree depth); the 1 MiB proof cap bounds it as well.
-MAX_APPEND_ONLY_ELEMENTS: Final = 1 << 16
+# (updates in the epoch) x (tree depth). Measured (bench keytrans): an epoch of 1,000 updates
+# over 1,000,000 labels is 18,792 elements, 981,108 bytes (about 52 bytes per element), so the
+# 1 MiB cap of the other proofs would stop an auditor at about 1,050 updates per epoch.
+MAX_APPEND_ONLY_ELEMENTS: Final = 1 << 18
+# Append-only proofs are read by the auditor only (one process, one proof at a time): room for
+# MAX_APPEND_ONLY_ELEMENTS elements, about 13 MiB, with a margin.
+MAX_APPEND_ONLY_PROOF_BYTES: Final = 16 << 20
 MAX_U64: Final = 2**64 - 1
 
 # -- auditor signatures (Cloudflare plexi; plexi_core/src/lib.rs) -----------------------------

@@ -74,8 +74,8 @@ class Direction(enum.IntEnum):
     RIGHT = 1
 
 
-def _parse(kind: str, data: bytes) -> Any:
-    if len(data) > consts.MAX_PROOF_BYTES:
+def _parse(kind: str, data: bytes, limit: int = consts.MAX_PROOF_BYTES) -> Any:
+    if len(data) > limit:
         raise MalformedProof(f"{kind} exceeds the size limit")
     return pb.parse(_CLASSES, kind, data, MalformedProof)
 
@@ -402,7 +402,7 @@ class AppendOnlyProof:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AppendOnlyProof:
-        msg = _parse("AppendOnlyProof", data)
+        msg = _parse("AppendOnlyProof", data, consts.MAX_APPEND_ONLY_PROOF_BYTES)
         return cls(tuple(SingleAppendOnlyProof._from_msg(p) for p in msg.proofs),
                    tuple(msg.epochs))
 

@@ -6,6 +6,7 @@ flow on PostgreSQL."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from e2ee_core.keytrans.errors import (
     AuditorSignatureError,
     LogUnavailable,
     MalformedProof,
+)
+from e2ee_core.keytrans.node_label import NodeLabel
+from e2ee_core.keytrans.proofs import (
+    AppendOnlyProof,
+    AzksElement,
+    LookupProof,
+    SingleAppendOnlyProof,
 )
 from e2ee_core.keytrans.storage import MemoryDirectoryStorage
 from service_kit.logging_filter import capture_logs
@@ -291,3 +299,19 @@ def test_a_single_epoch_the_log_cannot_prove_is_an_error_not_an_alarm(store: Aud
     with pytest.raises(LogUnavailable):
         auditor(store, Refusing(directory({b"a/1": b"k"}, {b"b/1": b"k"}))).audit_once()
     assert store.halted(NS) is None and store.signature(NS, 1) is None
+
+
+def test_append_only_proofs_over_one_mebibyte_decode() -> None:
+    """An epoch of ~1,000 updates over 1,000,000 labels makes a ~1 MB append-only step
+    (bench keytrans): the auditor's decoder takes up to MAX_APPEND_ONLY_PROOF_BYTES, the other
+    proofs stay capped at MAX_PROOF_BYTES."""
+    rng = random.Random(7)
+    inserted = tuple(AzksElement(NodeLabel(rng.randbytes(32), 256), rng.randbytes(32))
+                     for _ in range(25_000))
+    raw = AppendOnlyProof((SingleAppendOnlyProof((), inserted),), (4,)).to_bytes()
+    assert consts.MAX_PROOF_BYTES < len(raw) < consts.MAX_APPEND_ONLY_PROOF_BYTES
+    assert len(AppendOnlyProof.from_bytes(raw).proofs[0].inserted) == 25_000
+    with pytest.raises(MalformedProof):
+        AppendOnlyProof.from_bytes(bytes(consts.MAX_APPEND_ONLY_PROOF_BYTES + 1))
+    with pytest.raises(MalformedProof):
+        LookupProof.from_bytes(bytes(consts.MAX_PROOF_BYTES + 1))
