@@ -63,9 +63,12 @@ def test_check_keys_reports_a_device_added_behind_the_users_back(
     store.db.execute("DELETE FROM envelopes WHERE kind = 'device_added' AND source_device = ?",
                      (rogue,))
     published = threading.Event()
-    while not published.wait(0.1):  # the timer of one of the two workers publishes it
+    for _ in range(600):  # the timer of one of the two workers publishes it (guard: a minute)
         if store.db.fetchone("SELECT COUNT(*) FROM kt_pending")[0] == 0:
             published.set()
+            break
+        published.wait(0.1)
+    assert published.is_set(), "the epoch timer did not publish the pending change"
     shown = chat("a1", "check-keys")
     assert f"{alice}/{rogue} is published for your account but was never announced" in shown
     assert f"{alice}/2 " not in shown

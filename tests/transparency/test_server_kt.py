@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +192,13 @@ def test_the_timer_thread_advances_epochs(tmp_path: Path) -> None:
     assert server.kt._timer is None  # started by the first request
     server.session.get(URL + "/v1/health")
     done = threading.Event()
-    while not done.wait(0.05):  # no bound on when: the test only needs it to happen
+    for _ in range(1200):  # a guard against a dead timer (a minute), not a time check
         if server.kt.head().epoch >= first + 2:
             done.set()
+            break
+        time.sleep(0.05)
     server.kt.close()
+    assert done.is_set(), "the epoch timer published nothing"
 
 
 def test_settings_and_cli() -> None:
