@@ -15,11 +15,12 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     NotFound,
     QueueFull,
+    RateLimited,
     TooManyDevices,
     TooManyPreKeys,
 )
 from e2ee_core.server.memstore import MemoryStore
-from e2ee_core.server.store import SqlStore, Store
+from e2ee_core.server.store import EventLimit, SqlStore, Store
 from e2ee_core.server.wire import Acknowledgement, OutgoingEnvelope, PreKey, PreKeyUpload
 from service_kit.database import Database
 from tests.server.support import device_keys, unique_name
@@ -293,3 +294,29 @@ def test_queue_quota_and_an_unknown_recipient_on_every_store(
     store.submit(bob, 1, alice, [OutgoingEnvelope(alice, 1, b"y" * 600)], now_ms=T0,
                  expires_at_ms=LATER, max_queued_bytes=1000)
     assert [e.content for e in store.fetch(alice, 1, T0, 100)] == [b"y" * 600]
+
+
+def test_the_send_limit_is_counted_in_the_send_on_every_store(
+        new_store: Callable[..., Store]) -> None:
+    """The count is taken in the send's own transaction (pipelined with the account lock on
+    PostgreSQL): a refused send (wrong devices) counts, a send over the limit queues nothing,
+    and the window starts over."""
+    store = new_store()
+    alice, bob = _account(store), _account(store, devices=2)
+    limit = EventLimit("sends:" + bob, window_ms=60_000, limit=3)
+
+    def send(now: int, devices: tuple[int, ...] = (1,)) -> int:
+        return store.submit_multi(bob, 1, [alice],
+                                  [OutgoingEnvelope(alice, 1, b"m"),
+                                   *[OutgoingEnvelope(bob, d, b"s") for d in devices if d != 1]],
+                                  now_ms=now, expires_at_ms=LATER + now, limit=limit)
+
+    assert send(T0, (1, 2)) == 2
+    with pytest.raises(MismatchedDevices):
+        send(T0)  # bob's device 2 is missing: refused, and counted
+    assert send(T0 + 1, (1, 2)) == 2
+    with pytest.raises(RateLimited):
+        send(T0 + 2, (1, 2))
+    assert len(store.fetch(alice, 1, T0, 100)) == 2  # nothing from the refused ones
+    assert send(T0 + 60_000, (1, 2)) == 2  # a new window
+    assert len(store.fetch(alice, 1, T0, 100)) == 3
