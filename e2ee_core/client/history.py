@@ -7,8 +7,10 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
 
 * **Keys.** The Labyrinth device key *is* the device's Signal identity key (XEdDSA, the
   Labyrinth signatures carry their own use-case bytes 0x30-0x32, which no Signal signature
-  starts with), so a device checks every epoch opener and head signer against its account's
-  device set; epoch storage and auth keys are fresh X25519 pairs, kept in the local store.
+  starts with), so a device admits only keys of its account's device set; epoch openers are
+  authenticated by the distribution PSK (only a member of the previous epoch can make an
+  entropy message) and the signed head chain. Epoch storage and auth keys are fresh X25519
+  pairs, kept in the local store.
 * **First use.** The account's first enabled device opens epoch 0 (and its ORF share);
   another device publishes its keys and waits: an enabled device that sees it among the
   account's devices admits it by giving it a membership MAC in the current epoch and opening a
@@ -29,7 +31,8 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   (:func:`virtual_devices.restore_epochs`) and joins the newest epoch.
 
 Not done here: attachments in the mailbox (the core's :mod:`e2ee_core.labyrinth.attachments`
-is not wired into sending), a Labyrinth 1.1 key drop.
+is not wired into sending), saving edits and reactions, acting on received deletes, a
+Labyrinth 1.1 key drop.
 """
 
 from __future__ import annotations
