@@ -406,3 +406,13 @@ def test_join_decoder_raises_only_typed_errors(data: bytes) -> None:
                                   sender_auth_sig=_JOINER.auth_sig())
     except LabyrinthError:
         pass
+
+
+def test_fuzz_seeds_reach_the_decoders_success_paths() -> None:
+    from fuzz.targets import labyrinth_devices as target
+
+    seeds = list(target.seeds())
+    decoders = [target._head, target._chain, target._bundle, target._join, target._reference]
+    for seed in seeds:
+        decoders[seed[0]](seed[1:])  # raises if a seed does not decode
+        target.test_one_input(seed)
