@@ -347,12 +347,16 @@ class Messenger:
         server's explicit answer); :class:`AuthenticationFailed` ends it and changes nothing.
         ``on_idle`` runs on this same thread at least every ``idle_every`` seconds while
         connected (an interactive app sends from there: the messenger is not shared across
-        threads)."""
+        threads). This account's device-list history is checked when due, at the start and
+        after each batch (:meth:`check_transparency`)."""
         self._monitor_if_due()
+
         def saved(new: list[Message]) -> object:
             self.history.enqueue(new)
             self.history.flush()
-            return on_messages(new)
+            shown = on_messages(new)
+            self._monitor_if_due()  # key transparency, as after a receive
+            return shown
 
         self.inbox.listen(saved, stop=stop, max_backoff=max_backoff, on_idle=on_idle,
                           idle_every=idle_every)
