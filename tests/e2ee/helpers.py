@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from e2ee_core.device import Ciphertext, Device
@@ -45,3 +46,13 @@ def roundtrip(sender: Device, receiver: Device, to: tuple[str, int], frm: tuple[
     ct = sender.encrypt(to, text)
     assert receiver.decrypt(frm, ct) == text
     return ct
+
+
+def pair_on(path: Path) -> tuple[Device, Device]:
+    """An in-memory alice and a bob on the SQLite file ``path``, a session each way."""
+    alice = Device.create()
+    bob = Device.open(path)
+    alice.start_session(BOB, bob.prekey_bundle(1))
+    assert bob.decrypt(ALICE, alice.encrypt(BOB, b"hello")) == b"hello"
+    assert alice.decrypt(BOB, bob.encrypt(ALICE, b"hi")) == b"hi"
+    return alice, bob

@@ -23,7 +23,7 @@ from e2ee_core.state.memory import InMemoryProtocolStore
 from e2ee_core.state.sqlite import SQLiteProtocolStore
 from e2ee_core.state.stores import ProtocolStore
 from service_kit.database import Database
-from tests.e2ee.helpers import ALICE, BOB, snapshot
+from tests.e2ee.helpers import ALICE, BOB, pair_on, snapshot
 
 
 def _key_of(ct: Ciphertext) -> tuple[bytes, int]:
@@ -33,17 +33,8 @@ def _key_of(ct: Ciphertext) -> tuple[bytes, int]:
     return message.ratchet_key.raw, message.counter
 
 
-def _pair_on(path: Path) -> tuple[Device, Device]:
-    alice = Device.create()
-    bob = Device.open(path)
-    alice.start_session(BOB, bob.prekey_bundle(1))
-    assert bob.decrypt(ALICE, alice.encrypt(BOB, b"hello")) == b"hello"
-    assert alice.decrypt(BOB, bob.encrypt(ALICE, b"hi")) == b"hi"
-    return alice, bob
-
-
 def test_two_connections_in_one_process_never_share_a_message_key(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     other = Device.open(tmp_path / "bob.db")  # its own Database: another SQLite connection
     sent = []
     for n in range(30):
@@ -60,7 +51,7 @@ def test_two_connections_in_one_process_never_share_a_message_key(tmp_path: Path
 
 
 def test_two_stores_on_one_database_share_the_cache(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     db: Database = bob.store.db  # type: ignore[attr-defined]
     twin = Device(SQLiteProtocolStore(db))  # same connection: data_version cannot tell them
     sent = [(bob, twin)[n % 2].encrypt(ALICE, b"t%d" % n) for n in range(10)]
@@ -69,7 +60,7 @@ def test_two_stores_on_one_database_share_the_cache(tmp_path: Path) -> None:
 
 
 def test_outer_transaction_rolled_back_leaves_no_stale_cache(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     db: Database = bob.store.db  # type: ignore[attr-defined]
     committed = bob.encrypt(ALICE, b"kept")
     with pytest.raises(RuntimeError), db.transaction():  # e.g. an app's own transaction
@@ -82,7 +73,7 @@ def test_outer_transaction_rolled_back_leaves_no_stale_cache(tmp_path: Path) -> 
 
 
 def test_failed_decrypt_after_cached_reads_changes_nothing(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     ct = alice.encrypt(BOB, b"x")
     bad = Ciphertext(ct.type, ct.body[:-1] + bytes([ct.body[-1] ^ 1]))
     before = snapshot(bob)
@@ -147,7 +138,7 @@ def test_replay_guard_is_a_duplicate_and_lives_as_long_as_the_kem_key(
 
 
 def test_threads_of_one_device_never_share_a_message_key(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     sent: list[Ciphertext] = []
     rounds = threading.Barrier(3)
 
@@ -167,7 +158,7 @@ def test_threads_of_one_device_never_share_a_message_key(tmp_path: Path) -> None
 
 
 def test_reads_outside_a_transaction_see_other_connections_writes(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     other = Device.open(tmp_path / "bob.db")
     assert bob.has_session(ALICE) and bob.session_version(ALICE) == consts.VERSION_PQXDH
     assert bob.remote_identity(ALICE) == alice.identity_key
@@ -188,7 +179,7 @@ def test_failed_decrypts_on_sqlite_never_leave_the_cache_ahead_of_the_file(
         data: st.DataObject) -> None:
     if not _SQLITE_PAIR:
         path = Path(tempfile.mkdtemp()) / "bob.db"
-        alice, bob = _pair_on(path)
+        alice, bob = pair_on(path)
         _SQLITE_PAIR.update(alice=alice, bob=bob, path=path)
     alice, bob = _SQLITE_PAIR["alice"], _SQLITE_PAIR["bob"]
     assert isinstance(alice, Device) and isinstance(bob, Device)
@@ -231,7 +222,7 @@ def test_a_failed_savepoint_is_undone_alone_and_the_batch_commits_once(tmp_path:
     """A backlog decrypted in one transaction: the message whose step fails after the ratchet
     moved is undone alone (its key is not burnt, the cache forgets what it held), the others
     commit together, and a second connection sees the committed state."""
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     sent = [alice.encrypt(BOB, b"m%d" % n) for n in range(6)]
     store = bob.store
     assert isinstance(store, SQLiteProtocolStore)
@@ -257,7 +248,7 @@ def test_a_failed_savepoint_is_undone_alone_and_the_batch_commits_once(tmp_path:
 
 
 def test_a_savepoint_outside_a_transaction_is_one(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     ct = alice.encrypt(BOB, b"once")
     store = bob.store
     assert isinstance(store, SQLiteProtocolStore)

@@ -16,16 +16,7 @@ from e2ee_core.errors import BatchAborted, DuplicateMessage, InvalidMessage
 from e2ee_core.state import sqlite as sqlite_state
 from e2ee_core.state.sqlite import SQLiteProtocolStore
 from e2ee_core.state.stores import Address
-from tests.e2ee.helpers import ALICE, BOB, snapshot
-
-
-def _pair_on(path: Path) -> tuple[Device, Device]:
-    alice = Device.create()
-    bob = Device.open(path)
-    alice.start_session(BOB, bob.prekey_bundle(1))
-    assert bob.decrypt(ALICE, alice.encrypt(BOB, b"hello")) == b"hello"
-    assert alice.decrypt(BOB, bob.encrypt(ALICE, b"hi")) == b"hi"
-    return alice, bob
+from tests.e2ee.helpers import ALICE, BOB, pair_on, snapshot
 
 
 def _sqlite(device: Device) -> SQLiteProtocolStore:
@@ -51,7 +42,7 @@ class _Statements:
 
 def test_a_backlog_writes_its_session_once_and_another_connection_sees_it(
         tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     sent = [alice.encrypt(BOB, b"m%d" % n) for n in range(20)]
     store = _sqlite(bob)
     trace = _Statements(store)
@@ -73,7 +64,7 @@ def test_a_backlog_writes_its_session_once_and_another_connection_sees_it(
 
 
 def test_a_failed_step_caught_by_the_caller_aborts_the_whole_batch(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     sent = [alice.encrypt(BOB, b"m%d" % n) for n in range(5)]
     forged = Ciphertext(sent[0].type, sent[0].body[:-1] + bytes([sent[0].body[-1] ^ 1]))
     store = _sqlite(bob)
@@ -101,7 +92,7 @@ def test_a_failed_step_caught_by_the_caller_aborts_the_whole_batch(tmp_path: Pat
 
 
 def test_an_exception_escaping_rolls_everything_back(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     sent = [alice.encrypt(BOB, b"m%d" % n) for n in range(4)]
     store = _sqlite(bob)
     before = snapshot(bob)
@@ -117,7 +108,7 @@ def test_sessions_stored_behind_are_listed_and_survive_a_cache_reset(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``session_addresses`` (an SQL read) sees sessions not yet written; a record stored
     behind is written before a full cache is dropped, so a later read in the batch finds it."""
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     carol = Device.create()
     store = _sqlite(bob)
     monkeypatch.setattr(sqlite_state, "_CACHE_MAX", 3)
@@ -141,7 +132,7 @@ def test_sessions_stored_behind_are_listed_and_survive_a_cache_reset(
 
 
 def test_nested_in_a_transaction_it_is_a_plain_atomic(tmp_path: Path) -> None:
-    alice, bob = _pair_on(tmp_path / "bob.db")
+    alice, bob = pair_on(tmp_path / "bob.db")
     sent = [alice.encrypt(BOB, b"m%d" % n) for n in range(3)]
     store = _sqlite(bob)
     with store.atomic():
@@ -169,7 +160,7 @@ def test_write_behind_then_savepoints_equals_savepoints_alone(tmp_path: Path,
     results = []
     for way in ("fast-then-slow", "slow"):
         path = tmp_path / f"{way}-{secrets.token_hex(8)}.db"
-        alice, bob = _pair_on(path)
+        alice, bob = pair_on(path)
         sent = []
         for n in range(8):
             ct = alice.encrypt(BOB, b"m%d" % n)
