@@ -9,6 +9,8 @@
     e2ee-chat --state ~/.alice-new recovery-code restore CODE
     e2ee-chat --state ~/.alice-new history bob --older   (older messages from the mailbox)
     e2ee-chat --state ~/.alice-phone check-keys   (this account's devices in the KT log)
+    e2ee-chat --state ~/.alice-phone require-auditor URL NAMESPACE KEYHEX   (KT epochs only
+        with that auditor's signature; e2ee-kt-audit keygen prints KEYHEX)
     e2ee-chat --state ~/.alice-phone verify bob (--number 60DIGITS | --compared)
     e2ee-chat --state ~/.alice-phone group create bob carol
     e2ee-chat --state ~/.alice-phone group send group:<hex> "hi all"
@@ -109,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("notices", help="all device-change notices")
     sub.add_parser("check-keys", help="check this account's devices in the server's key-"
                                       "transparency log now (receive also does, every 15 min)")
+    auditor = sub.add_parser("require-auditor", help="from now on accept key-transparency "
+                             "epochs only with this auditor's signature (e2ee-kt-audit serve)")
+    auditor.add_argument("url", help="the auditor's URL")
+    auditor.add_argument("namespace", help="the server's log name in the auditor's signatures")
+    auditor.add_argument("keys", nargs="+", metavar="KEYHEX",
+                         help="the auditor's Ed25519 public key(s), hex")
     block = sub.add_parser("block", help="block an account: nothing is sent to it, and what "
                                          "it sends is dropped unread (kept on this device)")
     block.add_argument("name")
@@ -183,6 +191,8 @@ _KT_NOTICES = {
     "kt_directory_key_changed": "key transparency: the directory's key changed (refused)",
     "kt_stale": "key transparency: the server's directory has not moved for an hour (a stale "
                 "view, or the server stopped publishing)",
+    "kt_not_audited": "key transparency: the auditor has not signed the server's current epoch "
+                      "(refused; try again after the auditor's next run)",
 }
 
 
@@ -385,6 +395,14 @@ def _run(args: argparse.Namespace, messenger: Messenger) -> int:
         _print_notices(messenger)
         print("key transparency: " + (f"{len(found)} new notices" if found else "all devices "
                                       "of this account are known to this device"))
+    elif command == "require-auditor":
+        try:
+            keys = [bytes.fromhex(k) for k in args.keys]
+            messenger.require_auditor(args.url, args.namespace, keys)
+        except ValueError:
+            print("error: auditor keys are 32-byte Ed25519 public keys in hex", file=sys.stderr)
+            return 2
+        print(f"key transparency: epochs now need the signature of the auditor at {args.url}")
     elif command == "block":
         messenger.block(args.name)
         print(f"blocked {args.name}")

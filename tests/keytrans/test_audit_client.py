@@ -6,17 +6,22 @@ refused by that client although every proof in the fork verifies. SQLite and Pos
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
+from e2ee_core.chat_cli import main as chat_main
 from e2ee_core.client import EpochNotAudited, ForkedView, Messenger
 from e2ee_core.keytrans import plexi
 from e2ee_core.keytrans.audit_app import create_app as create_audit_app
+from e2ee_core.keytrans.audit_cli import main as audit_main
 from e2ee_core.keytrans.auditor import Auditor, AuditStore, HttpLogSource
+from e2ee_core.server.app import create_app as create_server_app
 from service_kit.database import Database
-from tests.server.support import PASSWORD, WSGIAdapter, unique_name
+from tests.server.support import FAST_ARGON2, PASSWORD, WSGIAdapter, unique_name
+from tests.support import LiveServer
 from tests.transparency.conftest import URL, Server, make_server
 
 AUDITOR_URL = "http://auditor.test"
@@ -134,3 +139,44 @@ def test_an_auditor_with_another_key_is_not_trusted(server: Server, tmp_path: Pa
         alice.send_text(bob.username, "refused")
     with pytest.raises(ValueError):
         alice.require_auditor(AUDITOR_URL, NS, [b"short"])
+
+
+def test_e2ee_chat_require_auditor_end_to_end(
+        live_server: Callable[..., LiveServer], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole path on the serving stack: e2ee-server, e2ee-kt-audit once / serve, and
+    e2ee-chat require-auditor: a send waits for the auditor's signature on the new epoch."""
+    server = live_server(create_server_app, db=str(tmp_path / "server.db"),
+                         kt_epoch_seconds=3600.0, **FAST_ARGON2)
+    key = tmp_path / "auditor.key"
+    assert audit_main(["keygen", "--key", str(key)]) == 0
+    audit_db = str(tmp_path / "audit.db")
+    audit = ["once", "--server", server.url, "--namespace", NS, "--key", str(key),
+             "--db", audit_db]
+    auditor_server = live_server(create_audit_app, database=audit_db)
+
+    def enrol(name: str) -> Path:
+        state = tmp_path / name
+        state.mkdir(mode=0o700)
+        Messenger.register(server.url, name, PASSWORD, state=state / "messenger.db",
+                           prekeys=4, kem_prekeys=1).close()
+        return state
+
+    alice, bob_name, carol_name = unique_name(), unique_name(), unique_name()
+    alice_state = enrol(alice)
+    enrol(bob_name)
+    assert audit_main(audit) == 0
+    vk = plexi.public_key(key.read_bytes()).hex()
+    capsys.readouterr()
+    chat = ["--state", str(alice_state)]
+    assert chat_main([*chat, "require-auditor", auditor_server.url, NS, vk]) == 0
+    assert chat_main([*chat, "require-auditor", auditor_server.url, NS, "abcd"]) == 2
+    assert chat_main([*chat, "send", bob_name, "audited"]) == 0
+    enrol(carol_name)  # a new epoch, not audited yet
+    capsys.readouterr()
+    assert chat_main([*chat, "send", carol_name, "too early"]) == 1
+    assert "auditor" in capsys.readouterr().err
+    assert chat_main([*chat, "notices"]) == 0
+    assert "the auditor has not signed" in capsys.readouterr().out
+    assert audit_main(audit) == 0
+    assert chat_main([*chat, "send", carol_name, "now"]) == 0
