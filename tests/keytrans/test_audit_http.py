@@ -127,6 +127,7 @@ def test_audit_serve_and_require(live_server: Callable[..., LiveServer], tmp_pat
                  "--db", audit_db]
     assert audit_main(["once", *fork_args]) == 3
     assert audit_main(["once", *fork_args]) == 3  # halted
+    assert audit_main(["run", *fork_args, "--interval", "0.1"]) == 3  # run stops at an alarm
     info = requests.get(auditor_server.url + "/v1/auditor", timeout=10).json()
     assert info["halted"] == [NS]
     client.check_epoch(NS, 3, honest.epoch_hash(3))  # what was signed stays served
