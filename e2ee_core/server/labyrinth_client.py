@@ -110,7 +110,10 @@ class LabyrinthClient:
             page = self.epochs(out[-1].sequence_id if out else None, member=member)
             if not page:
                 return out
-            out.extend(page)
+            for epoch in page:  # in order and after the last one: the loop always ends
+                if out and epoch.sequence_id <= out[-1].sequence_id:
+                    raise UnexpectedResponse("epochs out of order")
+                out.append(epoch)
 
     def epoch(self, epoch_id: int | None = None, *, member: str | None = None) -> EpochRecord:
         """One epoch (the current one by default)."""
@@ -184,11 +187,20 @@ class LabyrinthClient:
     def iter_records(self, query: LoadQuery | None = None) -> Iterator[StoredRecord]:
         """Every record the query matches, newest first, page by page."""
         q = query or LoadQuery(limit=consts.LABYRINTH_MAX_PAGE)
+        last: tuple[int, str, str, str] | None = None
         while True:
             page = self.load(q)
-            yield from page.records
+            for record in page.records:  # strictly older each time: a server cannot loop us
+                key = (record.timestamp, record.inbox_id, record.thread_id, record.message_id)
+                if last is not None and key >= last:
+                    raise UnexpectedResponse("records out of order")
+                last = key
+                yield record
             if page.cursor is None:
                 return
+            if not page.records or last != (page.cursor.timestamp, page.cursor.inbox_id,
+                                             page.cursor.thread_id, page.cursor.message_id):
+                raise UnexpectedResponse("cursor does not follow the page")
             q = LoadQuery(q.inbox_id, q.thread_id, q.message_id, q.since, q.until, q.limit,
                           page.cursor)
 

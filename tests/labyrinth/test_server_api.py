@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -523,3 +523,61 @@ def test_a_foreign_cursor_is_only_a_position(server: Server) -> None:
     a.save(_seal_many(epoch, 4))
     page = a.load(LoadQuery(cursor=Cursor(1002, "inbox", "t2", "m00003")))
     assert [r.timestamp for r in page.records] == [1002, 1001, 1000]
+
+
+# -- a client facing a malicious or broken server -----------------------------------------------
+_RECORD = {"inbox_id": "i", "thread_id": "t", "message_id": "m", "timestamp": 5, "epoch_id": 1,
+           "version": 3, "blob": "AAAA"}
+_KEYS = {"device_key_pub": "AAAA", "storage_key_pub": "AAAA", "storage_key_sig": "AAAA",
+         "auth_key_pub": "AAAA", "auth_key_sig": "AAAA"}
+_EPOCH = {"epoch_id": 7, "sequence_id": 0, "previous_epoch_id": None,
+          "encrypted_previous_sequence_id": None, "encrypted_previous_root_key": None,
+          "head": None, "opener": "d1", "opener_keys": _KEYS, "created_at_ms": 1,
+          "entropy_message": None, "membership_mac": None}
+MALFORMED_ANSWERS: list[tuple[str, str, Any]] = [
+    ("load", "/v1/labyrinth/messages", {"records": "nope", "cursor": None}),
+    ("load", "/v1/labyrinth/messages", {"records": [{"inbox_id": "i"}], "cursor": None}),
+    ("load", "/v1/labyrinth/messages", {"records": [], "cursor": "!!"}),
+    ("epochs", "/v1/labyrinth/epochs", {"epochs": [{"epoch_id": 0}]}),
+    ("epochs", "/v1/labyrinth/epochs", [1]),
+    ("members", "/v1/labyrinth/members", {"members": [{"member": "x"}]}),
+    ("vdevices", "/v1/labyrinth/vdevices", {"vdevices": ["zz"]}),
+    ("evaluate", "/v1/labyrinth/orf/evaluate", {"outputs": ["AAAA"]}),
+    ("evaluate", "/v1/labyrinth/orf/evaluate", {"outputs": []}),
+    # A server that would keep a client paging for ever: the same page and cursor again.
+    ("iter", "/v1/labyrinth/messages", {"records": [_RECORD], "cursor": Cursor(
+        5, "i", "t", "m").encode()}),
+    ("iter", "/v1/labyrinth/messages", {"records": [], "cursor": Cursor(5, "i", "t", "m")
+                                        .encode()}),
+    ("iter", "/v1/labyrinth/messages", {"records": [_RECORD, _RECORD], "cursor": None}),
+    ("all_epochs", "/v1/labyrinth/epochs", {"epochs": [_EPOCH]}),
+]
+
+
+@pytest.mark.parametrize(("call", "path", "answer"), MALFORMED_ANSWERS)
+def test_malformed_answers_are_unexpected_responses(call: str, path: str, answer: Any) -> None:
+    from flask import Flask, Response
+
+    from e2ee_core.server.errors import UnexpectedResponse
+    from e2ee_core.server.wire import DeviceCredential
+
+    broken = Flask("broken")
+
+    @broken.route(path, methods=["GET", "POST"])
+    def answer_route() -> Response:
+        return Response(json.dumps(answer), mimetype="application/json")
+
+    client = ServerClient(BASE, DeviceCredential("alice", 1, "alice.1." + "A" * 43),
+                          session=in_process_session(broken))
+    lab = LabyrinthClient(client)
+    calls: dict[str, Callable[[], object]] = {
+        "load": lambda: lab.load(),
+        "iter": lambda: list(lab.iter_records()),
+        "epochs": lambda: lab.epochs(),
+        "all_epochs": lambda: lab.all_epochs(),
+        "members": lambda: lab.members(),
+        "vdevices": lambda: lab.vdevice_ids(),
+        "evaluate": lambda: lab.orf_evaluate([os.urandom(32)]),
+    }
+    with pytest.raises(UnexpectedResponse):
+        calls[call]()
