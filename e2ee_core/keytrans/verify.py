@@ -8,7 +8,7 @@ are tied to (user label, freshness, version) by an ECVRF proof.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from e2ee_core.keytrans import ecvrf, hashing
 from e2ee_core.keytrans.errors import (
@@ -72,16 +72,28 @@ def verify_nonmembership(root_hash: bytes, proof: NonMembershipProof) -> None:
 
 @dataclass(frozen=True, slots=True)
 class LabelVerifier:
-    """Checks about one user label in one epoch: its VRF key, the epoch's root hash, the label."""
+    """Checks about one user label in one epoch: its VRF key, the epoch's root hash, the label.
+
+    One verifier serves one proof check (one ``lookup_verify`` or ``key_history_verify``
+    call). Within it, a VRF proof that was already verified for the same (freshness, version)
+    is not verified again. That happens when a version is its own marker (a power of two:
+    version 1, the most common, included), so the lookup's existence and marker proofs carry
+    the same VRF proof. The result is the same, since ECVRF verification is deterministic."""
 
     vrf_public_key: bytes
     root_hash: bytes
     akd_label: bytes
+    _betas: dict[tuple[bool, int, bytes], bytes] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def label(self, fresh: bool, version: int, vrf_proof: bytes, node_label: NodeLabel) -> None:
         """``node_label`` is the VRF label of (akd_label, freshness, version) (verify_label)."""
-        alpha = hashing.vrf_alpha(self.akd_label, fresh, version)
-        beta = ecvrf.verify(self.vrf_public_key, alpha, vrf_proof)
+        key = (fresh, version, vrf_proof)
+        beta = self._betas.get(key)
+        if beta is None:
+            alpha = hashing.vrf_alpha(self.akd_label, fresh, version)
+            beta = ecvrf.verify(self.vrf_public_key, alpha, vrf_proof)
+            self._betas[key] = beta
         if NodeLabel.from_vrf_output(beta) != node_label:
             raise InvalidVrfProof("the VRF output does not match the proof's label")
 
