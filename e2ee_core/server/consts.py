@@ -160,6 +160,10 @@ LABYRINTH_MAX_ATTACHMENT_REF_BYTES = 4096
 # ORF: points per evaluation request (a message with many attachments), and the server-side
 # domain labels a client may name (the server's HMAC key is b"labyrinth_orf_" + domain).
 LABYRINTH_MAX_ORF_POINTS = 64
+# ORF points one device may have evaluated per minute (each costs the server a Ristretto255
+# multiplication and an HMAC, ~150 us): one per attachment saved or looked up, so 6,000 is far
+# above use while bounding the CPU one device can take; 429 beyond.
+LABYRINTH_ORF_POINTS_PER_DEVICE_PER_MINUTE = 6000
 LABYRINTH_ORF_DOMAIN_PATTERN = r"[a-z0-9_]{1,64}"
 
 # -- key transparency (issue #16, e2ee_core/server/transparency.py) ------------------------------

@@ -15,6 +15,7 @@ and counts only. The endpoints, their JSON and limits are in docs/labyrinth.md, 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from e2ee_core.labyrinth import orf
 from e2ee_core.labyrinth.errors import LabyrinthError
 from e2ee_core.server import consts
 from e2ee_core.server.app import MEMORY_DB, _json, _read_json
-from e2ee_core.server.errors import Forbidden, InvalidRequest, NotFound
+from e2ee_core.server.errors import Forbidden, InvalidRequest, NotFound, RateLimited
 from e2ee_core.server.labyrinth_store import LabyrinthStore
 from e2ee_core.server.labyrinth_wire import (
     AttachmentReference,
@@ -69,6 +70,7 @@ class LabyrinthService:
     def __init__(self, store: LabyrinthStore, delivery: DeliveryService) -> None:
         self.store = store
         self.delivery = delivery
+        self.orf_points_per_minute = consts.LABYRINTH_ORF_POINTS_PER_DEVICE_PER_MINUTE
         delivery.device_removed_hooks.append(self.device_removed)
 
     def now_ms(self) -> int:
@@ -125,6 +127,13 @@ class LabyrinthService:
         share = self.store.share(actor.username, device_member(actor.device_id))
         if share is None:
             raise NotFound("this device has no ORF share")
+        key = f"labyrinth-orf:{actor.username}.{actor.device_id}"
+        now, window_ms = self.now_ms(), 60_000
+        used = self.delivery.store.count_event(key, now, window_ms, len(req.blinded))
+        if used > self.orf_points_per_minute:
+            _, since = self.delivery.store.event_count(key, now, window_ms)
+            log.info("event=labyrinth_orf_limited")
+            raise RateLimited(retry_after=math.ceil((since + window_ms - now) / 1000))
         state = orf.Scalar(share)
         domain = ORF_SERVER_DOMAIN_PREFIX + req.domain.encode("ascii")
         try:

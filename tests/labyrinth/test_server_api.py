@@ -23,6 +23,7 @@ from e2ee_core.server.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
 )
 from e2ee_core.server.labyrinth_api import labyrinth_of
 from e2ee_core.server.labyrinth_client import LabyrinthClient
@@ -246,6 +247,20 @@ def test_orf_refuses_bad_points_scalars_and_others_shares(server: Server) -> Non
         b.orf_evolve("d1", "d2", orf.Scalar.random().value)
     with pytest.raises(NotFound):
         a.orf_evolve("d1", "d7", orf.Scalar.random().value)
+
+
+def test_orf_evaluations_per_device_are_limited(server: Server) -> None:
+    a, b = server.account(2)
+    a.orf_init()
+    client_b, token = orf.client_evolve(orf.client_init())
+    a.orf_evolve("d1", "d2", token.value)
+    labyrinth_of(server.app).orf_points_per_minute = 3
+    point = orf.client_map(orf.client_init(), b"c", b"x")
+    a.orf_evaluate([point, point])
+    with pytest.raises(RateLimited) as refused:
+        a.orf_evaluate([point, point])
+    assert 1 <= refused.value.retry_after <= 60
+    assert len(b.orf_evaluate([orf.client_map(client_b, b"c", b"x")] * 3)) == 3  # per device
 
 
 # -- virtual devices ----------------------------------------------------------------------------
