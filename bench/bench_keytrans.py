@@ -29,7 +29,7 @@ from e2ee_core.keytrans import ecvrf, tree
 from e2ee_core.keytrans.directory import Directory
 from e2ee_core.keytrans.lookup import lookup_verify
 from e2ee_core.keytrans.storage import MemoryDirectoryStorage
-from tests.conftest import VECTORS_DIR
+from fuzz.vectors import vectors
 
 VRF_KEY = bytes(range(32))
 
@@ -44,9 +44,10 @@ def _ed25519_cases() -> tuple[Case, Case]:
 
 
 def bench_lookup(quick: bool) -> None:
-    import json
-
-    vector = json.loads((VECTORS_DIR / "akd_whatsapp_v1.json").read_text())["vectors"][0]
+    found = vectors("akd_whatsapp_v1")  # ../shared/vectors beside the repository
+    if not found:
+        raise SystemExit("bench keytrans needs ../shared/vectors/akd_whatsapp_v1.json")
+    vector = found[0]
     pk = bytes.fromhex(vector["vrf_public_key"])
     root = bytes.fromhex(vector["epoch_hash"])
     label = bytes.fromhex(vector["label"])
