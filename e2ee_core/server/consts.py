@@ -179,3 +179,6 @@ KT_PUBLISH_ATTEMPTS = 8
 #: Epochs one append-only proof may span: AKD's proof holds one step per epoch, each a few
 #: KiB to tens of KiB, so an auditor follows a long range in several requests.
 KT_MAX_APPEND_ONLY_EPOCHS = 64
+#: Lookup proofs kept per process (about 1-4 KiB each, at most 16 MiB): the same account's
+#: bundles fetched again within an epoch reuse its proof instead of three VRF proofs.
+KT_CACHED_LOOKUP_PROOFS = 4096

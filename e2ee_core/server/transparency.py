@@ -30,6 +30,7 @@ import re
 import secrets
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -196,6 +197,8 @@ class KeyTransparency:
         self._epoch_at_tick = self.head().epoch
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        self._cache_lock = threading.Lock()
+        self._proofs: OrderedDict[tuple[bytes, int], KtLookup] = OrderedDict()
 
     # -- publishing ------------------------------------------------------------------------
     def changed(self, username: str) -> None:
@@ -350,14 +353,28 @@ class KeyTransparency:
             self.publish_pending()
 
     def lookup(self, username: str) -> KtLookup:
-        """A lookup proof of ``username``'s device list against the latest epoch."""
+        """A lookup proof of ``username``'s device list against the latest epoch. A proof is
+        fixed by the label and the epoch (the VRF proofs are deterministic and an epoch's
+        tree never changes), so the latest ones are kept and served again within an epoch."""
         self._ensure_listed(username)
+        label = device_list_label(username)
+        latest = self.head().epoch
+        with self._cache_lock:
+            cached = self._proofs.get((label, latest))
+            if cached is not None:
+                self._proofs.move_to_end((label, latest))
+                return cached
         try:
             with self._lock:
-                head, proof = self.directory.lookup(device_list_label(username))
+                head, proof = self.directory.lookup(label)
         except UnknownLabel:  # pragma: no cover - _ensure_listed published it
             raise NotFound() from None
-        return KtLookup(head.epoch, head.root_hash, proof.to_bytes())
+        found = KtLookup(head.epoch, head.root_hash, proof.to_bytes())
+        with self._cache_lock:
+            self._proofs[(label, head.epoch)] = found
+            while len(self._proofs) > consts.KT_CACHED_LOOKUP_PROOFS:
+                self._proofs.popitem(last=False)
+        return found
 
     def history(self, username: str) -> tuple[EpochHead, bytes]:
         """A complete history proof of ``username``'s device list against the latest epoch."""

@@ -267,3 +267,20 @@ def test_a_publisher_that_loses_the_race_retries(tmp_path: Path) -> None:
     client(server).add_device(name, PASSWORD, device_keys(1, 1))
     assert len(calls) >= 2 or published(server, name) == stored(server, name)
     assert published(server, name) == stored(server, name)
+
+
+def test_lookup_proofs_are_reused_within_an_epoch_only(any_server: Server) -> None:
+    server = any_server
+    name = unique_name()
+    client(server).register(name, PASSWORD, device_keys(1, 1))
+    first = server.kt.lookup(name)
+    again = server.kt.lookup(name)
+    assert again is first  # served from the cache
+    _, fresh = server.kt.directory.lookup(device_list_label(name))
+    assert fresh.to_bytes() == first.proof  # what the directory would make now
+    server.kt.publish_pending(force=True)
+    later = server.kt.lookup(name)
+    head = server.kt.head()
+    assert later.epoch == head.epoch == first.epoch + 1 and later is not first
+    lookup_verify(head.vrf_public_key, later.root_hash, later.epoch, device_list_label(name),
+                  later.proof)
