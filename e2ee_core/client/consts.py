@@ -45,3 +45,8 @@ KT_MONITOR_INTERVAL_MS = 15 * 60 * 1000
 # The server publishes an epoch at least every kt_epoch_seconds (60 s by default) even when
 # nothing changed: a head that has not moved for this long is a stale (or frozen) view.
 KT_STALE_AFTER_MS = 60 * 60 * 1000
+# Monitoring asks for this many of the newest versions of its account's device list (then
+# four times as many while they do not reach back to the last version checked; the first check
+# asks for the newest only): the proof stays small however long the account's history.
+KT_HISTORY_PAGE = 16
+KT_MAX_HISTORY_VERSIONS = 4096  # the proof decoder's limit; beyond, the complete history

@@ -50,10 +50,10 @@ from e2ee_core.client.store import ClientStore, Notice
 from e2ee_core.keytrans import plexi
 from e2ee_core.keytrans.auditor import AuditorClient
 from e2ee_core.keytrans.errors import AuditorSignatureError, KeyTransparencyError, LogUnavailable
-from e2ee_core.keytrans.history import key_history_verify
+from e2ee_core.keytrans.history import HistoryParams, key_history_verify
 from e2ee_core.keytrans.lookup import lookup_verify
 from e2ee_core.server.client import ServerClient
-from e2ee_core.server.kt_wire import KtLookup, decode_device_list, device_list_label
+from e2ee_core.server.kt_wire import KtEpoch, KtLookup, decode_device_list, device_list_label
 from e2ee_core.server.wire import DeviceInfo, PreKeyBundle
 
 log = logging.getLogger("e2ee_core.client")
@@ -261,17 +261,9 @@ class Transparency:
                              "kt_forked_view", self.username)
         self.accept_epoch(head.epoch, head.root_hash)
         self._check_fresh(head.epoch)
-        record, proof = self._call(self.server.kt_history, self.username)
-        try:
-            versions = key_history_verify(self.vrf_public_key(), record.root_hash,
-                                          record.epoch, device_list_label(self.username),
-                                          proof)
-            lists = [(v.version, decode_device_list(v.value)) for v in reversed(versions)]
-        except KeyTransparencyError:
-            self._refuse(KeyNotInDirectory("the device-list history does not verify",
-                                           self.username), "kt_proof_failed", self.username)
-        self.accept_epoch(record.epoch, record.root_hash)
         checked = self.store.get_meta(_OWN_VERSION)
+        record, lists = self._history(None if checked is None else int(checked))
+        self.accept_epoch(record.epoch, record.root_hash)
         with self.store.atomic():
             if checked is None:  # the baseline: only our own key is checked
                 self._check_new_devices(lists[-1][1], {})
@@ -286,6 +278,28 @@ class Transparency:
             notices = self.store.notices(before)
             self.store.set_meta(_MONITORED_NOTICE, str(notices[-1].id if notices else before))
         return [n for n in notices if n.kind.startswith("kt_")]
+
+    def _history(self, checked: int | None) -> tuple[KtEpoch, list[tuple[int, dict[int, bytes]]]]:
+        """The verified versions of this account's device list, oldest first: the newest only
+        for the baseline, else back to the version ``checked`` (whose list the newer ones are
+        compared with). The most recent versions are asked for, more while they do not reach
+        back that far (KT_HISTORY_PAGE, then four times as many, up to the complete history)."""
+        want: int | None = 1 if checked is None else consts.KT_HISTORY_PAGE
+        while True:
+            record, proof = self._call(self.server.kt_history, self.username, want)
+            try:
+                versions = key_history_verify(
+                    self.vrf_public_key(), record.root_hash, record.epoch,
+                    device_list_label(self.username), proof,
+                    params=None if want is None else HistoryParams.most_recent_n(want))
+                lists = [(v.version, decode_device_list(v.value)) for v in reversed(versions)]
+            except KeyTransparencyError:
+                self._refuse(KeyNotInDirectory("the device-list history does not verify",
+                                               self.username), "kt_proof_failed",
+                             self.username)
+            if want is None or checked is None or lists[0][0] <= max(checked, 1):
+                return record, lists
+            want = want * 4 if want * 4 <= consts.KT_MAX_HISTORY_VERSIONS else None
 
     def _check_fresh(self, epoch: int) -> None:
         """A ``kt_stale`` notice (once per epoch) when the head has not moved for

@@ -253,10 +253,14 @@ class ServerClient:
                                      "end": str(decode_int(end, "end"))})
         return resp.content
 
-    def kt_history(self, username: str) -> tuple[KtEpoch, bytes]:
-        """The complete history proof of ``username``'s device list (protobuf bytes) and the
-        epoch it was made against."""
-        resp = self._request("GET", f"/v1/kt/history/{decode_username(username)}")
+    def kt_history(self, username: str,
+                   most_recent: int | None = None) -> tuple[KtEpoch, bytes]:
+        """The history proof of ``username``'s device list (protobuf bytes: complete, or its
+        ``most_recent`` versions) and the epoch it was made against."""
+        params = None if most_recent is None else {
+            "most_recent": str(decode_int(most_recent, "most_recent", minimum=1))}
+        resp = self._request("GET", f"/v1/kt/history/{decode_username(username)}",
+                             params=params)
         raw = resp.headers.get("KT-Epoch", "")
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
             raise UnexpectedResponse("malformed KT-Epoch header")

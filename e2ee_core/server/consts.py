@@ -182,3 +182,6 @@ KT_MAX_APPEND_ONLY_EPOCHS = 64
 #: Lookup proofs kept per process (about 1-4 KiB each, at most 16 MiB): the same account's
 #: bundles fetched again within an epoch reuse its proof instead of three VRF proofs.
 KT_CACHED_LOOKUP_PROOFS = 4096
+#: Versions one history proof may hold when asked for the most recent ones: the proof decoder's
+#: limit (keytrans MAX_UPDATE_PROOFS). A device checks only the versions since its last check.
+KT_MAX_HISTORY_VERSIONS = 4096

@@ -17,7 +17,8 @@ directory's proofs are served.
   never in an error). The commitment key is derived from it (AKD's default).
 * **Endpoints** (:func:`install_transparency` registers them): ``GET /v1/kt/head``,
   ``/v1/kt/epochs/<n>``, ``/v1/kt/append-only?start=&end=`` (no credential: auditors use them),
-  and ``/v1/kt/history/<username>`` (a device credential, like device lists). Bundle and
+  and ``/v1/kt/history/<username>[?most_recent=n]`` (a device credential, like device
+  lists). Bundle and
   device-list responses get a ``transparency`` member (:func:`lookup_stamp`).
 """
 
@@ -39,6 +40,7 @@ from flask import Blueprint, Flask, Response, request
 
 from e2ee_core.keytrans.directory import Directory
 from e2ee_core.keytrans.errors import DirectoryError, InvalidUpdate, UnknownLabel
+from e2ee_core.keytrans.history import HistoryParams
 from e2ee_core.keytrans.sql_storage import SqlDirectoryStorage
 from e2ee_core.keytrans.storage import DirectoryStorage, EpochHead, MemoryDirectoryStorage
 from e2ee_core.server import consts
@@ -376,12 +378,15 @@ class KeyTransparency:
                 self._proofs.popitem(last=False)
         return found
 
-    def history(self, username: str) -> tuple[EpochHead, bytes]:
-        """A complete history proof of ``username``'s device list against the latest epoch."""
+    def history(self, username: str,
+                most_recent: int | None = None) -> tuple[EpochHead, bytes]:
+        """A history proof of ``username``'s device list against the latest epoch: complete,
+        or its ``most_recent`` versions (AKD's MostRecent(n))."""
         self._ensure_listed(username)
+        params = None if most_recent is None else HistoryParams.most_recent_n(most_recent)
         try:
             with self._lock:
-                head, proof = self.directory.key_history(device_list_label(username))
+                head, proof = self.directory.key_history(device_list_label(username), params)
         except UnknownLabel:  # pragma: no cover - _ensure_listed published it
             raise NotFound() from None
         return head, proof.to_bytes()
@@ -440,7 +445,11 @@ def install_transparency(app: Flask, service: DeliveryService) -> KeyTransparenc
     @bp.get("/v1/kt/history/<username>")
     def history(username: str) -> Response:
         service.authenticate(bearer_credential(request.headers.get("Authorization", "")))
-        head, proof = kt.history(decode_username(username))
+        raw = request.args.get("most_recent")
+        most_recent = None if raw is None else _epoch_arg(raw, "most_recent")
+        if most_recent is not None and not 1 <= most_recent <= consts.KT_MAX_HISTORY_VERSIONS:
+            raise InvalidRequest("most_recent is out of range")
+        head, proof = kt.history(decode_username(username), most_recent)
         return _protobuf(proof, head)
 
     app.register_blueprint(bp)

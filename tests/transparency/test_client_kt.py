@@ -323,3 +323,24 @@ def test_a_head_that_stops_moving_is_reported_once(server: Server) -> None:
     assert alice.check_transparency() == []
     clock.now += 60 * 60 * 1000
     assert [n.kind for n in alice.check_transparency()] == ["kt_stale"]
+
+
+def test_monitoring_pages_back_to_the_last_version_checked(server: Server) -> None:
+    """The check asks for the newest versions only, and more while they do not reach back to
+    the version it checked last: 2 x 12 versions since then, every rogue device reported."""
+    alice = register(server)  # the baseline: one version asked for
+    assert "/v1/kt/history/" + alice.username + "?most_recent=1" in [
+        path for path, _ in server.adapter.recorded]
+    rogues = []
+    for _ in range(12):  # each added and removed again: two versions
+        rogues.append(_add_device_silently(server, alice.username))
+        server.store.remove_device(alice.username, rogues[-1], now_ms=0, expires_at_ms=2**62)
+        server.store.db.execute("DELETE FROM envelopes WHERE source = ?", (alice.username,))
+        server.kt.publish_pending()
+    server.adapter.recorded.clear()
+    notices = alice.check_transparency()
+    assert [(n.kind, n.device_id) for n in notices] == [("kt_unknown_device", r) for r in rogues]
+    asked = [path.rpartition("=")[2] for path, _ in server.adapter.recorded
+             if path.startswith("/v1/kt/history/")]
+    assert asked == ["16", "64"]
+    assert alice.check_transparency() == []

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from e2ee_core.keytrans.history import key_history_verify
+from e2ee_core.keytrans.history import HistoryParams, key_history_verify
 from e2ee_core.keytrans.lookup import lookup_verify
 from e2ee_core.keytrans.proofs import AppendOnlyProof
 from e2ee_core.keytrans.tree import audit_verify
@@ -136,6 +136,15 @@ def test_endpoints(any_server: Server) -> None:
                                   device_list_label(name), history)) == 1
     with pytest.raises(NotFound):
         alice.kt_history(unique_name())
+    epoch, newest = alice.kt_history(name, 1)
+    assert len(key_history_verify(head.vrf_public_key, epoch.root_hash, epoch.epoch,
+                                  device_list_label(name), newest,
+                                  params=HistoryParams.most_recent_n(1))) == 1
+    auth = {"Authorization": "Bearer " + alice.credential.credential}  # type: ignore[union-attr]
+    for bad in ("0", "4097", "x", "-1", ""):
+        answer = server.session.get(URL + f"/v1/kt/history/{name}?most_recent={bad}",
+                                    headers=auth)
+        assert answer.status_code == 400, bad
     assert server.session.get(URL + "/v1/kt/history/NOT_A_NAME",
                               headers={"Authorization": "Bearer x"}).status_code in (400, 401)
 
