@@ -5,6 +5,7 @@ messages, and what the app reads back (messages, chat list, unread, status)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 from e2ee_core.client.context import DeviceContext
 from e2ee_core.client.errors import UnknownMessage
@@ -33,6 +34,18 @@ from e2ee_core.disappearing import (
 _VISIBLE = (Text, Sticker, AttachmentPointer, TimerChange, Unknown)
 
 
+class HistoryHook(Protocol):
+    """Told of every stored change, in the transaction that makes it (the mailbox queue,
+    :class:`~e2ee_core.client.history.History`)."""
+
+    def stored(self, conversation: str, content: Content, sender: str, sender_device: int, *,
+               outgoing: bool) -> None: ...
+
+    def changed(self, conversation: str, message_id: bytes) -> None: ...
+
+    def deleted(self, conversation: str, message_id: bytes) -> None: ...
+
+
 class Conversations:
     """Stores and reads the conversations of one device."""
 
@@ -43,6 +56,7 @@ class Conversations:
         self.messages_view = SqlMessageStore(store, ctx.address)
         self.disappearing = DisappearingMessages(self.messages_view, clock=ctx.clock,
                                                  timers=self.timers, start=ctx.expiry_start)
+        self.history: HistoryHook | None = None
 
     # -- storing -------------------------------------------------------------------------------
     def store_content(self, conversation: str, content: Content, sender: str,
@@ -69,6 +83,8 @@ class Conversations:
             store.save_timer(conversation, self.timers.state(conversation))
         elif isinstance(body, Reaction):
             store.set_reaction(conversation, body.target_id, sender, body.emoji)
+            if self.history is not None:
+                self.history.changed(conversation, body.target_id)
         elif isinstance(body, Edit | Delete):
             self._edit_or_delete(conversation, body, sender)
         elif isinstance(body, ReadReceipt):
@@ -83,6 +99,8 @@ class Conversations:
                 store.add_delivery(conversation, message_id, sender, content.sent_at_ms)
         if not visible:
             return []
+        if self.history is not None:
+            self.history.stored(conversation, content, sender, sender_device, outgoing=outgoing)
         return [self.message(conversation, content.message_id)]
 
     def _edit_or_delete(self, conversation: str, body: Edit | Delete, sender: str) -> None:
@@ -93,11 +111,15 @@ class Conversations:
         if isinstance(body, Delete):
             self.messages_view.delete(conversation, body.target_id)
             store.mark_deleted(conversation, body.target_id)
+            if self.history is not None:
+                self.history.deleted(conversation, body.target_id)
             return
         old = Content.decode(target.content)
         if isinstance(old.body, Text):
             store.replace_content(conversation, body.target_id,
                                   dataclasses.replace(old, body=Text(body.text)), edited=True)
+            if self.history is not None:
+                self.history.changed(conversation, body.target_id)
 
     def mark_read_here(self, conversation: str, message_id: bytes) -> bool:
         """Mark an incoming message read on this device (read-based timers start); False for

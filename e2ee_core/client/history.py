@@ -17,11 +17,24 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   new epoch that hands it the root (a *join* message, :func:`virtual_devices.seal_join`); the
   new device then reaches every earlier epoch by backward chaining.
 * **Saving.** Every visible message sent or received (not disappearing ones) is queued in the
-  local store in the caller's flow and saved in one request per send or receive batch, sealed
-  under the newest epoch (checked with the server at least every minute and whenever this
-  account's device set changed, so nothing is saved under an epoch a removed device knows once
-  this device has learned of the removal). A failed save keeps the queue, retried on the next
-  flush; it never blocks or loses a message.
+  local store by :class:`~e2ee_core.client.conversations.Conversations` *in the transaction that
+  stores it* (a receive batch's, a send's), so a crash after that commit cannot lose it from the
+  mailbox, and a batch attempt rolled back takes its queue rows with it. The queue is saved in
+  one request per send or receive batch, sealed under the newest epoch (checked with the server
+  at least every minute and whenever this account's device set changed, so nothing is saved
+  under an epoch a removed device knows once this device has learned of the removal). A failed
+  save keeps the queue, retried on the next flush; it never blocks or loses a message.
+* **Current state, not a log.** A record holds a message *as it is now*: an edit or a reaction
+  (sent or received) queues the message's record again, under the same message id, with the
+  edited content, the edited flag and the reactions (:class:`HistoryPayload` version 2); the
+  server's upsert replaces the old record and a queued older version is replaced in the queue.
+  A delete for everyone (this account's, or a received one that this device applied) queues
+  the record's deletion, so a restored device never sees it. Concurrent devices of the account
+  converge: each saves a message's state as it applies the edits and deletes, in order, so the
+  last save of every device that has them is the current state.
+* **Disappearing messages are not saved** (nor their edits and reactions): they must
+  disappear, and a mailbox copy would outlive the timer on every device that restores it; the
+  mailbox would also have to be trusted to delete it on time.
 * **Loading.** :meth:`History.load_older` fetches a page of a conversation, older than what
   was loaded, decrypts all of it and only then stores it in one transaction: a failed load
   (a forged record, an unknown epoch, the server unreachable) changes nothing locally.
@@ -31,8 +44,7 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   (:func:`virtual_devices.restore_epochs`) and joins the newest epoch.
 
 Not done here: attachments in the mailbox (the core's :mod:`e2ee_core.labyrinth.attachments`
-is not wired into sending), saving edits and reactions, acting on received deletes, a
-Labyrinth 1.1 key drop.
+is not wired into sending), a Labyrinth 1.1 key drop.
 """
 
 from __future__ import annotations
@@ -40,13 +52,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 from e2ee_core.client.context import DeviceContext
 from e2ee_core.client.conversations import Conversations
 from e2ee_core.client.devices import DeviceSets
 from e2ee_core.client.errors import ClientError
 from e2ee_core.client.models import Message
-from e2ee_core.content import Content, ContentError
+from e2ee_core.content import (
+    MAX_EMOJI_BYTES,
+    MESSAGE_ID_LENGTH,
+    Content,
+    ContentError,
+    Reaction,
+)
 from e2ee_core.labyrinth import epoch_chain, epochs, hpke, mailbox, orf, padding, primitives
 from e2ee_core.labyrinth import virtual_devices as vd
 from e2ee_core.labyrinth.consts import (
@@ -56,6 +75,7 @@ from e2ee_core.labyrinth.consts import (
 )
 from e2ee_core.labyrinth.errors import LabyrinthError, UnsupportedCipherVersion
 from e2ee_core.labyrinth.recovery_codes import RecoveryCode, correct
+from e2ee_core.server.consts import LABYRINTH_MAX_RECORDS_PER_SAVE
 from e2ee_core.server.errors import NotFound, ServerError
 from e2ee_core.server.labyrinth_client import LabyrinthClient
 from e2ee_core.server.labyrinth_errors import EpochConflict
@@ -74,9 +94,17 @@ from e2ee_core.server.labyrinth_wire import (
 log = logging.getLogger("e2ee_core.client")
 
 INBOX = "messages"  # the one inbox id this client uses
-PAYLOAD_VERSION = 1
+DELETION = b""  # a queued row with this payload deletes the message's record
+PAYLOAD_VERSION = 2  # version 1 (no edited flag, no reactions) is still read
 MAX_SAVE_BATCH = 500  # records per flush (the client splits them into server-sized requests)
 MAX_SENDER_LEN = 255
+# Reactions kept in a message's record (the first by reactor): a record must stay under the
+# server's blob limit (256 KiB) after padding; 128 * (2 + 255 + 64) bytes is 41 KiB at most,
+# beside the largest text (80 KiB). A group of more reactors loses the rest in the mailbox.
+MAX_HISTORY_REACTIONS = 128
+# After a failed save, how long a push-channel listener waits before it tries again on its
+# own (a receive or a send always tries).
+FLUSH_RETRY_MS = 30_000
 # How long a save may rely on the newest epoch this device knows without asking the server,
 # while its account's device set is unchanged: bounds how late a removal made by another
 # device (and not yet announced to this one) is taken into account.
@@ -104,42 +132,101 @@ def _ids(device_ids: Iterable[int]) -> bytes:
 
 
 # -- the plaintext of a mailbox record -----------------------------------------------------------
+Reactions = tuple[tuple[str, str], ...]
+"""(reactor account, emoji) pairs, sorted by reactor, one per reactor."""
+
+
 @dataclass(frozen=True)
 class HistoryPayload:
-    """What a mailbox record holds: one stored message of the conversation named by the
-    record's thread id (bound by the record's aad)::
+    """What a mailbox record holds: one stored message, as it is now, of the conversation named
+    by the record's thread id (bound by the record's aad). Version 2::
 
-        0x01 || flags (bit 0: outgoing) || u32be(sender device) || u8 len || sender (UTF-8)
+        0x02 || flags (bit 0: outgoing, bit 1: edited) || u32be(sender device)
+        || u8 len || sender (UTF-8) || u16be n || n * (u8 len || reactor || u8 len || emoji)
         || Content.encode()
+
+    (the content already carries an edit's text). Version 1, still read, is version 2 without
+    the edited flag and the reactions: ``0x01 || flags (bit 0) || u32be || u8 len || sender
+    || Content.encode()``. The reactors are strictly increasing (one canonical encoding).
     """
 
     sender: str
     sender_device: int
     outgoing: bool
     content: Content
+    edited: bool = False
+    reactions: Reactions = ()
 
     def encode(self) -> bytes:
         name = self.sender.encode("utf-8")
         if not 0 < len(name) <= MAX_SENDER_LEN or not 0 <= self.sender_device < 2**32:
             raise InvalidHistoryPayload("sender out of range")
-        return (bytes([PAYLOAD_VERSION, int(self.outgoing)])
-                + self.sender_device.to_bytes(4, "big") + bytes([len(name)]) + name
-                + self.content.encode())
+        if len(self.reactions) > MAX_HISTORY_REACTIONS:
+            raise InvalidHistoryPayload("too many reactions")
+        out = [bytes([PAYLOAD_VERSION, int(self.outgoing) | int(self.edited) << 1]),
+               self.sender_device.to_bytes(4, "big"), bytes([len(name)]), name,
+               len(self.reactions).to_bytes(2, "big")]
+        previous = b""
+        for reactor, emoji in self.reactions:
+            raw_reactor, raw_emoji = reactor.encode("utf-8"), emoji.encode("utf-8")
+            if (not 0 < len(raw_reactor) <= MAX_SENDER_LEN or raw_reactor <= previous
+                    or not 0 < len(raw_emoji) <= MAX_EMOJI_BYTES):
+                raise InvalidHistoryPayload("reaction out of range")
+            previous = raw_reactor
+            out += [bytes([len(raw_reactor)]), raw_reactor, bytes([len(raw_emoji)]), raw_emoji]
+        out.append(self.content.encode())
+        return b"".join(out)
 
     @classmethod
     def decode(cls, data: bytes) -> HistoryPayload:
         """Strict decoder: :class:`InvalidHistoryPayload` on anything malformed."""
-        if len(data) < 7 or data[0] != PAYLOAD_VERSION or data[1] not in (0, 1):
+        if len(data) < 7 or data[0] not in (1, PAYLOAD_VERSION) or data[1] > (
+                1 if data[0] == 1 else 3):
             raise InvalidHistoryPayload("unknown history payload")
         size = data[6]
         if size == 0 or len(data) < 7 + size:
             raise InvalidHistoryPayload("truncated history payload")
+        pos = 7 + size
+        reactions: list[tuple[str, str]] = []
         try:
-            sender = data[7:7 + size].decode("utf-8")
-            content = Content.decode(data[7 + size:])
+            sender = data[7:pos].decode("utf-8")
+            if data[0] == PAYLOAD_VERSION:
+                if len(data) < pos + 2:
+                    raise InvalidHistoryPayload("truncated history payload")
+                count = int.from_bytes(data[pos:pos + 2], "big")
+                pos += 2
+                if count > MAX_HISTORY_REACTIONS:
+                    raise InvalidHistoryPayload("too many reactions")
+                previous = b""
+                for _ in range(count):
+                    raw_reactor, pos = _field(data, pos, MAX_SENDER_LEN)
+                    raw_emoji, pos = _field(data, pos, MAX_EMOJI_BYTES)
+                    if raw_reactor <= previous:
+                        raise InvalidHistoryPayload("reactions out of order")
+                    previous = raw_reactor
+                    emoji = raw_emoji.decode("utf-8")
+                    Reaction(bytes(MESSAGE_ID_LENGTH), emoji)  # one emoji, as a reaction is
+                    reactions.append((raw_reactor.decode("utf-8"), emoji))
+            content = Content.decode(data[pos:])
         except (UnicodeDecodeError, ContentError):
             raise InvalidHistoryPayload("malformed history payload") from None
-        return cls(sender, int.from_bytes(data[2:6], "big"), bool(data[1]), content)
+        return cls(sender, int.from_bytes(data[2:6], "big"), bool(data[1] & 1), content,
+                   edited=bool(data[1] & 2), reactions=tuple(reactions))
+
+
+def _field(data: bytes, pos: int, limit: int) -> tuple[bytes, int]:
+    """A u8-length-prefixed non-empty field of at most ``limit`` bytes at ``pos``."""
+    if pos >= len(data) or not 0 < data[pos] <= limit or len(data) < pos + 1 + data[pos]:
+        raise InvalidHistoryPayload("truncated history payload")
+    end = pos + 1 + data[pos]
+    return data[pos + 1:end], end
+
+
+def _kept_reactions(reactions: dict[str, str]) -> Reactions:
+    """The reactions a record keeps: the first MAX_HISTORY_REACTIONS by reactor."""
+    # str order is code-point order, which is UTF-8 byte order: the decoder's order
+    return tuple(sorted((r, e) for r, e in reactions.items()
+                        if 0 < len(r.encode("utf-8")) <= MAX_SENDER_LEN)[:MAX_HISTORY_REACTIONS])
 
 
 @dataclass(frozen=True)
@@ -159,11 +246,16 @@ class History:
         self.devices = devices
         self.conversations = conversations
         self.lab = LabyrinthClient(ctx.server)
+        self._loading = False  # storing what was loaded: not queued again
+        self._failed_at: int | None = None  # the last failed flush (clock ms)
+        self._enabled = False  # once seen enabled, it stays so (the keys are never dropped)
 
     # -- local state ---------------------------------------------------------------------------
     @property
     def enabled(self) -> bool:
-        return self.ctx.store.labyrinth_get("storage_priv") is not None
+        if not self._enabled:
+            self._enabled = self.ctx.store.labyrinth_get("storage_priv") is not None
+        return self._enabled
 
     @property
     def me(self) -> str:
@@ -480,39 +572,52 @@ class History:
         return checked != _ids(own) or not 0 <= self.ctx.clock() - int(at) < \
             EPOCH_CHECK_INTERVAL_MS
 
-    # -- saving --------------------------------------------------------------------------------
-    def enqueue(self, messages: Iterable[Message]) -> int:
-        """Queue visible, non-disappearing messages for the mailbox (a local write)."""
-        if not self.enabled:
-            return 0
-        rows: list[tuple[str, str, int, bytes]] = []
-        for message in messages:
-            content = message.content
-            if content is None or message.deleted or content.expire_timer is not None:
-                continue
-            rows.append((message.conversation, content.message_id.hex(), content.sent_at_ms,
-                         HistoryPayload(message.sender, message.sender_device, message.outgoing,
-                                        content).encode()))
-        if rows:
-            self.ctx.store.history_enqueue(rows)
-        return len(rows)
-
-    def enqueue_sent(self, conversation: str, content: Content) -> int:
-        if content.expire_timer is not None or not self.enabled:
-            return 0
+    # -- saving: what the conversations store tells it, in the caller's transaction -----------
+    def stored(self, conversation: str, content: Content, sender: str, sender_device: int, *,
+               outgoing: bool) -> None:
+        """A new visible message was stored: its record is queued in the same transaction (a
+        local write; not for disappearing messages, nor while loading from the mailbox)."""
+        if self._loading or content.expire_timer is not None or not self.enabled:
+            return
+        reactions = _kept_reactions(self.ctx.store.reactions(conversation, content.message_id))
         self.ctx.store.history_enqueue([(conversation, content.message_id.hex(),
                                          content.sent_at_ms, HistoryPayload(
-                                             self.ctx.username, self.ctx.device_id, True,
-                                             content).encode())])
-        return 1
+                                             sender, sender_device, outgoing, content,
+                                             reactions=reactions).encode())])
+
+    def changed(self, conversation: str, message_id: bytes) -> None:
+        """An edit or a reaction changed a stored message: its record is queued again with
+        the message's current state, in place of a queued older one."""
+        if self._loading or not self.enabled:
+            return
+        store = self.ctx.store
+        row = store.message_row(conversation, message_id)
+        if row is None or row.content is None or row.deleted:
+            return
+        content = Content.decode(row.content)
+        if content.expire_timer is not None:
+            return
+        payload = HistoryPayload(row.sender, row.sender_device, row.outgoing, content,
+                                 edited=row.edited, reactions=_kept_reactions(
+                                     store.reactions(conversation, message_id)))
+        store.history_replace(conversation, message_id.hex(), content.sent_at_ms,
+                              payload.encode())
+
+    def deleted(self, conversation: str, message_id: bytes) -> None:
+        """A message was deleted for everyone (by this account, or by its author as received
+        here): the deletion of its record is queued, in place of a queued save."""
+        if self._loading or not self.enabled:
+            return
+        self.ctx.store.history_replace(conversation, message_id.hex(), 0, DELETION)
 
     def flush(self) -> int:
-        """Save what is queued, sealed under the newest epoch; how many were saved. Any
-        failure keeps the queue for the next flush (logged, never raised)."""
+        """Save (and delete) what is queued, in order, sealed under the newest epoch; how many
+        records were saved or deleted. Any failure keeps the rest of the queue for the next
+        flush (logged, never raised)."""
         if not self.enabled:
             return 0
         store = self.ctx.store
-        saved = 0
+        done = 0
         try:
             if self._known() and store.labyrinth_get("rotate") == b"1":
                 self._rotate()
@@ -521,20 +626,43 @@ class History:
                 self.admit_devices()
             queued = store.history_queued(MAX_SAVE_BATCH)
             if not queued:
+                self._failed_at = None
                 return 0
             current = self._epoch_for_saving()
             while queued:
-                records = [StoredRecord(*self._seal(current, thread, message_id, timestamp,
-                                                    payload))
-                           for _, thread, message_id, timestamp, payload in queued]
-                self.ctx.call(self.lab.save, records)
-                store.history_dequeue([row[0] for row in queued])
-                saved += len(queued)
+                for deletion, group in groupby(queued, key=lambda row: row[4] == DELETION):
+                    run = list(group)
+                    if deletion:
+                        step = LABYRINTH_MAX_RECORDS_PER_SAVE
+                        for i in range(0, len(run), step):
+                            self.ctx.call(self.lab.delete, [
+                                RecordKey(INBOX, thread, message_id)
+                                for _, thread, message_id, _, _ in run[i:i + step]])
+                    else:
+                        self.ctx.call(self.lab.save, [
+                            StoredRecord(*self._seal(current, thread, message_id, timestamp,
+                                                     payload))
+                            for _, thread, message_id, timestamp, payload in run])
+                    store.history_dequeue([row[0] for row in run])
+                    done += len(run)
                 queued = store.history_queued(MAX_SAVE_BATCH)
+            self._failed_at = None
         except (HistoryError, ServerError, LabyrinthError) as exc:
+            self._failed_at = self.ctx.clock()
             log.info("client.history.save_deferred reason=%s queued=%d", type(exc).__name__,
                      store.history_queue_length())
-        return saved
+        return done
+
+    def flush_pending(self) -> int:
+        """:meth:`flush` when something is queued, unless a flush failed less than
+        FLUSH_RETRY_MS ago (for a push-channel listener's idle turns: an edit, a reaction or a
+        delete arrives in a batch with no new message)."""
+        if not self.enabled or self.ctx.store.history_queue_length() == 0:
+            return 0
+        failed = self._failed_at
+        if failed is not None and 0 <= self.ctx.clock() - failed < FLUSH_RETRY_MS:
+            return 0
+        return self.flush()
 
     def _epoch_for_saving(self) -> epochs.Epoch:
         """The newest epoch, checked with the server unless it was checked less than
@@ -552,19 +680,6 @@ class History:
         epoch = self._catch_up().epoch
         store.labyrinth_set("epoch_checked", str(now).encode() + b" " + own)
         return epoch
-
-    def forget(self, conversation: str, message_id: bytes) -> bool:
-        """Delete a message's record from the mailbox (this device deleted it for everyone);
-        best effort: whether the server deleted it. Not queued on failure."""
-        if not self.enabled or not self._known():
-            return False
-        try:
-            deleted = self.ctx.call(self.lab.delete, [RecordKey(INBOX, conversation,
-                                                                message_id.hex())])
-        except ServerError as exc:
-            log.info("client.history.delete_failed reason=%s", type(exc).__name__)
-            return False
-        return deleted > 0
 
     @staticmethod
     def _seal(epoch: epochs.Epoch, thread: str, message_id: str, timestamp: int,
@@ -639,11 +754,27 @@ class History:
         return out
 
     def _store(self, opened: Iterable[tuple[str, HistoryPayload]]) -> list[Message]:
+        """Store loaded messages (the caller holds the transaction) with their edited flag and
+        reactions; a message this device already has keeps its local state."""
+        store = self.ctx.store
         new: list[Message] = []
-        for conversation, payload in opened:
-            new += self.conversations.store_content(
-                conversation, payload.content, payload.sender, payload.sender_device,
-                outgoing=payload.outgoing)
+        self._loading = True
+        try:
+            for conversation, payload in opened:
+                got = self.conversations.store_content(
+                    conversation, payload.content, payload.sender, payload.sender_device,
+                    outgoing=payload.outgoing)
+                if got and (payload.edited or payload.reactions):
+                    message_id = payload.content.message_id
+                    if payload.edited:
+                        store.replace_content(conversation, message_id, payload.content,
+                                              edited=True)
+                    for reactor, emoji in payload.reactions:
+                        store.set_reaction(conversation, message_id, reactor, emoji)
+                    got = [self.conversations.message(conversation, message_id)]
+                new += got
+        finally:
+            self._loading = False
         return new
 
     # -- recovery codes ------------------------------------------------------------------------

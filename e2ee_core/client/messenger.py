@@ -101,6 +101,7 @@ class Messenger:
         self.device_sets.events = self.group_chats
         self.verification = Verification(ctx, self.device_sets, self.fanout)
         self.history = History(ctx, self.device_sets, self.conversations)
+        self.conversations.history = self.history  # queued in the storing transaction
         self.inbox = Inbox(ctx, self.device_sets, self.fanout, self.group_chats,
                            self.conversations, maintain_prekeys=self.maintain_prekeys,
                            delivery_receipts=delivery_receipts)
@@ -227,9 +228,8 @@ class Messenger:
             self.fanout.send_pairwise(conversation, content,
                                       expires_at_ms=server_expiry_hint_ms(content))
         with self.store.atomic():
-            stored = self.conversations.store_content(conversation, content, self.username,
-                                                      self.device_id, outgoing=True)
-            self.history.enqueue(stored)  # queued with the message: never lost
+            self.conversations.store_content(conversation, content, self.username,
+                                             self.device_id, outgoing=True)  # and queued
         self.fanout.flush_outbox()
         self.history.flush()  # one save request; a failure keeps the queue
         return content
@@ -255,9 +255,7 @@ class Messenger:
     def delete_for_everyone(self, conversation: str, target_id: bytes) -> Content:
         """Delete one of this account's messages on every device of every participant (and
         from this account's encrypted mailbox, when history is on)."""
-        content = self.send(conversation, Delete(target_id))
-        self.history.forget(conversation, target_id)
-        return content
+        return self.send(conversation, Delete(target_id))  # the deletion queued and flushed
 
     def set_timer(self, conversation: str, seconds: int | None) -> Content:
         """Turn disappearing messages on (``seconds``) or off (None) for a conversation."""
@@ -304,8 +302,7 @@ class Messenger:
         """Fetch, decrypt, store and acknowledge everything queued for this device (waiting up
         to ``wait`` seconds when nothing is). Returns the new visible messages. Then, when
         due, this account's device-list history is checked (:meth:`check_transparency`)."""
-        messages = self.inbox.receive(wait)
-        self.history.enqueue(messages)
+        messages = self.inbox.receive(wait)  # queued for the mailbox as they were stored
         self.history.flush()  # one save request per receive
         self._monitor_if_due()
         return messages
@@ -352,13 +349,16 @@ class Messenger:
         self._monitor_if_due()
 
         def saved(new: list[Message]) -> object:
-            self.history.enqueue(new)
             self.history.flush()
             shown = on_messages(new)
             self._monitor_if_due()  # key transparency, as after a receive
             return shown
 
-        self.inbox.listen(saved, stop=stop, max_backoff=max_backoff, on_idle=on_idle,
+        def idle() -> object:
+            self.history.flush_pending()  # edits, reactions, deletes of batches without news
+            return None if on_idle is None else on_idle()
+
+        self.inbox.listen(saved, stop=stop, max_backoff=max_backoff, on_idle=idle,
                           idle_every=idle_every)
 
     # -- stored messages -----------------------------------------------------------------------

@@ -506,6 +506,17 @@ class ClientStore:
                 self.execute("INSERT INTO client_history_outbox (thread_id, message_id, "
                              "timestamp, payload) VALUES (?, ?, ?, ?)", row)
 
+    def history_replace(self, thread_id: str, message_id: str, timestamp: int,
+                        payload: bytes) -> None:
+        """Queue a message's record (an empty payload: its deletion) in place of any row queued
+        for it before (the newest state is what the mailbox must end with)."""
+        with self.atomic():
+            self.execute("DELETE FROM client_history_outbox WHERE thread_id = ? AND "
+                         "message_id = ?", (thread_id, message_id))
+            self.execute("INSERT INTO client_history_outbox (thread_id, message_id, "
+                         "timestamp, payload) VALUES (?, ?, ?, ?)",
+                         (thread_id, message_id, timestamp, payload))
+
     def history_queued(self, limit: int) -> list[tuple[int, str, str, int, bytes]]:
         rows = self.execute("SELECT id, thread_id, message_id, timestamp, payload FROM "
                             "client_history_outbox ORDER BY id LIMIT ?", (limit,)).fetchall()

@@ -276,7 +276,7 @@ def test_payload_round_trip_and_strictness() -> None:
 
     payload = HistoryPayload("alice", 2, True, Content.new(Text("hi"), sent_at_ms=5))
     assert HistoryPayload.decode(payload.encode()) == payload
-    for bad in (b"", b"\x02" + payload.encode()[1:], payload.encode()[:8]):
+    for bad in (b"", b"\x03" + payload.encode()[1:], payload.encode()[:8]):
         with pytest.raises(InvalidHistoryPayload):
             HistoryPayload.decode(bad)
 

@@ -1,0 +1,318 @@
+"""The Messenger's mailbox history, the gaps of the first pass (issue #15): queued in the
+transaction that stores a message (a crash after it commits loses nothing), the current state
+of a message (edits, reactions, deletes for everyone, received ones too) for a restored or
+linked device, disappearing messages never saved. Against the real delivery server, in
+process, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from e2ee_core.client.history import (
+    DELETION,
+    MAX_HISTORY_REACTIONS,
+    HistoryPayload,
+    InvalidHistoryPayload,
+)
+from e2ee_core.client.messenger import Messenger
+from e2ee_core.client.store import ClientStore
+from e2ee_core.content import Content, Text
+from e2ee_core.server.labyrinth_client import LabyrinthClient
+from e2ee_core.server.labyrinth_wire import LoadQuery
+from tests.labyrinth.test_client_history import PASSWORD, Server, _names, _server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Server:
+    if request.param == "sqlite":
+        return _server(str(tmp_path / "server.db"))
+    return _server(request.getfixturevalue("pg_dsn"))
+
+
+class Crash(BaseException):
+    """The process dying at a given point (nothing after it runs)."""
+
+
+def _crash(*_: object) -> int:
+    raise Crash
+
+
+def _mailbox_ids(device: Messenger) -> set[str]:
+    return {r.message_id for r in LabyrinthClient(device.server).iter_records(LoadQuery())}
+
+
+def _queued_texts(store: ClientStore) -> list[str | None]:
+    out: list[str | None] = []
+    for _, _, _, _, payload in store.history_queued(1000):
+        body = HistoryPayload.decode(payload).content.body
+        out.append(body.text if isinstance(body, Text) else None)
+    return out
+
+
+def _admitted_laptop(server: Server, alice: Messenger) -> Messenger:
+    laptop = server.link(alice.username)
+    laptop.enable_history()
+    alice.receive()  # admits it
+    laptop.maintain_history()
+    return laptop
+
+
+# -- 1. the crash window ---------------------------------------------------------------------------
+def test_a_crash_after_a_receive_batch_commits_loses_nothing_from_the_mailbox(
+        server: Server, tmp_path: Path) -> None:
+    """Before: the batch committed, then the messages were queued; dying in between lost them
+    from the mailbox for good."""
+    a, b = _names()
+    state = tmp_path / "alice.db"
+    alice = Messenger.register(server.url, a, PASSWORD, state=state, session=server.session)
+    bob = server.register(b)
+    alice.enable_history()
+    sent = [bob.send_text(a, f"m{i}") for i in range(3)]
+    alice.server.acknowledge = _crash  # type: ignore[method-assign,assignment]
+    with pytest.raises(Crash):
+        alice.receive()  # the batch commits, then the process dies (before the acknowledgement)
+    assert [m.text for m in alice.messages(b)] == ["m0", "m1", "m2"]
+    alice.close()
+    again = Messenger.open(state, session=server.session)
+    assert _queued_texts(again.store) == ["m0", "m1", "m2"]
+    assert again.receive() == []  # redelivered, recognised as processed
+    assert again.store.history_queue_length() == 0
+    assert {c.message_id.hex() for c in sent} <= _mailbox_ids(again)
+
+
+def test_a_crash_after_a_send_or_an_edit_commits_loses_nothing_from_the_mailbox(
+        server: Server, tmp_path: Path) -> None:
+    a, b = _names()
+    state = tmp_path / "alice.db"
+    alice = Messenger.register(server.url, a, PASSWORD, state=state, session=server.session)
+    server.register(b)
+    alice.enable_history()
+    first = alice.send_text(b, "saved at once")
+    alice.history.flush = _crash  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        alice.send_text(b, "sent, then the crash")
+    with pytest.raises(Crash):
+        alice.edit(b, first.message_id, "edited, then the crash")
+    alice.close()
+    again = Messenger.open(state, session=server.session)
+    assert _queued_texts(again.store) == ["sent, then the crash", "edited, then the crash"]
+    again.maintain_history()
+    laptop = _admitted_laptop(server, again)
+    loaded = {m.message_id: m for m in laptop.load_all_history()}
+    assert loaded[first.message_id].text == "edited, then the crash"
+    assert loaded[first.message_id].edited
+    assert "sent, then the crash" in {m.text for m in loaded.values()}
+
+
+def test_a_batch_redone_one_envelope_at_a_time_queues_each_message_once(
+        tmp_path: Path) -> None:
+    """The write-behind attempt rolls back its queue rows with it; the savepoint redo queues
+    the good messages once each and nothing of the poisoned one."""
+    from e2ee_core.client.frames import wrap_pairwise
+    from e2ee_core.server.wire import OutgoingEnvelope
+
+    server = _server(str(tmp_path / "server.db"))
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    bob.send_text(a, "hello")
+    alice.receive()
+    target = (a, alice.device_id)
+    bob.send_text(a, "before")
+    bob.server.send(a, [OutgoingEnvelope(*target, wrap_pairwise(
+        bob.device.encrypt(target, b"not a frame").to_bytes()))])
+    bob.send_text(a, "after")
+    alice.server.acknowledge = _crash  # type: ignore[method-assign,assignment]
+    with pytest.raises(Crash):
+        alice.receive()  # the batch commits, then the process dies
+    assert [m.text for m in alice.messages(b)] == ["hello", "before", "after"]
+    assert _queued_texts(alice.store) == ["before", "after"]
+
+
+def test_a_backlog_with_history_on_still_writes_each_session_record_once(
+        tmp_path: Path) -> None:
+    """Queueing inside the batch keeps it one write-behind block: one session write, no
+    savepoint, one queue row per message."""
+    server = _server(str(tmp_path / "server.db"))
+    a, b = _names()
+    alice = Messenger.register(server.url, a, PASSWORD, state=tmp_path / "alice.db",
+                               session=server.session, delivery_receipts=False)
+    bob = server.register(b)
+    alice.enable_history()
+    bob.send_text(a, "first")
+    alice.receive()
+    for n in range(40):
+        bob.send_text(a, f"m{n}")
+    statements: list[str] = []
+    conn = alice.store.db.connection()
+    conn.set_trace_callback(statements.append)
+    try:
+        got = alice.inbox.receive()
+    finally:
+        conn.set_trace_callback(None)
+    assert [m.text for m in got] == [f"m{n}" for n in range(40)]
+    assert sum("INSERT INTO e2ee_sessions" in s for s in statements) == 1
+    assert not any(s.startswith("SAVEPOINT") for s in statements)
+    assert sum("INSERT INTO client_history_outbox" in s for s in statements) == 40
+
+
+# -- 2. the current state of a message -------------------------------------------------------------
+def test_a_linked_device_sees_edits_and_reactions(server: Server) -> None:
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    mine = alice.send_text(b, "a typo")
+    alice.edit(b, mine.message_id, "fixed")
+    theirs = bob.send_text(a, "hi alice")
+    bob.receive()
+    bob.react(a, mine.message_id, "👍")
+    bob.edit(a, theirs.message_id, "hi alice!")
+    alice.receive()  # a received reaction and a received edit rewrite the records
+    alice.react(b, theirs.message_id, "❤️")
+    gone = bob.send_text(a, "a reaction that is taken back")
+    alice.receive()
+    alice.react(b, gone.message_id, "😀")
+    alice.react(b, gone.message_id, None)
+    laptop = _admitted_laptop(server, alice)
+    loaded = {m.message_id: m for m in laptop.load_all_history()}
+    assert (loaded[mine.message_id].text, loaded[mine.message_id].edited,
+            loaded[mine.message_id].reactions) == ("fixed", True, {b: "👍"})
+    assert (loaded[theirs.message_id].text, loaded[theirs.message_id].edited,
+            loaded[theirs.message_id].reactions) == ("hi alice!", True, {a: "❤️"})
+    assert loaded[gone.message_id].reactions == {}
+    assert not loaded[gone.message_id].edited
+    # What the app reads back is the same as on the device that saved it.
+    for message_id, message in loaded.items():
+        original = alice.message(b, message_id)
+        assert (message.text, message.edited, message.reactions) == (
+            original.text, original.edited, original.reactions)
+
+
+def test_a_received_delete_for_everyone_leaves_the_recipients_mailbox(server: Server) -> None:
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    bob.enable_history()
+    oops = bob.send_text(a, "oops")
+    kept = bob.send_text(a, "kept")
+    alice.receive()
+    assert oops.message_id.hex() in _mailbox_ids(alice)
+    bob.delete_for_everyone(a, oops.message_id)
+    assert oops.message_id.hex() not in _mailbox_ids(bob)  # the author's own mailbox
+    alice.receive()  # the author's delete, applied here, deletes the record here too
+    assert oops.message_id.hex() not in _mailbox_ids(alice)
+    assert kept.message_id.hex() in _mailbox_ids(alice)
+    laptop = _admitted_laptop(server, alice)
+    assert [m.text for m in laptop.load_all_history()] == ["kept"]
+
+
+def test_a_queued_record_is_replaced_by_the_newest_state(server: Server) -> None:
+    """A device whose saves wait (a linked device not admitted yet) keeps one queue row per
+    message: the newest state, or its deletion, in order with the rest."""
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    laptop = server.link(a)
+    assert not laptop.enable_history()
+    draft = laptop.send_text(b, "draft")
+    laptop.edit(b, draft.message_id, "draft, edited")
+    laptop.edit(b, draft.message_id, "draft, edited twice")
+    assert _queued_texts(laptop.store) == ["draft, edited twice"]
+    doomed = laptop.send_text(b, "doomed")
+    laptop.delete_for_everyone(b, doomed.message_id)
+    last = laptop.send_text(b, "last")
+    queue = laptop.store.history_queued(100)
+    assert [(row[2], row[4] == DELETION) for row in queue] == [
+        (draft.message_id.hex(), False), (doomed.message_id.hex(), True),
+        (last.message_id.hex(), False)]
+    alice.receive()  # admits the laptop (alice's own copies: the edits and the delete too)
+    assert laptop.maintain_history() == 3
+    assert laptop.store.history_queue_length() == 0
+    ids = _mailbox_ids(laptop)
+    assert draft.message_id.hex() in ids and last.message_id.hex() in ids
+    assert doomed.message_id.hex() not in ids
+    phone = server.link(a)
+    phone.enable_history()
+    alice.receive()
+    texts = {m.text for m in phone.load_all_history()}
+    assert {"draft, edited twice", "last"} <= texts and "doomed" not in texts
+    del bob
+
+
+def test_disappearing_messages_are_never_saved(server: Server) -> None:
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    alice.set_timer(b, 3600)
+    fleeting = alice.send_text(b, "this disappears")
+    bob.receive()
+    bob.react(a, fleeting.message_id, "👍")
+    bob.send_text(a, "so does this reply")
+    alice.receive()
+    alice.edit(b, fleeting.message_id, "edited, still disappearing")
+    assert alice.store.history_queue_length() == 0
+    laptop = _admitted_laptop(server, alice)
+    texts = [m.text for m in laptop.load_all_history()]
+    assert "this disappears" not in texts and "so does this reply" not in texts
+    assert "edited, still disappearing" not in texts
+
+
+# -- the record's plaintext --------------------------------------------------------------------
+def test_version_1_payloads_are_still_read() -> None:
+    content = Content.new(Text("from before"), sent_at_ms=7)
+    v1 = b"\x01\x01" + (3).to_bytes(4, "big") + b"\x05alice" + content.encode()
+    assert HistoryPayload.decode(v1) == HistoryPayload("alice", 3, True, content)
+    with pytest.raises(InvalidHistoryPayload):  # no edited flag in version 1
+        HistoryPayload.decode(b"\x01\x03" + v1[2:])
+
+
+_EMOJI = ["👍", "❤️", "😀", "🎉", "👨‍👩‍👧"]
+
+
+@given(sender=st.text(min_size=1, max_size=40).filter(lambda s: len(s.encode()) <= 255),
+       device=st.integers(0, 2**32 - 1), outgoing=st.booleans(), edited=st.booleans(),
+       reactions=st.dictionaries(st.text(min_size=1, max_size=30),
+                                 st.sampled_from(_EMOJI), max_size=8),
+       text=st.text(max_size=50))
+def test_payload_round_trip(sender: str, device: int, outgoing: bool, edited: bool,
+                            reactions: dict[str, str], text: str) -> None:
+    payload = HistoryPayload(sender, device, outgoing, Content.new(Text(text), sent_at_ms=1),
+                             edited=edited, reactions=tuple(sorted(reactions.items())))
+    assert HistoryPayload.decode(payload.encode()) == payload
+
+
+@given(st.binary(max_size=400))
+def test_payload_decoder_raises_only_its_error(data: bytes) -> None:
+    for candidate in (data, b"\x02" + data[:1] + data[2:], b"\x02\x00" + data):
+        try:
+            HistoryPayload.decode(candidate)
+        except InvalidHistoryPayload:
+            pass
+
+
+def test_payload_strictness() -> None:
+    content = Content.new(Text("x"), sent_at_ms=1)
+    good = HistoryPayload("al", 1, False, content, reactions=(("a", "👍"), ("b", "😀")))
+    raw = good.encode()
+    assert HistoryPayload.decode(raw) == good
+    swapped = HistoryPayload("al", 1, False, content, reactions=(("b", "😀"), ("a", "👍")))
+    with pytest.raises(InvalidHistoryPayload):  # reactors out of order: one encoding only
+        swapped.encode()
+    header = 7 + 2  # up to the reactions count
+    out_of_order = raw[:header] + b"\x00\x02" + b"\x01b\x04" + "😀".encode() + \
+        b"\x01a\x04" + "👍".encode() + content.encode()
+    with pytest.raises(InvalidHistoryPayload):
+        HistoryPayload.decode(out_of_order)
+    not_an_emoji = raw[:header] + b"\x00\x01" + b"\x01a\x02hi" + content.encode()
+    with pytest.raises(InvalidHistoryPayload):
+        HistoryPayload.decode(not_an_emoji)
+    too_many = raw[:header] + (MAX_HISTORY_REACTIONS + 1).to_bytes(2, "big")
+    with pytest.raises(InvalidHistoryPayload):
+        HistoryPayload.decode(too_many)
+    with pytest.raises(InvalidHistoryPayload):
+        HistoryPayload("al", 1, False, content, reactions=tuple(
+            (f"r{i:04d}", "👍") for i in range(MAX_HISTORY_REACTIONS + 1))).encode()
