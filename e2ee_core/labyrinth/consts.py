@@ -134,3 +134,8 @@ ATTACHMENT_ID_MAX_LEN: Final = 256  # the transport's media id / CDN handle, an 
 # The reference's sealed content: the media key and digest the message carried, bounded so
 # a reference stays a small record.
 ATTACHMENT_SECRET_MAX_LEN: Final = 1024
+
+# -- Mailbox records ---------------------------------------------------------------------------
+# Thread keys one mailbox.EpochKeys keeps: a page of records (at most a few hundred) names
+# far fewer threads, and the bound keeps a long-lived one from growing without end.
+EPOCH_KEYS_MAX_THREADS: Final = 4096
