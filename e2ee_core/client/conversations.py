@@ -43,7 +43,8 @@ class HistoryHook(Protocol):
 
     def changed(self, conversation: str, message_id: bytes) -> None: ...
 
-    def deleted(self, conversation: str, message_id: bytes) -> None: ...
+    def deleted(self, conversation: str, message_id: bytes) -> None:
+        """Called before the message's content is dropped."""
 
 
 class Conversations:
@@ -109,10 +110,10 @@ class Conversations:
         if target is None or target.sender != sender or target.content is None:
             return  # only the author edits or deletes, and only what is still there
         if isinstance(body, Delete):
+            if self.history is not None:  # while its content is still there
+                self.history.deleted(conversation, body.target_id)
             self.messages_view.delete(conversation, body.target_id)
             store.mark_deleted(conversation, body.target_id)
-            if self.history is not None:
-                self.history.deleted(conversation, body.target_id)
             return
         old = Content.decode(target.content)
         if isinstance(old.body, Text):

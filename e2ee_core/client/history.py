@@ -43,8 +43,11 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   three wrong characters corrected), opens the bundle, walks and verifies the whole epoch chain
   (:func:`virtual_devices.restore_epochs`) and joins the newest epoch.
 
-Not done here: attachments in the mailbox (the core's :mod:`e2ee_core.labyrinth.attachments`
-is not wired into sending), a Labyrinth 1.1 key drop.
+* **Attachments.** A saved message with an attachment gets an ORF-indexed reference
+  (:mod:`e2ee_core.labyrinth.attachments`) in the same flush, deleted with the message (only if
+  its MAC names that message); :meth:`History.attachment` fetches an attachment through it.
+
+Not done here: a Labyrinth 1.1 key drop; receipts are not saved.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
+from e2ee_core.attachments import decrypt_attachment
 from e2ee_core.client.context import DeviceContext
 from e2ee_core.client.conversations import Conversations
 from e2ee_core.client.devices import DeviceSets
@@ -62,11 +66,21 @@ from e2ee_core.client.models import Message
 from e2ee_core.content import (
     MAX_EMOJI_BYTES,
     MESSAGE_ID_LENGTH,
+    AttachmentPointer,
     Content,
     ContentError,
     Reaction,
 )
-from e2ee_core.labyrinth import epoch_chain, epochs, hpke, mailbox, orf, padding, primitives
+from e2ee_core.labyrinth import (
+    attachments,
+    epoch_chain,
+    epochs,
+    hpke,
+    mailbox,
+    orf,
+    padding,
+    primitives,
+)
 from e2ee_core.labyrinth import virtual_devices as vd
 from e2ee_core.labyrinth.consts import (
     CIPHER_VERSION,
@@ -75,11 +89,12 @@ from e2ee_core.labyrinth.consts import (
 )
 from e2ee_core.labyrinth.errors import LabyrinthError, UnsupportedCipherVersion
 from e2ee_core.labyrinth.recovery_codes import RecoveryCode, correct
-from e2ee_core.server.consts import LABYRINTH_MAX_RECORDS_PER_SAVE
+from e2ee_core.server.consts import LABYRINTH_MAX_ORF_POINTS, LABYRINTH_MAX_RECORDS_PER_SAVE
 from e2ee_core.server.errors import NotFound, ServerError
 from e2ee_core.server.labyrinth_client import LabyrinthClient
 from e2ee_core.server.labyrinth_errors import EpochConflict
 from e2ee_core.server.labyrinth_wire import (
+    AttachmentReference,
     Cursor,
     EpochMemberUpload,
     EpochRecord,
@@ -95,6 +110,8 @@ log = logging.getLogger("e2ee_core.client")
 
 INBOX = "messages"  # the one inbox id this client uses
 DELETION = b""  # a queued row with this payload deletes the message's record
+# ... and one with 0x00 || attachment id also deletes the message's attachment reference
+ATTACHMENT_DELETION = b"\x00"
 PAYLOAD_VERSION = 2  # version 1 (no edited flag, no reactions) is still read
 MAX_SAVE_BATCH = 500  # records per flush (the client splits them into server-sized requests)
 MAX_SENDER_LEN = 255
@@ -220,6 +237,15 @@ def _field(data: bytes, pos: int, limit: int) -> tuple[bytes, int]:
         raise InvalidHistoryPayload("truncated history payload")
     end = pos + 1 + data[pos]
     return data[pos + 1:end], end
+
+
+def _is_deletion(payload: bytes) -> bool:
+    return payload == DELETION or payload[:1] == ATTACHMENT_DELETION
+
+
+def _pointer_content(content: Content) -> Content:
+    """What an attachment reference holds: the message's pointer alone (no group id, timer)."""
+    return Content(content.body, content.message_id, content.sent_at_ms)
 
 
 def _kept_reactions(reactions: dict[str, str]) -> Reactions:
@@ -604,11 +630,18 @@ class History:
                               payload.encode())
 
     def deleted(self, conversation: str, message_id: bytes) -> None:
-        """A message was deleted for everyone (by this account, or by its author as received
-        here): the deletion of its record is queued, in place of a queued save."""
+        """A message is being deleted for everyone (by this account, or by its author as
+        received here; called before its content is dropped): the deletion of its record, and
+        of its attachment reference if it has one, is queued in place of a queued save."""
         if self._loading or not self.enabled:
             return
-        self.ctx.store.history_replace(conversation, message_id.hex(), 0, DELETION)
+        payload = DELETION
+        row = self.ctx.store.message_row(conversation, message_id)
+        if row is not None and row.content is not None:
+            body = Content.decode(row.content).body
+            if isinstance(body, AttachmentPointer):
+                payload = ATTACHMENT_DELETION + body.blob_id
+        self.ctx.store.history_replace(conversation, message_id.hex(), 0, payload)
 
     def flush(self) -> int:
         """Save (and delete) what is queued, in order, sealed under the newest epoch; how many
@@ -630,15 +663,19 @@ class History:
                 return 0
             current = self._epoch_for_saving()
             while queued:
-                for deletion, group in groupby(queued, key=lambda row: row[4] == DELETION):
+                for deletion, group in groupby(queued, key=lambda row: _is_deletion(row[4])):
                     run = list(group)
                     if deletion:
+                        self._drop_references([(thread, message_id, payload[1:])
+                                               for _, thread, message_id, _, payload in run
+                                               if payload[:1] == ATTACHMENT_DELETION])
                         step = LABYRINTH_MAX_RECORDS_PER_SAVE
                         for i in range(0, len(run), step):
                             self.ctx.call(self.lab.delete, [
                                 RecordKey(INBOX, thread, message_id)
                                 for _, thread, message_id, _, _ in run[i:i + step]])
                     else:
+                        self._put_references(run)
                         self.ctx.call(self.lab.save, [
                             StoredRecord(*self._seal(current, thread, message_id, timestamp,
                                                      payload))
@@ -652,6 +689,78 @@ class History:
             log.info("client.history.save_deferred reason=%s queued=%d", type(exc).__name__,
                      store.history_queue_length())
         return done
+
+    # -- attachment references (Protocol: Attachments) ----------------------------------------
+    def _orf_outputs(self, attachment_ids: Sequence[bytes]) -> list[attachments.ReferenceKeys]:
+        """The reference keys of each attachment id (the server's ORF evaluation, in chunks);
+        :class:`HistoryNotEnabled` without an ORF state."""
+        raw_state = self.ctx.store.labyrinth_get("orf_state")
+        if raw_state is None:
+            raise HistoryNotEnabled("this device has no ORF state")
+        state = orf.Scalar(raw_state)
+        keys: list[attachments.ReferenceKeys] = []
+        step = LABYRINTH_MAX_ORF_POINTS
+        for i in range(0, len(attachment_ids), step):
+            blinded = [attachments.blind(state, a) for a in attachment_ids[i:i + step]]
+            outputs = self.ctx.call(self.lab.orf_evaluate, blinded, attachments.SERVER_DOMAIN)
+            if len(outputs) != len(blinded):
+                raise HistoryUnavailable("the ORF evaluation answered the wrong count")
+            keys += [attachments.reference_keys(o) for o in outputs]
+        return keys
+
+    def _put_references(self, rows: Sequence[tuple[int, str, str, int, bytes]]) -> None:
+        """An attachment reference for every queued message that carries an attachment: the
+        pointer sealed under the ORF-derived key, with the MAC over (thread, message)."""
+        found: list[tuple[str, str, Content]] = []
+        for _, thread, message_id, _, payload in rows:
+            content = HistoryPayload.decode(payload).content
+            if isinstance(content.body, AttachmentPointer):
+                found.append((thread, message_id, content))
+        if not found or self.ctx.store.labyrinth_get("orf_state") is None:
+            return
+        keys = self._orf_outputs([c.body.blob_id for _, _, c in found
+                                  if isinstance(c.body, AttachmentPointer)])
+        for (thread, message_id, content), key in zip(found, keys, strict=True):
+            pointer = _pointer_content(content).encode()
+            reference, mac = attachments.seal(key, pointer, thread_id=thread,
+                                              message_id=message_id)
+            self.ctx.call(self.lab.put_reference, key.index,
+                          AttachmentReference(reference, mac))
+
+    def _drop_references(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        """Delete the references of deleted messages: only one whose MAC names that very
+        (thread, message) (the same attachment may be referenced by a later message)."""
+        if not rows or self.ctx.store.labyrinth_get("orf_state") is None:
+            return
+        for (thread, message_id, _), key in zip(rows, self._orf_outputs(
+                [attachment_id for _, _, attachment_id in rows]), strict=True):
+            try:
+                stored = self.ctx.call(self.lab.reference, key.index)
+                if attachments.matches(key, stored.mac, thread, message_id):
+                    self.ctx.call(self.lab.delete_reference, key.index)
+            except NotFound:
+                continue  # never made (saved before references, or by a device without ORF)
+
+    def attachment(self, conversation: str, message_id: bytes) -> bytes:
+        """Download and decrypt a stored message's attachment through its reference in the
+        mailbox (a restored or linked device): the reference must exist, open under this
+        account's ORF and name this very message. :class:`HistoryUnavailable` otherwise."""
+        row = self.ctx.store.message_row(conversation, message_id)
+        body = None if row is None or row.content is None else Content.decode(row.content).body
+        if not isinstance(body, AttachmentPointer):
+            raise HistoryUnavailable("no attachment in this message")
+        try:
+            [key] = self._orf_outputs([body.blob_id])
+            stored = self.ctx.call(self.lab.reference, key.index)
+            if not attachments.matches(key, stored.mac, conversation, message_id.hex()):
+                raise HistoryUnavailable("the reference belongs to another message")
+            pointer = Content.decode(attachments.open_reference(key, stored.reference)).body
+        except (ServerError, LabyrinthError, ContentError) as exc:
+            raise HistoryUnavailable(f"no usable reference: {type(exc).__name__}") from None
+        if not isinstance(pointer, AttachmentPointer) or pointer.blob_id != body.blob_id:
+            raise HistoryUnavailable("the reference holds another attachment")
+        blob = self.ctx.call(self.ctx.server.download_attachment, pointer.blob_id.decode())
+        return decrypt_attachment(blob, pointer)
 
     def flush_pending(self) -> int:
         """:meth:`flush` when something is queued, unless a flush failed less than

@@ -456,6 +456,11 @@ class Messenger:
         """Load the whole mailbox (a linked or restored device); all or nothing."""
         return self.history.load_all()
 
+    def history_attachment(self, conversation: str, message_id: bytes) -> bytes:
+        """A stored message's attachment, fetched through its reference in the mailbox (which
+        exists until the message is deleted for everyone); decrypted and checked."""
+        return self.history.attachment(conversation, message_id)
+
     def create_recovery_code(self) -> str:
         """A recovery code that restores the history on a new device (shown once)."""
         return self.history.create_recovery_code()

@@ -20,7 +20,8 @@ from e2ee_core.client.history import (
 )
 from e2ee_core.client.messenger import Messenger
 from e2ee_core.client.store import ClientStore
-from e2ee_core.content import Content, Text
+from e2ee_core.content import AttachmentPointer, Content, Text
+from e2ee_core.server.errors import NotFound
 from e2ee_core.server.labyrinth_client import LabyrinthClient
 from e2ee_core.server.labyrinth_wire import LoadQuery
 from tests.labyrinth.test_client_history import PASSWORD, Server, _names, _server
@@ -316,3 +317,56 @@ def test_payload_strictness() -> None:
     with pytest.raises(InvalidHistoryPayload):
         HistoryPayload("al", 1, False, content, reactions=tuple(
             (f"r{i:04d}", "👍") for i in range(MAX_HISTORY_REACTIONS + 1))).encode()
+
+
+# -- 4. attachment references ----------------------------------------------------------------------
+def test_attachments_are_referenced_in_the_mailbox_until_deleted(server: Server) -> None:
+    from e2ee_core.client.history import HistoryUnavailable
+    from e2ee_core.labyrinth import attachments, orf
+
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    photo = b"\x89PNG a photo " + bytes(range(256))
+    sent = alice.send_attachment(b, photo, content_type="image/png", file_name="p.png")
+    reply = bob.send_attachment(a, b"a received file", content_type="text/plain")
+    alice.receive()  # a received attachment is referenced in the recipient's mailbox too
+    laptop = _admitted_laptop(server, alice)
+    loaded = {m.message_id: m for m in laptop.load_all_history()}
+    assert sent.message_id in loaded and reply.message_id in loaded
+    assert laptop.history_attachment(b, sent.message_id) == photo
+    assert laptop.history_attachment(b, reply.message_id) == b"a received file"
+    # The server holds the reference under the ORF index only (no attachment id in clear).
+    raw = laptop.store.labyrinth_get("orf_state")
+    assert raw is not None
+    pointer = loaded[sent.message_id].body
+    assert isinstance(pointer, AttachmentPointer)
+    lab = LabyrinthClient(laptop.server)
+    [output] = lab.orf_evaluate([attachments.blind(orf.Scalar(raw), pointer.blob_id)],
+                                attachments.SERVER_DOMAIN)
+    index = attachments.reference_keys(output).index
+    assert lab.reference(index).mac == attachments.deletion_mac(
+        attachments.reference_keys(output), b, sent.message_id.hex())
+    # Deleting the message for everyone deletes its reference (and its record).
+    alice.delete_for_everyone(b, sent.message_id)
+    with pytest.raises(NotFound):
+        lab.reference(index)
+    with pytest.raises(HistoryUnavailable):
+        laptop.history_attachment(b, sent.message_id)  # the laptop still has the message
+    assert laptop.history_attachment(b, reply.message_id) == b"a received file"
+
+
+def test_a_reference_of_another_message_is_left_alone(server: Server) -> None:
+    """The same attachment forwarded in a second message: deleting the first must not delete
+    the reference the second now holds (the MAC names the message)."""
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    first = alice.send_attachment(b, b"shared twice", content_type="text/plain")
+    assert isinstance(first.body, AttachmentPointer)
+    second = alice.send(b, first.body)  # the same blob, forwarded: a new message
+    alice.delete_for_everyone(b, first.message_id)
+    laptop = _admitted_laptop(server, alice)
+    laptop.load_all_history()
+    assert laptop.history_attachment(b, second.message_id) == b"shared twice"
+    del bob
