@@ -308,9 +308,15 @@ def test_payload_strictness() -> None:
         b"\x01a\x04" + "👍".encode() + content.encode()
     with pytest.raises(InvalidHistoryPayload):
         HistoryPayload.decode(out_of_order)
-    not_an_emoji = raw[:header] + b"\x00\x01" + b"\x01a\x02hi" + content.encode()
+    not_utf8 = raw[:header] + b"\x00\x01" + b"\x01a\x02\xff\xfe" + content.encode()
     with pytest.raises(InvalidHistoryPayload):
-        HistoryPayload.decode(not_an_emoji)
+        HistoryPayload.decode(not_utf8)
+    empty_emoji = raw[:header] + b"\x00\x01" + b"\x01a\x00" + content.encode()
+    with pytest.raises(InvalidHistoryPayload):
+        HistoryPayload.decode(empty_emoji)
+    long_emoji = raw[:header] + b"\x00\x01" + b"\x01a\x41" + b"x" * 65 + content.encode()
+    with pytest.raises(InvalidHistoryPayload):
+        HistoryPayload.decode(long_emoji)
     too_many = raw[:header] + (MAX_HISTORY_REACTIONS + 1).to_bytes(2, "big")
     with pytest.raises(InvalidHistoryPayload):
         HistoryPayload.decode(too_many)
