@@ -376,3 +376,18 @@ def test_a_reference_of_another_message_is_left_alone(server: Server) -> None:
     laptop.load_all_history()
     assert laptop.history_attachment(b, second.message_id) == b"shared twice"
     del bob
+
+
+def test_a_device_restored_with_a_recovery_code_fetches_attachments(server: Server) -> None:
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    code = alice.create_recovery_code()
+    sent = alice.send_attachment(b, b"before the loss", content_type="text/plain")
+    alice.edit(b, alice.send_text(b, "a typo").message_id, "fixed")
+    new_phone = server.link(a)
+    new_phone.restore_history(code)
+    texts = {m.text for m in new_phone.load_all_history()}
+    assert "fixed" in texts and "a typo" not in texts
+    assert new_phone.history_attachment(b, sent.message_id) == b"before the loss"
+    del bob
