@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="plexi ciphersuite: 1 protobuf, 2 bincode (legacy)")
         cmd.add_argument("--timeout", type=float, default=consts.AUDIT_HTTP_TIMEOUT,
                          help="seconds to wait for the server")
+        cmd.add_argument("--start-epoch", type=int, default=0, metavar="N",
+                         help="first audit of this log only: trust epoch N's root as the "
+                              "starting point instead of auditing from the empty tree "
+                              "(a long-running log); N itself is not signed")
         if name == "run":
             cmd.add_argument("--interval", type=float, default=30.0,
                              help="seconds between audits")
@@ -115,8 +119,11 @@ def _auditor(args: argparse.Namespace) -> Auditor:
         raise SystemExit("e2ee-kt-audit: the key file is not a 32-byte key")
     if not args.server.startswith(("http://", "https://")):
         raise SystemExit("e2ee-kt-audit: --server must be an http(s) URL")
+    if args.start_epoch < 0:
+        raise SystemExit("e2ee-kt-audit: --start-epoch must not be negative")
     return Auditor(AuditStore(args.db), HttpLogSource(args.server, timeout=args.timeout),
-                   args.namespace, key, ciphersuite=args.ciphersuite)
+                   args.namespace, key, ciphersuite=args.ciphersuite,
+                   start_epoch=args.start_epoch)
 
 
 def _audit(auditor: Auditor) -> int:

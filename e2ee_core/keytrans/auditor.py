@@ -1,8 +1,9 @@
 """The key-transparency auditor (issue #16 item 4): follow a log's epochs, check every
 append-only proof, sign each audited epoch's root hash in plexi's format.
 
-What one audit step (:meth:`Auditor.audit_once`) checks, from the last audited epoch ``a`` (0,
-the empty tree, at first) to the log's latest epoch ``n``:
+What one audit step (:meth:`Auditor.audit_once`) checks, from the last audited epoch ``a`` (at
+first: 0, the empty tree, or ``start_epoch``, whose root is then trusted on first use and not
+signed: for an auditor joining a long-running log) to the log's latest epoch ``n``:
 
 1. the log's VRF public key is the one seen at the first audit (a changed key is an alarm);
 2. ``n >= a``: the latest epoch never goes backwards (rollback alarm);
@@ -74,7 +75,8 @@ _HEX32 = re.compile(r"[0-9a-f]{64}")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kt_audit_meta (name TEXT PRIMARY KEY, value {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS kt_audit_logs (
-    namespace TEXT PRIMARY KEY, vrf_public_key {blob} NOT NULL, halted TEXT);
+    namespace TEXT PRIMARY KEY, vrf_public_key {blob} NOT NULL, halted TEXT,
+    base_epoch {bigint} NOT NULL, base_root {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS kt_audit_epochs (
     namespace TEXT NOT NULL, epoch {bigint} NOT NULL, root_hash {blob} NOT NULL,
     ciphersuite INTEGER NOT NULL, timestamp {bigint} NOT NULL, signature {blob} NOT NULL,
@@ -221,9 +223,20 @@ class AuditStore:
                                (namespace,))
         return None if row is None else bytes(row[0])
 
-    def register(self, namespace: str, vrf_public_key: bytes) -> None:
-        self.db.execute("INSERT INTO kt_audit_logs (namespace, vrf_public_key) VALUES (?, ?) "
-                        "ON CONFLICT (namespace) DO NOTHING", (namespace, vrf_public_key))
+    def register(self, namespace: str, vrf_public_key: bytes,
+                 base: AuditedEpoch | None = None) -> None:
+        """Start auditing ``namespace``: from the empty tree (epoch 0), or from ``base``, an
+        epoch whose root is trusted without audit (an auditor joining a long-running log)."""
+        base = base or AuditedEpoch(0, tree.root_hash(tree.EMPTY_SOURCE))
+        self.db.execute("INSERT INTO kt_audit_logs (namespace, vrf_public_key, base_epoch, "
+                        "base_root) VALUES (?, ?, ?, ?) ON CONFLICT (namespace) DO NOTHING",
+                        (namespace, vrf_public_key, base.epoch, base.root_hash))
+
+    def base(self, namespace: str) -> AuditedEpoch | None:
+        """Where auditing of ``namespace`` started (not signed: trusted, or the empty tree)."""
+        row = self.db.fetchone("SELECT base_epoch, base_root FROM kt_audit_logs "
+                               "WHERE namespace = ?", (namespace,))
+        return None if row is None else AuditedEpoch(int(row[0]), bytes(row[1]))
 
     def halted(self, namespace: str) -> str | None:
         row = self.db.fetchone("SELECT halted FROM kt_audit_logs WHERE namespace = ?",
@@ -249,10 +262,13 @@ class AuditStore:
 
     # -- audited epochs ------------------------------------------------------------------------
     def last(self, namespace: str) -> AuditedEpoch | None:
+        """The latest audited (signed) epoch, else where auditing starts; None if unknown."""
         row = self.db.fetchone(
             "SELECT epoch, root_hash FROM kt_audit_epochs WHERE namespace = ? "
             "ORDER BY epoch DESC LIMIT 1", (namespace,))
-        return None if row is None else AuditedEpoch(int(row[0]), bytes(row[1]))
+        if row is None:
+            return self.base(namespace)
+        return AuditedEpoch(int(row[0]), bytes(row[1]))
 
     def record(self, responses: Sequence[plexi.SignatureResponse]) -> None:
         with self.db.transaction() as tx:
@@ -303,10 +319,12 @@ class Auditor:
     def __init__(self, store: AuditStore, source: LogSource, namespace: str,
                  signing_key: bytes, *, ciphersuite: int = consts.PLEXI_PROTOBUF_ED25519,
                  clock_ms: Callable[[], int] = _now_ms,
-                 max_epochs_per_proof: int = consts.AUDIT_MAX_EPOCHS_PER_PROOF) -> None:
+                 max_epochs_per_proof: int = consts.AUDIT_MAX_EPOCHS_PER_PROOF,
+                 start_epoch: int = 0) -> None:
         plexi.SignatureMessage(ciphersuite, namespace, 0, 0, b"")  # validates both
-        if max_epochs_per_proof < 1:
-            raise ValueError("max_epochs_per_proof must be positive")
+        if max_epochs_per_proof < 1 or start_epoch < 0:
+            raise ValueError("max_epochs_per_proof must be positive, start_epoch not negative")
+        self._start_epoch = start_epoch
         self.store = store
         self.source = source
         self.namespace = namespace
@@ -334,11 +352,11 @@ class Auditor:
         head = self.source.head()
         pinned = self.store.vrf_key(self.namespace)
         if pinned is None:
-            self.store.register(self.namespace, head.vrf_public_key)
+            self.store.register(self.namespace, head.vrf_public_key, self._first_base(head))
         elif not hmac.compare_digest(pinned, head.vrf_public_key):
             raise self._alarm(head.epoch, "vrf_key_changed", "the log's VRF key changed")
-        last = self.store.last(self.namespace) or AuditedEpoch(
-            0, tree.root_hash(tree.EMPTY_SOURCE))
+        last = self.store.last(self.namespace)
+        assert last is not None  # registered above
         if head.epoch < last.epoch:
             raise self._alarm(head.epoch, "rollback", "the log's latest epoch went backwards")
         if last.epoch > 0 and not hmac.compare_digest(self.source.epoch_root(last.epoch),
@@ -376,6 +394,16 @@ class Auditor:
             self._sign(range(start.epoch + 1, end + 1), roots)
             start = AuditedEpoch(end, roots[-1])
         return AuditReport(self.namespace, last.epoch, head.epoch)
+
+    def _first_base(self, head: LogHead) -> AuditedEpoch | None:
+        """The first audit's starting point: the empty tree, or the root the log gives now
+        for ``start_epoch`` (trusted on first use, never signed)."""
+        if self._start_epoch == 0:
+            return None
+        if self._start_epoch > head.epoch:
+            raise LogUnavailable("the log has not reached the start epoch yet")
+        log.info("kt audit starts from a trusted epoch=%d", self._start_epoch)
+        return AuditedEpoch(self._start_epoch, self.source.epoch_root(self._start_epoch))
 
     def _sign(self, epochs: range, roots: Sequence[bytes]) -> None:
         now = self._clock_ms()

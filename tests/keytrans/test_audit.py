@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from e2ee_core.keytrans import consts, plexi
-from e2ee_core.keytrans.auditor import Auditor, AuditStore, LogHead
+from e2ee_core.keytrans.auditor import AuditedEpoch, Auditor, AuditStore, LogHead
 from e2ee_core.keytrans.directory import Directory
 from e2ee_core.keytrans.errors import (
     AuditFailed,
@@ -315,3 +315,37 @@ def test_append_only_proofs_over_one_mebibyte_decode() -> None:
         AppendOnlyProof.from_bytes(bytes(consts.MAX_APPEND_ONLY_PROOF_BYTES + 1))
     with pytest.raises(MalformedProof):
         LookupProof.from_bytes(bytes(consts.MAX_PROOF_BYTES + 1))
+
+
+def test_an_auditor_joining_late_starts_from_a_trusted_epoch(store: AuditStore) -> None:
+    d = directory(*({f"u{i}/1".encode(): b"k"} for i in range(5)))
+    late = Auditor(store, DirectoryLog(d), NS, AUDITOR_KEY, start_epoch=3)
+    report = late.audit_once()
+    assert (report.start, report.end, report.signed) == (3, 5, 2)
+    assert store.signature(NS, 3) is None  # trusted, not audited: never signed
+    assert_signed(store, d, range(4, 6))
+    assert store.base(NS) == AuditedEpoch(3, d.epoch_hash(3))
+    # from there on the same checks (here: a changed root of an audited epoch)
+    rewritten = directory({b"u0/1": b"evil"}, *({f"u{i}/1".encode(): b"k"} for i in range(1, 6)))
+    late.source = DirectoryLog(rewritten)
+    with pytest.raises(AuditFailed):
+        late.audit_once()
+
+
+def test_the_trusted_start_root_is_pinned_too(store: AuditStore) -> None:
+    d = directory({b"a/1": b"k"}, {b"b/1": b"k"})
+    late = Auditor(store, DirectoryLog(d), NS, AUDITOR_KEY, start_epoch=2)
+    assert late.audit_once().signed == 0
+    late.source = DirectoryLog(directory({b"a/1": b"k"}, {b"b/1": b"evil"}))
+    with pytest.raises(AuditFailed):
+        late.audit_once()
+    assert store.halted(NS) == "root_changed"
+
+
+def test_a_start_epoch_the_log_has_not_reached_is_refused(store: AuditStore) -> None:
+    with pytest.raises(LogUnavailable):
+        Auditor(store, DirectoryLog(directory({b"a/1": b"k"})), NS, AUDITOR_KEY,
+                start_epoch=5).audit_once()
+    assert store.vrf_key(NS) is None  # nothing registered
+    with pytest.raises(ValueError):
+        Auditor(store, DirectoryLog(directory()), NS, AUDITOR_KEY, start_epoch=-1)
