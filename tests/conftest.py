@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping
@@ -11,10 +12,29 @@ from typing import Any
 
 import pytest
 
+from service_kit import logging_filter
 from tests.support import REPO_ROOT, LiveServer, NodePeer, start_live_server
 
 VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Whatever a test does to logging (a CLI run in-process installs the redaction filter
+    and a root handler) is undone after it, so no test sees another's handlers or filters."""
+    root = logging.getLogger()
+    loggers = [root, *(logging.getLogger(name) for name in logging_filter._SERVICE_LOGGERS)]
+    saved = [(lg, lg.level, list(lg.handlers),
+              {id(h): list(h.filters) for h in lg.handlers}) for lg in loggers]
+    yield
+    for lg, level, handlers, filters in saved:
+        lg.setLevel(level)
+        for handler in list(lg.handlers):
+            if handler in handlers:
+                handler.filters[:] = filters[id(handler)]
+            elif not type(handler).__module__.startswith("_pytest"):
+                lg.removeHandler(handler)  # pytest's own come and go with each test phase
 
 
 def _require_postgres() -> bool:
