@@ -44,8 +44,10 @@ The cryptography is :mod:`e2ee_core.labyrinth` (sans I/O); the server API is
   (:func:`virtual_devices.restore_epochs`) and joins the newest epoch.
 
 * **Attachments.** A saved message with an attachment gets an ORF-indexed reference
-  (:mod:`e2ee_core.labyrinth.attachments`) in the same flush, deleted with the message (only if
-  its MAC names that message); :meth:`History.attachment` fetches an attachment through it.
+  (:mod:`e2ee_core.labyrinth.attachments`) in the same flush, keyed by the ORF output and the
+  root of the epoch the flush saves under (so the server, which computes the ORF outputs,
+  cannot open it), deleted with the message (only if its MAC names that message);
+  :meth:`History.attachment` fetches an attachment through it.
 
 Not done here: a Labyrinth 1.1 key drop; receipts are not saved.
 """
@@ -674,7 +676,7 @@ class History:
                                 RecordKey(INBOX, thread, message_id)
                                 for _, thread, message_id, _, _ in run[i:i + step]])
                     else:
-                        self._put_references(run)
+                        self._put_references(run, current)
                         self.ctx.call(self.lab.save, [
                             StoredRecord(*self._seal(current, thread, message_id, timestamp,
                                                      payload))
@@ -690,26 +692,46 @@ class History:
         return done
 
     # -- attachment references (Protocol: Attachments) ----------------------------------------
-    def _orf_outputs(self, attachment_ids: Sequence[bytes]) -> list[attachments.ReferenceKeys]:
-        """The reference keys of each attachment id (the server's ORF evaluation, in chunks);
+    def _orf_outputs(self, attachment_ids: Sequence[bytes]) -> list[bytes]:
+        """The ORF output of each attachment id (the server's evaluation, in chunks);
         :class:`HistoryNotEnabled` without an ORF state."""
         raw_state = self.ctx.store.labyrinth_get("orf_state")
         if raw_state is None:
             raise HistoryNotEnabled("this device has no ORF state")
         state = orf.Scalar(raw_state)
-        keys: list[attachments.ReferenceKeys] = []
+        outputs: list[bytes] = []
         step = LABYRINTH_MAX_ORF_POINTS
         for i in range(0, len(attachment_ids), step):
             blinded = [attachments.blind(state, a) for a in attachment_ids[i:i + step]]
-            outputs = self.ctx.call(self.lab.orf_evaluate, blinded, attachments.SERVER_DOMAIN)
-            if len(outputs) != len(blinded):
+            answer = self.ctx.call(self.lab.orf_evaluate, blinded, attachments.SERVER_DOMAIN)
+            if len(answer) != len(blinded):
                 raise HistoryUnavailable("the ORF evaluation answered the wrong count")
-            keys += [attachments.reference_keys(o) for o in outputs]
-        return keys
+            outputs += answer
+        return outputs
 
-    def _put_references(self, rows: Sequence[tuple[int, str, str, int, bytes]]) -> None:
+    def _stored_keys(self, output: bytes, reference: bytes) -> attachments.ReferenceKeys:
+        """The keys of a stored reference: from the ORF output and the root of the epoch it
+        names (the server alone cannot derive them); :class:`HistoryUnavailable` for an epoch
+        this device does not know, a typed Labyrinth error for a malformed reference."""
+        sequence_id = attachments.reference_sequence_id(reference)
+        for attempt in range(2):
+            known = self._known()
+            for k in known:
+                if k.epoch.sequence_id == sequence_id:
+                    return attachments.reference_keys(output, k.epoch)
+            if attempt or (known and sequence_id < known[-1].epoch.sequence_id):
+                break
+            try:  # sealed in an epoch newer than this device has reached yet
+                self._catch_up()
+            except HistoryNotEnabled:
+                break  # removed from the newer epochs: it must not open their references
+        raise HistoryUnavailable("a reference of an epoch this device cannot reach")
+
+    def _put_references(self, rows: Sequence[tuple[int, str, str, int, bytes]],
+                        epoch: epochs.Epoch) -> None:
         """An attachment reference for every queued message that carries an attachment: the
-        pointer sealed under the ORF-derived key, with the MAC over (thread, message)."""
+        pointer sealed under keys from the ORF output and ``epoch`` (the one the records are
+        saved under), with the MAC over (thread, message)."""
         found: list[tuple[str, str, Content]] = []
         for _, thread, message_id, _, payload in rows:
             content = HistoryPayload.decode(payload).content
@@ -717,11 +739,12 @@ class History:
                 found.append((thread, message_id, content))
         if not found or self.ctx.store.labyrinth_get("orf_state") is None:
             return
-        keys = self._orf_outputs([c.body.blob_id for _, _, c in found
-                                  if isinstance(c.body, AttachmentPointer)])
-        for (thread, message_id, content), key in zip(found, keys, strict=True):
+        outputs = self._orf_outputs([c.body.blob_id for _, _, c in found
+                                     if isinstance(c.body, AttachmentPointer)])
+        for (thread, message_id, content), output in zip(found, outputs, strict=True):
             pointer = _pointer_content(content).encode()
             try:
+                key = attachments.reference_keys(output, epoch)
                 reference, mac = attachments.seal(key, pointer, thread_id=thread,
                                                   message_id=message_id)
             except LabyrinthError as exc:  # this message's own fault: not retried forever
@@ -735,26 +758,32 @@ class History:
         (thread, message) (the same attachment may be referenced by a later message)."""
         if not rows or self.ctx.store.labyrinth_get("orf_state") is None:
             return
-        for (thread, message_id, _), key in zip(rows, self._orf_outputs(
+        for (thread, message_id, _), output in zip(rows, self._orf_outputs(
                 [attachment_id for _, _, attachment_id in rows]), strict=True):
+            index = attachments.reference_index(output)
             try:
-                stored = self.ctx.call(self.lab.reference, key.index)
+                stored = self.ctx.call(self.lab.reference, index)
+                key = self._stored_keys(output, stored.reference)
                 if attachments.matches(key, stored.mac, thread, message_id):
-                    self.ctx.call(self.lab.delete_reference, key.index)
+                    self.ctx.call(self.lab.delete_reference, index)
             except NotFound:
                 continue  # never made (saved before references, or by a device without ORF)
+            except (HistoryUnavailable, LabyrinthError) as exc:  # cannot check: left alone
+                log.info("client.history.reference_kept reason=%s", type(exc).__name__)
 
     def attachment(self, conversation: str, message_id: bytes) -> bytes:
         """Download and decrypt a stored message's attachment through its reference in the
         mailbox (a restored or linked device): the reference must exist, open under this
-        account's ORF and name this very message. :class:`HistoryUnavailable` otherwise."""
+        account's ORF and the root of the epoch it was sealed in, and name this very message.
+        :class:`HistoryUnavailable` otherwise."""
         row = self.ctx.store.message_row(conversation, message_id)
         body = None if row is None or row.content is None else Content.decode(row.content).body
         if not isinstance(body, AttachmentPointer):
             raise HistoryUnavailable("no attachment in this message")
         try:
-            [key] = self._orf_outputs([body.blob_id])
-            stored = self.ctx.call(self.lab.reference, key.index)
+            [output] = self._orf_outputs([body.blob_id])
+            stored = self.ctx.call(self.lab.reference, attachments.reference_index(output))
+            key = self._stored_keys(output, stored.reference)
             if not attachments.matches(key, stored.mac, conversation, message_id.hex()):
                 raise HistoryUnavailable("the reference belongs to another message")
             pointer = Content.decode(attachments.open_reference(key, stored.reference)).body

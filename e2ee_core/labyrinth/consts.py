@@ -129,7 +129,10 @@ EPOCH_HEAD_BODY_LEN: Final = 1 + SEQUENCE_FIELD_LEN + EPOCH_HEAD_HASH_LEN + KEY_
 EPOCH_HEAD_LEN: Final = EPOCH_HEAD_BODY_LEN + SIGNATURE_LEN
 
 # -- Attachments (Protocol: Attachments) ------------------------------------------------------
-ATTACHMENT_REF_VERSION: Final = 1  # leading byte of an attachment reference's encoding
+# Leading byte of an attachment reference's encoding. Version 2 keys the reference with an
+# epoch secret too (version 1, keyed by the ORF output alone, which the server computes,
+# is neither produced nor read).
+ATTACHMENT_REF_VERSION: Final = 2
 ATTACHMENT_ID_MAX_LEN: Final = 256  # the transport's media id / CDN handle, an opaque string
 # The reference's sealed content: the media key and digest the message carried, bounded so
 # a reference stays a small record.

@@ -92,3 +92,8 @@ class EpochChainForked(EpochChainError):
 
 class InvalidAttachmentReference(LabyrinthError):
     """An attachment reference is malformed, forged, or its deletion MAC does not verify."""
+
+
+class UnsupportedAttachmentReference(InvalidAttachmentReference):
+    """An attachment reference of a version this library does not read (version 1 included:
+    its keys came from the ORF output alone, which the server computes)."""

@@ -45,7 +45,7 @@ _JOINER = virtual_devices.DeviceKeys.from_private(bytes(range(7, 39)), bytes(ran
 _AUTH_PRIV = bytes(range(9, 41))
 _AUTH_PUB = hpke.public_key(_AUTH_PRIV)
 _JOIN_SIG = sign(_OPENER_PRIV, SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY, _AUTH_PUB, bytes(64))
-_REF_KEYS = attachments.reference_keys(bytes(range(10, 42)))
+_REF_KEYS = attachments.reference_keys(bytes(range(10, 42)), epochs.Epoch(3, 9, _ROOT))
 
 
 def _join(data: bytes) -> None:
@@ -55,6 +55,7 @@ def _join(data: bytes) -> None:
 
 
 def _reference(data: bytes) -> None:
+    attachments.reference_sequence_id(data)  # which epoch's root the device would use
     attachments.open_reference(_REF_KEYS, data)
 
 

@@ -45,13 +45,17 @@ DESCRIPTIONS = {
                        "wrap_key, nonce, aad = header, device_key_priv || storage_key_priv || "
                        "orf_state * token || u64be(seq) || u64be(epoch_id) || root || "
                        "head_hash)",
-    "attachments": "Attachment references (our layout): blinded = ORF client map (client "
-                   "domain 'attachment_ref') of the attachment id; orf_output = ORF server map "
-                   "(server domain 'labyrinth_orf_attachment_ref'); (index, reference_key, "
-                   "mac_key) = HKDF(orf_output, salt = none, 'attachment_reference_v1', 32, "
-                   "32, 32); reference = 0x01 || AES-GCM-Extended(reference_key, nonce, aad = "
-                   "0x01 || index, pad(pointer)); mac = HMAC(mac_key, u16be(len thread) || "
-                   "thread || message_id)",
+    "attachments": "Attachment references, version 2 (our layout): blinded = ORF client map "
+                   "(client domain 'attachment_ref') of the attachment id; orf_output = ORF "
+                   "server map (server domain 'labyrinth_orf_attachment_ref'); index = "
+                   "HKDF(orf_output, salt = none, 'attachment_reference_index_v2'); "
+                   "epoch_secret = HKDF(epoch_root_key, salt = none, "
+                   "'attachment_reference_secret_' + decimal sequence_id); (reference_key, "
+                   "mac_key) = HKDF(orf_output, salt = epoch_secret, "
+                   "'attachment_reference_v2', 32, 32); header = 0x02 || u64be(sequence_id); "
+                   "reference = header || AES-GCM-Extended(reference_key, nonce, aad = header "
+                   "|| index, pad(pointer)); mac = HMAC(mac_key, u16be(len thread) || thread "
+                   "|| message_id)",
 }
 
 
@@ -135,7 +139,15 @@ def inputs() -> dict[str, list[Case]]:
              "server_domain": b"labyrinth_orf_attachment_ref".hex(),
              "attachment_id": b"cdn/blob/0123456789abcdef".hex(),
              "pointer": seed("att/pointer", 80).hex(), "thread_id": "100012345678901",
-             "message_id": "3f2a9c", "nonce": seed("att/nonce", 28).hex()},
+             "message_id": "3f2a9c", "nonce": seed("att/nonce", 28).hex(),
+             "sequence_id": 0, "epoch_id": 1, "epoch_root_key": seed("att/root/0").hex()},
+            {"client_state": seed_scalar("att/client").hex(),
+             "server_state": seed_scalar("att/server").hex(),
+             "server_domain": b"labyrinth_orf_attachment_ref".hex(),
+             "attachment_id": b"cdn/blob/fedcba9876543210".hex(),
+             "pointer": b"p".hex(), "thread_id": "群聊-42", "message_id": "00ff",
+             "nonce": seed("att/nonce/1", 28).hex(), "sequence_id": 12_345_678_901,
+             "epoch_id": 9_007_199_254_740_993, "epoch_root_key": seed("att/root/1").hex()},
         ],
     }
 

@@ -6,6 +6,7 @@ process, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -350,9 +351,10 @@ def test_attachments_are_referenced_in_the_mailbox_until_deleted(server: Server)
     lab = LabyrinthClient(laptop.server)
     [output] = lab.orf_evaluate([attachments.blind(orf.Scalar(raw), pointer.blob_id)],
                                 attachments.SERVER_DOMAIN)
-    index = attachments.reference_keys(output).index
-    assert lab.reference(index).mac == attachments.deletion_mac(
-        attachments.reference_keys(output), b, sent.message_id.hex())
+    index = attachments.reference_index(output)
+    stored = lab.reference(index)
+    assert stored.mac == attachments.deletion_mac(
+        laptop.history._stored_keys(output, stored.reference), b, sent.message_id.hex())
     # Deleting the message for everyone deletes its reference (and its record).
     alice.delete_for_everyone(b, sent.message_id)
     with pytest.raises(NotFound):
@@ -391,3 +393,82 @@ def test_a_device_restored_with_a_recovery_code_fetches_attachments(server: Serv
     assert "fixed" in texts and "a typo" not in texts
     assert new_phone.history_attachment(b, sent.message_id) == b"before the loss"
     del bob
+
+
+def test_the_server_and_a_removed_device_cannot_open_attachment_references(
+        tmp_path: Path) -> None:
+    """A dishonest server records every ORF output it computes (the /orf/evaluate answers)
+    and holds every stored reference: it matches outputs to references (the index) but opens
+    none, since the keys need an epoch root; a device of the mailbox opens them all. A
+    device removed from the mailbox, handed the ORF output of a reference sealed after its
+    removal, cannot open it either."""
+    import json
+
+    from flask import Response, request
+
+    from e2ee_core.labyrinth import attachments, epochs, primitives
+    from e2ee_core.labyrinth.errors import DecryptionFailed, InvalidAttachmentReference
+    from e2ee_core.server.app import create_app
+    from service_kit.database import Database
+    from tests.server.support import FAST_ARGON2, FakeClock, in_process_session
+
+    db = str(tmp_path / "server.db")
+    app = create_app({"db": db, "clock": FakeClock(), **FAST_ARGON2})
+    outputs: list[bytes] = []
+
+    @app.after_request
+    def record(response: Response) -> Response:  # what a dishonest server keeps
+        if request.path.endswith("/orf/evaluate") and response.status_code == 200:
+            outputs.extend(base64.b64decode(o) for o in json.loads(response.get_data())[
+                "outputs"])
+        return response
+
+    server = Server("http://e2ee.test", in_process_session(app), db)
+    a, b = _names()
+    alice, bob = server.register(a), server.register(b)
+    alice.enable_history()
+    laptop = _admitted_laptop(server, alice)
+    tablet = _admitted_laptop(server, alice)
+    alice.send_attachment(b, b"first file", content_type="text/plain")
+    bob.send_attachment(a, b"a received file", content_type="text/plain")
+    alice.receive()
+    alice.remove_device(tablet.device_id)
+    after = alice.send_attachment(b, b"after the removal", content_type="text/plain")
+    database = Database(db)
+    try:
+        rows = [(bytes.fromhex(i), bytes(r)) for i, r in database.fetchall(
+            "SELECT ref_index, reference FROM labyrinth_attachment_refs WHERE username = ?",
+            (a,))]
+    finally:
+        database.close()
+    assert len(rows) == 3
+    by_index = {attachments.reference_index(o): o for o in outputs}
+    opened = set()
+    for index, reference in rows:
+        output = by_index[index]  # the server finds each reference's ORF output ...
+        sequence_id = attachments.reference_sequence_id(reference)
+        # ... but neither version 1's keys nor any root it can make up open the reference
+        _, old_key, _ = primitives.kdf(output, None, b"attachment_reference_v1", 32, 32, 32)
+        with pytest.raises(DecryptionFailed):
+            primitives.decrypt(old_key, reference[:9] + index, reference[9:])
+        for root in (bytes(32), output, index):
+            with pytest.raises(InvalidAttachmentReference):
+                attachments.open_reference(attachments.reference_keys(
+                    output, epochs.Epoch(sequence_id, 1, root)), reference)
+        # A device of the mailbox, with the epoch roots, opens every one.
+        keys = laptop.history._stored_keys(output, reference)
+        pointer = Content.decode(attachments.open_reference(keys, reference)).body
+        assert isinstance(pointer, AttachmentPointer)
+        opened.add(pointer.blob_id)
+        if pointer.blob_id == after.body.blob_id:  # type: ignore[union-attr]
+            # The removed tablet, handed this output, knows no root of the reference's epoch
+            # and none of the roots it has opens it.
+            for known in tablet.history._known():
+                with pytest.raises(InvalidAttachmentReference):
+                    attachments.open_reference(attachments.reference_keys(
+                        output, epochs.Epoch(sequence_id, known.epoch.epoch_id,
+                                             known.epoch.root_key)), reference)
+            assert sequence_id > max(k.epoch.sequence_id for k in tablet.history._known())
+    assert len(opened) == 3
+    laptop.load_all_history()
+    assert laptop.history_attachment(b, after.message_id) == b"after the removal"

@@ -98,7 +98,10 @@ def test_epoch_chain_and_virtual_device_vectors_decode() -> None:
         assert state.head_hash.hex() == i["head_hash"]
     for case in _load("attachments"):
         i, o = case["inputs"], case["outputs"]
-        keys = attachments.reference_keys(bytes.fromhex(o["orf_output"]))
+        keys = attachments.reference_keys(bytes.fromhex(o["orf_output"]), epochs.Epoch(
+            i["sequence_id"], i["epoch_id"], bytes.fromhex(i["epoch_root_key"])))
+        assert attachments.reference_sequence_id(bytes.fromhex(o["reference"])) == \
+            i["sequence_id"]
         assert attachments.open_reference(keys, bytes.fromhex(o["reference"])).hex() == \
             i["pointer"]
         assert attachments.matches(keys, bytes.fromhex(o["mac"]), i["thread_id"],

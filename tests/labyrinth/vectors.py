@@ -186,10 +186,12 @@ def compute_attachments(case: Case) -> Case:
     server = orf.Scalar(_b(case["server_state"]))
     blinded = attachments.blind(client, _b(case["attachment_id"]))
     output = orf.server_map(server, _b(case["server_domain"]), blinded)
-    keys = attachments.reference_keys(output)
+    epoch = epochs.Epoch(case["sequence_id"], case["epoch_id"], _b(case["epoch_root_key"]))
+    keys = attachments.reference_keys(output, epoch)
     reference, mac = attachments.seal(keys, _b(case["pointer"]), thread_id=case["thread_id"],
                                       message_id=case["message_id"], nonce=_b(case["nonce"]))
     return {"blinded": blinded.hex(), "orf_output": output.hex(), "index": keys.index.hex(),
+            "epoch_secret": attachments.epoch_secret(epoch).hex(),
             "reference_key": keys.reference_key.hex(), "mac_key": keys.mac_key.hex(),
             "reference": reference.hex(), "mac": mac.hex()}
 
