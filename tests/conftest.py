@@ -37,6 +37,16 @@ def _logging_as_it_was() -> Iterator[None]:
                 lg.removeHandler(handler)  # pytest's own come and go with each test phase
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh SQLite file, or the module's PostgreSQL database (names are unique per test):
+    what a server or store test runs on, once each."""
+    if request.param == "sqlite":
+        return str(tmp_path / "server.db")
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return dsn
+
+
 def _require_postgres() -> bool:
     return os.environ.get("REQUIRE_POSTGRES") == "1"
 

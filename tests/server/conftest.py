@@ -4,21 +4,11 @@ processes (the real server stack) that are always stopped, even when start-up fa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.server.support import ServerProcess, start_server_process
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh SQLite file, or the module's PostgreSQL database (names are unique per test)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "server.db")
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return dsn
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,15 +74,6 @@ def make_server(db: str, **settings: Any) -> Server:
     session = requests.Session()
     session.mount(URL, adapter)
     return Server(app, db, adapter, session)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh SQLite file, or the module's PostgreSQL database (names are unique per test)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "server.db")
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return dsn
 
 
 @pytest.fixture
