@@ -78,16 +78,14 @@ from e2ee_core.labyrinth import (
     hpke,
     mailbox,
     orf,
-    padding,
     primitives,
 )
 from e2ee_core.labyrinth import virtual_devices as vd
 from e2ee_core.labyrinth.consts import (
-    CIPHER_VERSION,
     SIGNATURE_USE_EPOCH_STORAGE_AUTH_KEY,
     SIGNATURE_USE_EPOCH_STORAGE_KEY,
 )
-from e2ee_core.labyrinth.errors import LabyrinthError, UnsupportedCipherVersion
+from e2ee_core.labyrinth.errors import LabyrinthError
 from e2ee_core.labyrinth.recovery_codes import RecoveryCode, correct
 from e2ee_core.server.consts import LABYRINTH_MAX_ORF_POINTS, LABYRINTH_MAX_RECORDS_PER_SAVE
 from e2ee_core.server.errors import NotFound, ServerError
@@ -677,8 +675,9 @@ class History:
                                 for _, thread, message_id, _, _ in run[i:i + step]])
                     else:
                         self._put_references(run, current)
+                        keys = mailbox.EpochKeys(current)  # each thread's key derived once
                         self.ctx.call(self.lab.save, [
-                            StoredRecord(*self._seal(current, thread, message_id, timestamp,
+                            StoredRecord(*self._seal(keys, thread, message_id, timestamp,
                                                      payload))
                             for _, thread, message_id, timestamp, payload in run])
                     store.history_dequeue([row[0] for row in run])
@@ -823,10 +822,10 @@ class History:
         return epoch
 
     @staticmethod
-    def _seal(epoch: epochs.Epoch, thread: str, message_id: str, timestamp: int,
+    def _seal(keys: mailbox.EpochKeys, thread: str, message_id: str, timestamp: int,
               payload: bytes) -> tuple[str, str, str, int, int, int, bytes]:
-        record = mailbox.seal(epoch, inbox_id=INBOX, thread_id=thread, message_id=message_id,
-                              timestamp=timestamp, message=payload)
+        record = keys.seal(inbox_id=INBOX, thread_id=thread, message_id=message_id,
+                           timestamp=timestamp, message=payload)
         return (record.inbox_id, record.thread_id, record.message_id, record.timestamp,
                 record.epoch_id, record.version, record.blob)
 
@@ -869,22 +868,15 @@ class History:
 
     def _open_all(self, records: Sequence[StoredRecord]
                   ) -> list[tuple[str, HistoryPayload]]:
-        by_id = {k.epoch.epoch_id: k.epoch for k in self._known()}
-        thread_keys: dict[tuple[int, str], tuple[bytes, bytes]] = {}  # derived once each
+        # Each thread's key derived once per epoch (mailbox.EpochKeys), not once per record.
+        by_id = {k.epoch.epoch_id: mailbox.EpochKeys(k.epoch) for k in self._known()}
         out: list[tuple[str, HistoryPayload]] = []
         for record in records:
-            epoch = by_id.get(record.epoch_id)
-            if epoch is None:
+            keys = by_id.get(record.epoch_id)
+            if keys is None:
                 raise HistoryUnavailable("a record of an epoch this device cannot reach")
             try:
-                if record.version != CIPHER_VERSION:
-                    raise UnsupportedCipherVersion("only message cipher version 3")
-                key_aad = thread_keys.get((record.epoch_id, record.thread_id))
-                if key_aad is None:  # what mailbox.open_record derives for every record
-                    key_aad = (mailbox.message_key(epoch, record.thread_id),
-                               mailbox.message_aad(record.thread_id))
-                    thread_keys[(record.epoch_id, record.thread_id)] = key_aad
-                plaintext = padding.unpad(primitives.decrypt(*key_aad, record.blob))
+                plaintext = keys.open(record)
             except LabyrinthError as exc:
                 raise HistoryUnavailable(f"a record does not open: {type(exc).__name__}"
                                          ) from None
