@@ -93,3 +93,19 @@ class EpochNotAudited(TransparencyError):
     (:meth:`~e2ee_core.client.messenger.Messenger.require_auditor`), and the auditor has not
     signed this epoch (yet), or its answer does not verify. Nothing was used; once the auditor
     has audited the epoch, trying again succeeds."""
+
+
+class HistoryError(ClientError):
+    """History could not be saved, loaded or restored (the local state is unchanged)."""
+
+
+class HistoryNotEnabled(HistoryError):
+    """This device has not enabled history, or is not (yet) a member of the mailbox."""
+
+
+class HistoryUnavailable(HistoryError):
+    """The mailbox served something this device cannot verify or decrypt."""
+
+
+class InvalidHistoryPayload(HistoryError):
+    """A decrypted mailbox record is not a well-formed history payload."""
