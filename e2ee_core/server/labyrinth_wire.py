@@ -17,9 +17,9 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from e2ee_core.server import consts
 from e2ee_core.server.errors import InvalidRequest
@@ -355,14 +355,22 @@ class StoredRecord:
         )
 
 
+_T = TypeVar("_T")
+
+
+def _batch(obj: Any, what: str, name: str, decode: Callable[[Any, str], _T]) -> tuple[_T, ...]:
+    """A body ``{name: [...]}`` of 1..LABYRINTH_MAX_RECORDS_PER_SAVE items, each decoded."""
+    o = _object(obj, what)
+    _only(o, what, {name})
+    items = _list(_field(o, name, what), name, consts.LABYRINTH_MAX_RECORDS_PER_SAVE)
+    if not items:
+        raise InvalidRequest(f"{name} is empty")
+    return tuple(decode(item, f"{name}[{i}]") for i, item in enumerate(items))
+
+
 def decode_records(obj: Any) -> tuple[StoredRecord, ...]:
     """The body of a save: ``{"records": [...]}``, 1..LABYRINTH_MAX_RECORDS_PER_SAVE."""
-    o = _object(obj, "save")
-    _only(o, "save", {"records"})
-    items = _list(_field(o, "records", "save"), "records", consts.LABYRINTH_MAX_RECORDS_PER_SAVE)
-    if not items:
-        raise InvalidRequest("records is empty")
-    return tuple(StoredRecord.from_json(r, f"records[{i}]") for i, r in enumerate(items))
+    return _batch(obj, "save", "records", StoredRecord.from_json)
 
 
 @dataclass(frozen=True)
@@ -388,12 +396,7 @@ class RecordKey:
 
 def decode_record_keys(obj: Any) -> tuple[RecordKey, ...]:
     """The body of a delete: ``{"keys": [...]}``, 1..LABYRINTH_MAX_RECORDS_PER_SAVE."""
-    o = _object(obj, "delete")
-    _only(o, "delete", {"keys"})
-    items = _list(_field(o, "keys", "delete"), "keys", consts.LABYRINTH_MAX_RECORDS_PER_SAVE)
-    if not items:
-        raise InvalidRequest("keys is empty")
-    return tuple(RecordKey.from_json(k, f"keys[{i}]") for i, k in enumerate(items))
+    return _batch(obj, "delete", "keys", RecordKey.from_json)
 
 
 @dataclass(frozen=True)
