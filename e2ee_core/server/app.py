@@ -12,7 +12,6 @@ only: a callable returning seconds, for tests that move time).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from e2ee_core.server.errors import (
     UnsupportedMediaType,
     problem_extras,
 )
+from e2ee_core.server.http_json import json_response, read_json
 from e2ee_core.server.longpoll import LongPoll
 from e2ee_core.server.memstore import MemoryStore
 from e2ee_core.server.push import PushChannel
@@ -54,29 +54,9 @@ from service_kit.problem import install_problem_handlers, problem
 from service_kit.serving import HTTP_ROUTES_EXTENSION, WEBSOCKETS_EXTENSION, worker_count
 
 # ``db`` value selecting the in-memory store: one process only, nothing survives a restart.
-MEMORY_DB = "memory:"
+MEMORY_DB = consts.MEMORY_DB
 
 _WAIT_RE = re.compile(r"\d{1,3}(\.\d{1,3})?")
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
-                    mimetype="application/json")
-
-
-def _read_json() -> Any:
-    """The request body as JSON, after media-type and size checks."""
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType()
-    if (request.content_length or 0) > consts.MAX_JSON_BODY_BYTES:
-        raise PayloadTooLarge()
-    raw = request.get_data(cache=False)
-    if len(raw) > consts.MAX_JSON_BODY_BYTES:
-        raise PayloadTooLarge()
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, huge integers
-        raise InvalidRequest("body is not valid JSON") from None
 
 
 def _error_response(err: ServerError) -> Response:
@@ -147,24 +127,24 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     # -- accounts and devices -------------------------------------------------------------------
     @app.get("/v1/health")
     def health() -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @app.post("/v1/accounts")
     def register() -> Response:
-        req = AccountRequest.from_json(_read_json())
-        return _json(service.register(req).to_json(), 201)
+        req = AccountRequest.from_json(read_json())
+        return json_response(service.register(req).to_json(), 201)
 
     @app.post("/v1/devices")
     def add_device() -> Response:
-        req = AccountRequest.from_json(_read_json())
-        return _json(service.add_device(req, request.remote_addr or "").to_json(), 201)
+        req = AccountRequest.from_json(read_json())
+        return json_response(service.add_device(req, request.remote_addr or "").to_json(), 201)
 
     @app.get("/v1/devices/<username>")
     def list_devices(username: str) -> Response:
         actor()
         name = decode_username(username)
         devices = service.list_devices(name)
-        return _json({"username": name, "devices": [d.to_json() for d in devices],
+        return json_response({"username": name, "devices": [d.to_json() for d in devices],
                       **lookup_stamp(service, name)})
 
     @app.delete("/v1/devices/<int:device_id>")
@@ -177,12 +157,12 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     @app.put("/v1/keys")
     def upload_keys() -> Response:
         who = actor()
-        service.upload_prekeys(who, PreKeyUpload.from_json(_read_json()))
+        service.upload_prekeys(who, PreKeyUpload.from_json(read_json()))
         return Response(status=204)
 
     @app.get("/v1/keys/count")
     def key_count() -> Response:
-        return _json(service.prekey_count(actor()).to_json())
+        return json_response(service.prekey_count(actor()).to_json())
 
     @app.get("/v1/keys/<username>")
     @app.get("/v1/keys/<username>/<int:device_id>")
@@ -191,20 +171,21 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         name = decode_username(username)
         dev = None if device_id is None else decode_device_id(device_id)
         found = service.bundles(who, name, dev)  # then the proof: it covers what was found
-        return _json({"bundles": [b.to_json() for b in found], **lookup_stamp(service, name)})
+        return json_response({"bundles": [b.to_json() for b in found],
+                              **lookup_stamp(service, name)})
 
     # -- envelopes ------------------------------------------------------------------------------
     @app.post("/v1/messages")
     def send() -> Response:
         who = actor()
-        accepted = service.send(who, SendRequest.from_json(_read_json()))
-        return _json({"accepted": accepted})
+        accepted = service.send(who, SendRequest.from_json(read_json()))
+        return json_response({"accepted": accepted})
 
     @app.post("/v1/messages/multi")
     def send_multi() -> Response:
         who = actor()
-        accepted = service.send_multi(who, MultiSendRequest.from_json(_read_json()))
-        return _json({"accepted": accepted})
+        accepted = service.send_multi(who, MultiSendRequest.from_json(read_json()))
+        return json_response({"accepted": accepted})
 
     @app.get("/v1/messages")
     def receive() -> Response:
@@ -216,15 +197,15 @@ def create_app(config: Mapping[str, Any]) -> Flask:
         if wait > settings.long_poll_max_seconds:
             raise InvalidRequest("wait is longer than the server allows")
         envelopes, more = service.receive(who, wait)
-        return _json({"envelopes": [e.to_json() for e in envelopes], "more": more,
+        return json_response({"envelopes": [e.to_json() for e in envelopes], "more": more,
                       "prekeys_low": service.prekeys_low(who)})
 
     @app.post("/v1/messages/ack")
     def acknowledge() -> Response:
         who = actor()
-        ack = AckRequest.from_json(_read_json())
+        ack = AckRequest.from_json(read_json())
         deleted = service.acknowledge(who, ack.ids, ack.refused)
-        return _json({"deleted": deleted})
+        return json_response({"deleted": deleted})
 
     # -- attachments ----------------------------------------------------------------------------
     @app.post("/v1/attachments")
@@ -236,7 +217,8 @@ def create_app(config: Mapping[str, Any]) -> Flask:
             raise PayloadTooLarge()
         data = request.get_data(cache=False)
         attachment_id, expires = service.put_attachment(who, data)
-        return _json({"id": attachment_id, "size": len(data), "expires_at_ms": expires}, 201)
+        return json_response({"id": attachment_id, "size": len(data),
+                              "expires_at_ms": expires}, 201)
 
     @app.get("/v1/attachments/<attachment_id>")
     def download_attachment(attachment_id: str) -> Response:

@@ -185,3 +185,6 @@ KT_CACHED_LOOKUP_PROOFS = 4096
 #: Versions one history proof may hold when asked for the most recent ones: the proof decoder's
 #: limit (keytrans MAX_UPDATE_PROOFS). A device checks only the versions since its last check.
 KT_MAX_HISTORY_VERSIONS = 4096
+
+# The database URL that keeps the server's state in memory (tests, demos; one worker only).
+MEMORY_DB = "memory:"

@@ -25,8 +25,9 @@ from flask import Blueprint, Flask, Response, request
 from e2ee_core.labyrinth import orf
 from e2ee_core.labyrinth.errors import LabyrinthError
 from e2ee_core.server import consts
-from e2ee_core.server.app import MEMORY_DB, _json, _read_json
+from e2ee_core.server.consts import MEMORY_DB
 from e2ee_core.server.errors import Forbidden, InvalidRequest, NotFound, RateLimited
+from e2ee_core.server.http_json import json_response, read_json
 from e2ee_core.server.labyrinth_store import LabyrinthStore
 from e2ee_core.server.labyrinth_wire import (
     AttachmentReference,
@@ -185,14 +186,14 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
     @bp.get("/members")
     def list_members() -> Response:
         who = actor()
-        return _json({"members": [m.to_json() for m in store.members(who.username)]})
+        return json_response({"members": [m.to_json() for m in store.members(who.username)]})
 
     @bp.put("/members/<member>")
     def put_member(member: str) -> Response:
         who = actor()
         name = decode_member(member)
         lab.may_act_for(who, name)
-        store.put_member_keys(who.username, name, MemberKeys.from_json(_read_json()))
+        store.put_member_keys(who.username, name, MemberKeys.from_json(read_json()))
         log.info("event=labyrinth_member_keys")
         return no_content()
 
@@ -200,11 +201,11 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
     @bp.post("/epochs")
     def open_epoch() -> Response:
         who = actor()
-        req = OpenEpochRequest.from_json(_read_json())
+        req = OpenEpochRequest.from_json(read_json())
         epoch_id = store.open_epoch(who.username, device_member(who.device_id), req,
                                     now_ms=lab.now_ms(), is_member=lab.is_member(who.username))
         log.info("event=labyrinth_epoch_opened members=%d", len(req.members))
-        return _json({"epoch_id": epoch_id}, 201)
+        return json_response({"epoch_id": epoch_id}, 201)
 
     def member_arg(who: DeviceAddress) -> str:
         raw = request.args.get("member")
@@ -223,17 +224,17 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
                                  ) or consts.LABYRINTH_MAX_EPOCHS_PER_PAGE
         epochs = store.epochs(who.username, after_sequence=after, limit=limit,
                               member=member_arg(who))
-        return _json({"epochs": [e.to_json() for e in epochs]})
+        return json_response({"epochs": [e.to_json() for e in epochs]})
 
     @bp.get("/epochs/current")
     def current_epoch() -> Response:
         who = actor()
-        return _json(store.epoch(who.username, None, member_arg(who)).to_json())
+        return json_response(store.epoch(who.username, None, member_arg(who)).to_json())
 
     @bp.get("/epochs/<int:epoch_id>")
     def get_epoch(epoch_id: int) -> Response:
         who = actor()
-        return _json(store.epoch(who.username, decode_epoch_id(epoch_id),
+        return json_response(store.epoch(who.username, decode_epoch_id(epoch_id),
                                  member_arg(who)).to_json())
 
     @bp.put("/epochs/current/members/<member>")
@@ -243,7 +244,7 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
         lab.may_act_for(who, name)
         if store.member_keys(who.username, name) is None:
             raise NotFound("the member has no Labyrinth keys")
-        store.put_membership_mac(who.username, name, decode_membership_mac(_read_json()))
+        store.put_membership_mac(who.username, name, decode_membership_mac(read_json()))
         log.info("event=labyrinth_membership_mac")
         return no_content()
 
@@ -256,20 +257,20 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
     @bp.post("/orf/evolve")
     def orf_evolve() -> Response:
         who = actor()
-        lab.evolve_share(who, EvolveRequest.from_json(_read_json()))
+        lab.evolve_share(who, EvolveRequest.from_json(read_json()))
         return Response(status=201)
 
     @bp.post("/orf/evaluate")
     def orf_evaluate() -> Response:
         who = actor()
-        outputs = lab.evaluate(who, EvaluateRequest.from_json(_read_json()))
-        return _json({"outputs": [encode_bytes(o) for o in outputs]})
+        outputs = lab.evaluate(who, EvaluateRequest.from_json(read_json()))
+        return json_response({"outputs": [encode_bytes(o) for o in outputs]})
 
     # -- virtual devices -----------------------------------------------------------------------
     @bp.get("/vdevices")
     def list_vdevices() -> Response:
         who = actor()
-        return _json({"vdevices": store.vdevice_ids(who.username)})
+        return json_response({"vdevices": store.vdevice_ids(who.username)})
 
     @bp.put("/vdevices/<vdevice_id>")
     def create_vdevice(vdevice_id: str) -> Response:
@@ -277,7 +278,7 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
         vid = decode_vdevice_id(vdevice_id)
         if store.member_keys(who.username, device_member(who.device_id)) is None:
             raise Forbidden("only a device enrolled in the mailbox registers virtual devices")
-        store.create_vdevice(who.username, vid, decode_bundle(_read_json()), who.device_id,
+        store.create_vdevice(who.username, vid, decode_bundle(read_json()), who.device_id,
                              now_ms=lab.now_ms())
         log.info("event=labyrinth_vdevice_created")
         return Response(status=201)
@@ -285,7 +286,7 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
     @bp.get("/vdevices/<vdevice_id>")
     def get_vdevice(vdevice_id: str) -> Response:
         who = actor()
-        return _json(store.vdevice(who.username, decode_vdevice_id(vdevice_id)).to_json())
+        return json_response(store.vdevice(who.username, decode_vdevice_id(vdevice_id)).to_json())
 
     @bp.delete("/vdevices/<vdevice_id>")
     def delete_vdevice(vdevice_id: str) -> Response:
@@ -300,35 +301,35 @@ def _blueprint(lab: LabyrinthService) -> Blueprint:
     @bp.post("/messages")
     def save() -> Response:
         who = actor()
-        saved = store.save(who.username, decode_records(_read_json()))
+        saved = store.save(who.username, decode_records(read_json()))
         log.info("event=labyrinth_saved records=%d", saved)
-        return _json({"saved": saved})
+        return json_response({"saved": saved})
 
     @bp.get("/messages")
     def load() -> Response:
         who = actor()
         page = store.load(who.username, LoadQuery.from_params(request.args))
-        return _json(page.to_json())
+        return json_response(page.to_json())
 
     @bp.post("/messages/delete")
     def delete() -> Response:
         who = actor()
-        deleted = store.delete(who.username, decode_record_keys(_read_json()))
+        deleted = store.delete(who.username, decode_record_keys(read_json()))
         log.info("event=labyrinth_deleted records=%d", deleted)
-        return _json({"deleted": deleted})
+        return json_response({"deleted": deleted})
 
     # -- attachment references -----------------------------------------------------------------
     @bp.put("/attachment-refs/<index>")
     def put_reference(index: str) -> Response:
         who = actor()
         store.put_reference(who.username, decode_ref_index(index),
-                            AttachmentReference.from_json(_read_json()))
+                            AttachmentReference.from_json(read_json()))
         return no_content()
 
     @bp.get("/attachment-refs/<index>")
     def get_reference(index: str) -> Response:
         who = actor()
-        return _json(store.reference(who.username, decode_ref_index(index)).to_json())
+        return json_response(store.reference(who.username, decode_ref_index(index)).to_json())
 
     @bp.delete("/attachment-refs/<index>")
     def delete_reference(index: str) -> Response:
