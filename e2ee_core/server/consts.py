@@ -93,6 +93,12 @@ DEFAULT_POLL_INTERVAL_SECONDS = 0.1
 # Envelopes returned per receive; the client acknowledges and asks again for more.
 MAX_ENVELOPES_PER_RECEIVE = 100
 MAX_ACKS_PER_REQUEST = 1000
+# The push channel writes the sends and the acknowledgements that arrive on its connections
+# while a store transaction runs together, in the next one (one commit, one worker-thread
+# crossing for many; e2ee_core.server.push.GroupCommit). Bounded so that one transaction stays
+# short: it holds SQLite's write lock, and on PostgreSQL the locks of every account it touches.
+MAX_SENDS_PER_TRANSACTION = 64
+MAX_ACKS_PER_TRANSACTION = 256
 
 # Attachment ids are 128-bit random (unguessable capability names), hex encoded.
 ATTACHMENT_ID_BYTES = 16

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from e2ee_core.server.hub import size_executor
+from e2ee_core.server.hub import EventWaiter, size_executor
 from e2ee_core.server.wire import bearer_credential
 
 if TYPE_CHECKING:
@@ -84,9 +84,10 @@ class LongPoll:
             return
         loop = asyncio.get_running_loop()
         address = (who.username, who.device_id)
-        wake = asyncio.Event()
+        waiter = EventWaiter(loop)
+        wake = waiter.event
         deadline = loop.time() + wait
-        service.push.register(address, loop, wake)  # before looking: no wake-up is missed
+        service.push.register(address, waiter)  # before looking: no wake-up is missed
         try:
             while True:
                 wake.clear()
@@ -106,4 +107,4 @@ class LongPoll:
                     if loop.time() >= deadline:
                         return
         finally:
-            service.push.unregister(address, loop, wake)
+            service.push.unregister(address, waiter)

@@ -19,10 +19,11 @@ from e2ee_core.server.errors import (
     MismatchedDevices,
     NotFound,
     QueueFull,
+    ServerError,
     TooManyDevices,
     TooManyPreKeys,
 )
-from e2ee_core.server.store import EventLimit, PurgeCounts
+from e2ee_core.server.store import EventLimit, PurgeCounts, Submission
 from e2ee_core.server.wire import (
     Acknowledgement,
     DeviceInfo,
@@ -95,11 +96,12 @@ class MemoryStore:
         return device
 
     def _enqueue(self, target: tuple[str, int], source: tuple[str, int], kind: EnvelopeKind,
-                 content: bytes | None, *, now_ms: int, expires_at_ms: int) -> None:
+                 content: bytes | None, *, now_ms: int, expires_at_ms: int) -> int:
         envelope = Envelope(self._next_envelope_id, kind, source[0], source[1], now_ms,
                             expires_at_ms, content)
         self._next_envelope_id += 1
         self._accounts[target[0]].devices[target[1]].queue.append(envelope)
+        return envelope.id
 
     def _new_device(self, account: _Account, device_id: int, keys: DeviceKeys,
                     credential_hash: bytes, now_ms: int) -> None:
@@ -220,7 +222,7 @@ class MemoryStore:
     # -- envelopes -----------------------------------------------------------------------------
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-               expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+               expires_at_ms: int, max_queued_bytes: int | None = None) -> list[int]:
         return self.submit_multi(sender, sender_device, [recipient], messages, now_ms=now_ms,
                                  expires_at_ms=expires_at_ms,
                                  max_queued_bytes=max_queued_bytes)
@@ -228,7 +230,7 @@ class MemoryStore:
     def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
                      messages: Sequence[OutgoingEnvelope], *, now_ms: int,
                      expires_at_ms: int, max_queued_bytes: int | None = None,
-                     limit: EventLimit | None = None) -> int:
+                     limit: EventLimit | None = None) -> list[int]:
         if limit is not None and self.count_event(limit.key, now_ms, limit.window_ms) > \
                 limit.limit:
             raise limit.refusal()
@@ -249,13 +251,26 @@ class MemoryStore:
                     if sum(len(e.content or b"") for e in queue) + len(m.content) > \
                             max_queued_bytes:
                         raise QueueFull(retry_after=60)
-            for m in messages:
-                self._enqueue((m.username, m.device_id), (sender, sender_device), "message",
-                              m.content, now_ms=now_ms, expires_at_ms=expires_at_ms)
+            ids = [self._enqueue((m.username, m.device_id), (sender, sender_device), "message",
+                                 m.content, now_ms=now_ms, expires_at_ms=expires_at_ms)
+                   for m in messages]
             if own is not None:
                 # the recipients hear of the sender's devices
                 own.contacts.update(r for r in recipients if r != sender)
-        return len(messages)
+        return ids
+
+    def submit_batch(self, submissions: Sequence[Submission], *, now_ms: int,
+                     max_queued_bytes: int | None = None) -> list[list[int] | ServerError]:
+        results: list[list[int] | ServerError] = []
+        for sub in submissions:
+            try:
+                results.append(self.submit_multi(
+                    sub.sender, sub.sender_device, sub.recipients, sub.messages, now_ms=now_ms,
+                    expires_at_ms=sub.expires_at_ms, max_queued_bytes=max_queued_bytes,
+                    limit=sub.limit))
+            except ServerError as exc:
+                results.append(exc)
+        return results
 
     def fetch(self, username: str, device_id: int, now_ms: int,
               limit: int, after_id: int = 0) -> list[Envelope]:

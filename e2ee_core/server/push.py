@@ -31,8 +31,8 @@ import asyncio
 import json
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from e2ee_core.server import consts, metrics
 from e2ee_core.server.errors import (
@@ -45,6 +45,8 @@ from e2ee_core.server.hub import size_executor
 from e2ee_core.server.wire import (
     Acknowledgement,
     DeviceAddress,
+    Envelope,
+    MultiSendRequest,
     SendFrame,
     SendRequest,
     bearer_credential,
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("e2ee_core.server.push")
 
 Message = MutableMapping[str, Any]
+T = TypeVar("T")
+R = TypeVar("R")
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -73,43 +77,74 @@ def _bearer(scope: Message) -> str:
     return ""
 
 
-class AckBatcher:
-    """The acknowledgements of every push connection on one event loop, written together:
-    while one store transaction runs, the next acknowledgements gather, and go in the next one
-    (no timer, so a lone acknowledgement is written at once). A connection's acknowledgement
-    completes once its transaction committed."""
+class GroupCommit(Generic[T, R]):
+    """Store calls of every push connection on one event loop, made together: while one call
+    runs on a worker thread, the next items gather and go in the next call, at most
+    ``max_items`` at a time (no timer, so a lone item is written at once). ``write`` returns
+    one result per item, an exception in the place of an item that failed; an exception it
+    raises fails every item of its call."""
 
-    def __init__(self, service: DeliveryService) -> None:
-        self.service = service
-        self._pending: list[tuple[Acknowledgement, asyncio.Future[None]]] = []
+    def __init__(self, write: Callable[[list[T]], Sequence[R | Exception]], *,
+                 max_items: int) -> None:
+        self._write_items = write
+        self.max_items = max_items
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._writing = False
         self._task: asyncio.Task[None] | None = None
 
-    async def acknowledge(self, ack: Acknowledgement) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((ack, done))
+    async def submit(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, done))
         if not self._writing:
             self._writing = True
             self._task = asyncio.create_task(self._write())
-        await done
+        return await done
 
     async def _write(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch = self._pending[:self.max_items]
+                del self._pending[:self.max_items]
                 try:
-                    await asyncio.to_thread(self.service.acknowledge_many,
-                                            [ack for ack, _ in batch])
+                    results = await asyncio.to_thread(self._write_items,
+                                                      [item for item, _ in batch])
                 except Exception as exc:  # each waiting connection learns of it
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                    results = [exc] * len(batch)
+                for (_, done), result in zip(batch, results, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(result, Exception):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
         finally:
             self._writing = False
+
+
+class AckBatcher(GroupCommit[Acknowledgement, None]):
+    """The acknowledgements of the loop's connections, in one store transaction per batch; a
+    connection's acknowledgement completes once its transaction committed."""
+
+    def __init__(self, service: DeliveryService) -> None:
+        def write(acks: list[Acknowledgement]) -> list[None]:
+            service.acknowledge_many(acks)
+            return [None] * len(acks)
+
+        super().__init__(write, max_items=consts.MAX_ACKS_PER_TRANSACTION)
+
+    async def acknowledge(self, ack: Acknowledgement) -> None:
+        await self.submit(ack)
+
+
+class SendBatcher(GroupCommit[tuple[DeviceAddress, "SendRequest | MultiSendRequest"], int]):
+    """The sends over the loop's connections, in one store transaction per batch
+    (:meth:`DeliveryService.send_batch`: each accepted or refused on its own)."""
+
+    def __init__(self, service: DeliveryService) -> None:
+        super().__init__(service.send_batch, max_items=consts.MAX_SENDS_PER_TRANSACTION)
+
+    async def send(self, who: DeviceAddress, request: SendRequest | MultiSendRequest) -> int:
+        return await self.submit((who, request))
 
 
 class PushChannel:
@@ -117,7 +152,8 @@ class PushChannel:
 
     def __init__(self, service: DeliveryService, *, poll_seconds: float | None = None) -> None:
         self.service = service
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AckBatcher] = \
+        self._batchers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AckBatcher, SendBatcher]] = \
             weakref.WeakKeyDictionary()
         #: When sends in other processes cannot wake this one (several workers on SQLite),
         #: each connection also re-checks its queue this often; None: never (PostgreSQL
@@ -145,46 +181,81 @@ class PushChannel:
         log.info("event=push_connected")
         metrics.push_connection("accepted")
         loop = asyncio.get_running_loop()
-        acks = self._batchers.get(loop)
-        if acks is None:
-            acks = self._batchers[loop] = AckBatcher(service)
-        await _Connection(service, who, receive, send, self.poll_seconds, acks=acks).run()
+        batchers = self._batchers.get(loop)
+        if batchers is None:
+            batchers = self._batchers[loop] = (AckBatcher(service), SendBatcher(service))
+        acks, sends = batchers
+        await _Connection(service, who, receive, send, self.poll_seconds, acks=acks,
+                          sends=sends).run()
         log.info("event=push_disconnected")
 
 
 class _Connection:
+    """One device's socket. What it pushes comes from two places:
+
+    * **reads of the queue** (on connect, after a plain wake-up, and whenever the connection
+      does not know its queue exactly), oldest first, as many as fit in flight;
+    * **offers** (:meth:`offer`): the envelopes a send in this process just stored for the
+      device, pushed without reading the queue, but only while the connection knows its queue
+      *exactly*: everything queued for it is in flight or offered. It does once a read from the
+      start of the queue came back complete (the connection was registered before the read, so
+      every later send in this process offers what it stores). Anything it cannot account for
+      (a plain wake-up: a send in another process or a device notice; offers overflowing;
+      an offer a read may already have returned) makes it read again.
+    """
+
     def __init__(self, service: DeliveryService, who: DeviceAddress, receive: Receive,
-                 send: Send, poll_seconds: float | None, *, acks: AckBatcher) -> None:
+                 send: Send, poll_seconds: float | None, *, acks: AckBatcher,
+                 sends: SendBatcher) -> None:
         self.service = service
         self.acks = acks
+        self.sends = sends
         self.sending = asyncio.Lock()
         self.poll_seconds = poll_seconds
         self.who = who
         self.receive = receive
         self.send = send
         self.address = (who.username, who.device_id)
-        self.wake = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.wakeup = asyncio.Event()
         self.in_flight: set[int] = set()  # pushed, not acknowledged yet
         self.last_pushed = 0  # the highest envelope id pushed
+        self.exact = False  # the queue is exactly in_flight + offered (see the class doc)
+        self.offered: list[Envelope] = []
+        self.max_read_id = 0  # the highest id a read of the queue returned
         self.said_empty = False
         self.closed = False
 
+    # -- the hub's news (on this loop) ------------------------------------------------------
+    def wake(self) -> None:
+        self.exact = False
+        self.wakeup.set()
+
+    def offer(self, envelopes: list[Envelope]) -> None:
+        if len(self.offered) + len(envelopes) > consts.MAX_ENVELOPES_PER_RECEIVE:
+            self.offered.clear()  # bounded: the queue has them, a read will find them
+            self.exact = False
+        else:
+            self.offered.extend(envelopes)
+        self.wakeup.set()
+
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         hub = self.service.push
-        hub.register(self.address, loop, self.wake)
+        hub.register(self.address, self)
         reader = asyncio.create_task(self._read())
         metrics.PUSH_OPEN.inc()
         try:
             while not reader.done():
-                self.wake.clear()
+                self.wakeup.clear()
                 await self._push_queued()
-                waiter = asyncio.create_task(self.wake.wait())
-                await asyncio.wait({waiter, reader}, timeout=self.poll_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter = asyncio.create_task(self.wakeup.wait())
+                done, _ = await asyncio.wait({waiter, reader}, timeout=self.poll_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
+                if not done:  # the poll timer: sends in other processes cannot wake this one
+                    self.exact = False
         finally:
-            hub.unregister(self.address, loop, self.wake)
+            hub.unregister(self.address, self)
             reader.cancel()
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 # e.g. the database went away mid-acknowledgement: the device reconnects and
@@ -201,17 +272,22 @@ class _Connection:
             metrics.PUSH_IN_FLIGHT.dec(len(self.in_flight))
 
     async def _push_queued(self) -> None:
-        """Push what is new. While envelopes are in flight only those after the last pushed
-        are read (at most MAX_ENVELOPES_PER_RECEIVE in flight); once all are acknowledged the
-        whole queue is read again, which also finds an envelope a concurrent transaction
-        committed with a smaller id (PostgreSQL) and tells the device when it is empty."""
-        service, who = self.service, self.who
+        """Push what is new: the offers if the queue is known exactly, else what a read finds.
+        While envelopes are in flight a read asks only for those after the last pushed (at
+        most MAX_ENVELOPES_PER_RECEIVE in flight); once all are acknowledged it reads the whole
+        queue, which also finds an envelope a concurrent transaction committed with a smaller
+        id (PostgreSQL), and the device hears when its queue is empty."""
         room = consts.MAX_ENVELOPES_PER_RECEIVE - len(self.in_flight)
         if room <= 0:
             return  # the device acknowledges first (bounded per connection)
-        after = self.last_pushed if self.in_flight else 0
-        found = await asyncio.to_thread(service.queued, who, room, after)
-        fresh = [e for e in found if e.id not in self.in_flight]
+        fresh: list[Envelope] = []
+        if not self.exact:
+            fresh = await self._read_queue(room)
+            room -= len(fresh)
+        if self.exact:
+            fresh += self._take_offers(room, {e.id for e in fresh})
+        else:
+            self.offered.clear()  # not pushed out of order: the next read finds them
         if self.closed:
             return
         if fresh:
@@ -224,9 +300,41 @@ class _Connection:
                 separators=(",", ":")))
             log.debug("event=envelopes_pushed envelopes=%d", len(fresh))
             metrics.ENVELOPES_DELIVERED.labels("push").inc(len(fresh))
-        elif not found and not self.in_flight and not self.said_empty:
+        elif self.exact and not self.in_flight and not self.said_empty:
             self.said_empty = True
             await self._emit('{"type":"queue_empty"}')
+
+    async def _read_queue(self, room: int) -> list[Envelope]:
+        """Read the queue (see :meth:`_push_queued`); the connection knows its queue exactly
+        once a read from its start came back complete."""
+        after = self.last_pushed if self.in_flight else 0
+        self.offered.clear()  # stored before this read: it returns them
+        found = await asyncio.to_thread(self.service.queued, self.who, room, after)
+        if found:
+            self.max_read_id = max(self.max_read_id, found[-1].id)
+        if after == 0 and len(found) < room:
+            self.exact = True
+        return [e for e in found if e.id not in self.in_flight]
+
+    def _take_offers(self, room: int, read: set[int]) -> list[Envelope]:
+        """The offered envelopes to push now. One a read may have returned already (its id is
+        not above what reads returned, and it is not in flight: pushed and acknowledged, or
+        committed out of id order) is not pushed: a read settles it."""
+        offered, self.offered = self.offered, []
+        fresh = []
+        for envelope in offered:
+            if envelope.id in self.in_flight or envelope.id in read:
+                continue
+            if envelope.id <= self.max_read_id:
+                self.exact = False
+                self.wakeup.set()
+                continue
+            fresh.append(envelope)
+        if len(fresh) > room:  # the rest stays queued; reads push it in order
+            self.exact = False
+            self.wakeup.set()
+            return []
+        return fresh
 
     async def _emit(self, text: str) -> None:
         async with self.sending:  # pushes and send results come from two tasks
@@ -234,14 +342,9 @@ class _Connection:
 
     async def _submit(self, frame: SendFrame) -> None:
         """A send over the socket: the same service call as ``POST /v1/messages[/multi]``."""
-        service, request = self.service, frame.request
         result: dict[str, Any] = {"type": "send_result", "id": frame.id}
         try:
-            if isinstance(request, SendRequest):
-                result["accepted"] = await asyncio.to_thread(service.send, self.who, request)
-            else:
-                result["accepted"] = await asyncio.to_thread(service.send_multi, self.who,
-                                                             request)
+            result["accepted"] = await self.sends.send(self.who, frame.request)
         except ServerError as err:
             result["status"] = err.status
             result["problem"] = problem_document(err)
@@ -270,4 +373,4 @@ class _Connection:
             self.in_flight.difference_update(ack.ids)
             metrics.PUSH_IN_FLIGHT.dec(before - len(self.in_flight))
             if not self.in_flight or before >= consts.MAX_ENVELOPES_PER_RECEIVE:
-                self.wake.set()  # read the whole queue again (or room was made)
+                self.wakeup.set()  # read the whole queue again (or room was made)

@@ -34,7 +34,7 @@ from e2ee_core.server.errors import (
     TooManyAttempts,
 )
 from e2ee_core.server.hub import PushHub
-from e2ee_core.server.store import EventLimit, PurgeCounts, Store
+from e2ee_core.server.store import EventLimit, PurgeCounts, Store, Submission
 from e2ee_core.server.wire import (
     AccountRequest,
     Acknowledgement,
@@ -43,7 +43,6 @@ from e2ee_core.server.wire import (
     DeviceInfo,
     Envelope,
     MultiSendRequest,
-    OutgoingEnvelope,
     PreKeyBundle,
     PreKeyCount,
     PreKeyUpload,
@@ -336,41 +335,78 @@ class DeliveryService:
     # -- envelopes ------------------------------------------------------------------------------
     def send(self, actor: DeviceAddress, req: SendRequest) -> int:
         """Queue the envelopes (all or none); see :meth:`Store.submit` for the device check."""
-        return self._submit(actor, (req.recipient,), req.messages, req.expires_at_ms)
+        return self._one(actor, req)
 
     def send_multi(self, actor: DeviceAddress, req: MultiSendRequest) -> int:
         """One message to several accounts in one request, all or none (409 lists every
         mismatch); see :meth:`Store.submit_multi`."""
-        return self._submit(actor, req.recipients, req.messages, req.expires_at_ms)
+        return self._one(actor, req)
 
-    def _submit(self, actor: DeviceAddress, recipients: tuple[str, ...],
-                messages: tuple[OutgoingEnvelope, ...], expires_at_ms: int | None) -> int:
+    def _one(self, actor: DeviceAddress, req: SendRequest | MultiSendRequest) -> int:
+        [result] = self.send_batch([(actor, req)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def send_batch(self, sends: Sequence[tuple[DeviceAddress, SendRequest | MultiSendRequest]]
+                   ) -> list[int | Exception]:
+        """Several devices' sends in one store transaction (the push channel's, gathered by
+        :class:`~e2ee_core.server.push.SendBatcher`), each accepted (its envelope count) or
+        refused (the :class:`ServerError` in its place) on its own, exactly as if sent alone.
+        Should the batch's transaction fail as a whole, its sends are tried again one by one,
+        so that one cannot fail the others (a send that fails alone too has that exception in
+        its place)."""
         self.maybe_purge()
         now = self.now_ms()
         expires = self._envelope_expiry(now)
-        if expires_at_ms is not None:
-            expires = min(expires, expires_at_ms)
+        submissions = [Submission(
+            actor.username, actor.device_id,
+            (req.recipient,) if isinstance(req, SendRequest) else req.recipients, req.messages,
+            expires if req.expires_at_ms is None else min(expires, req.expires_at_ms),
+            EventLimit(f"sends:{actor.username}:{actor.device_id}", 60_000,
+                       self.settings.sends_per_device_per_minute))
+            for actor, req in sends]
+        max_bytes = self.settings.max_queued_bytes_per_device
+        stored: list[list[int] | Exception]
         try:
-            count = self.store.submit_multi(
-                actor.username, actor.device_id, recipients, messages, now_ms=now,
-                expires_at_ms=expires,
-                max_queued_bytes=self.settings.max_queued_bytes_per_device,
-                limit=EventLimit(f"sends:{actor.username}:{actor.device_id}", 60_000,
-                                 self.settings.sends_per_device_per_minute))
-        except QueueFull:
-            log.info("event=queue_full")
-            metrics.send_refused("queue_full")
-            raise
-        except RateLimited:  # counted in the send's own transaction
-            log.info("event=sends_limited")
-            metrics.send_refused("rate_limited")
-            raise
-        self._signal.notify()
-        self.push.notify((m.username, m.device_id) for m in messages)
-        metrics.ENVELOPES_STORED.inc(count)
-        log.debug("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d", count,
-                 sum(len(m.content) for m in messages), len(recipients))
-        return count
+            stored = list(self.store.submit_batch(submissions, now_ms=now,
+                                                  max_queued_bytes=max_bytes))
+        except Exception:
+            if len(submissions) == 1:
+                raise
+            log.warning("event=send_batch_failed sends=%d", len(submissions))
+            stored = []
+            for sub in submissions:
+                try:
+                    stored += self.store.submit_batch([sub], now_ms=now,
+                                                      max_queued_bytes=max_bytes)
+                except Exception as exc:  # e.g. the database went away: this send's failure
+                    stored.append(exc)
+        results: list[int | Exception] = []
+        offers: list[tuple[tuple[str, int], Envelope]] = []
+        for sub, ids in zip(submissions, stored, strict=True):
+            if isinstance(ids, Exception):
+                if isinstance(ids, QueueFull):
+                    log.info("event=queue_full")
+                    metrics.send_refused("queue_full")
+                elif isinstance(ids, RateLimited):  # counted in the send's own transaction
+                    log.info("event=sends_limited")
+                    metrics.send_refused("rate_limited")
+                results.append(ids)
+                continue
+            offers += [((m.username, m.device_id),
+                        Envelope(i, "message", sub.sender, sub.sender_device, now,
+                                 sub.expires_at_ms, m.content))
+                       for m, i in zip(sub.messages, ids, strict=True)]
+            results.append(len(ids))
+            log.debug("event=envelopes_accepted envelopes=%d bytes=%d recipients=%d",
+                      len(ids), sum(len(m.content) for m in sub.messages),
+                      len(sub.recipients))
+        if offers:
+            self._signal.notify()
+            self.push.deliver(offers)
+            metrics.ENVELOPES_STORED.inc(len(offers))
+        return results
 
     def receive(self, actor: DeviceAddress, wait_seconds: float = 0.0,
                 limit: int = consts.MAX_ENVELOPES_PER_RECEIVE) -> tuple[list[Envelope], bool]:

@@ -140,13 +140,17 @@ _PG_LOCK_WITH_QUEUES = (
     "FROM accounts a LEFT JOIN devices d ON d.username = a.username "
     "WHERE a.username = ANY(?::text[]) ORDER BY a.username FOR SHARE OF a")
 _PG_SUBMIT = (
-    "WITH queued AS (INSERT INTO envelopes (username, device_id, kind, source, source_device, "
-    "content, server_timestamp_ms, expires_at_ms) SELECT m.u, m.d, 'message', ?, ?, m.c, ?, ? "
-    "FROM unnest(?::text[], ?::bigint[], ?::bytea[]) WITH ORDINALITY AS m(u, d, c, n) "
-    "ORDER BY m.n RETURNING 1), "
+    # The ids are drawn first (in message order) so that the statement can return them in
+    # that order (RETURNING's order is not defined).
+    "WITH m AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) AS id, "
+    "u, d, c, n FROM unnest(?::text[], ?::bigint[], ?::bytea[]) WITH ORDINALITY AS t(u, d, c, n)), "
+    "queued AS (INSERT INTO envelopes (id, username, device_id, kind, source, source_device, "
+    "content, server_timestamp_ms, expires_at_ms) SELECT m.id, m.u, m.d, 'message', ?, ?, m.c, "
+    "?, ? FROM m ORDER BY m.n RETURNING 1), "
     "contacts_added AS (INSERT INTO contacts (username, contact) "
     "SELECT ?, unnest(?::text[]) ON CONFLICT (username, contact) DO NOTHING) "
-    "SELECT pg_notify(?, ?), (SELECT count(*) FROM queued)")
+    "SELECT (SELECT array_agg(id ORDER BY n) FROM m), pg_notify(?, ?), "
+    "(SELECT count(*) FROM queued)")
 _PG_ACKNOWLEDGE = (
     "WITH acked AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::boolean[]) "
     "AS a(u, d, i, accepted)), "
@@ -169,6 +173,19 @@ class EventLimit:
     def refusal(self) -> RateLimited:
         """What a send over the limit gets: retry once the window is over."""
         return RateLimited(retry_after=max(1, self.window_ms // 1000))
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One send of a batch (:meth:`Store.submit_batch`): a message from ``sender`` to the
+    ``recipients`` (one account, or a group message's members), one envelope per device."""
+
+    sender: str
+    sender_device: int
+    recipients: tuple[str, ...]
+    messages: tuple[OutgoingEnvelope, ...]
+    expires_at_ms: int
+    limit: EventLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -239,9 +256,10 @@ class Store(Protocol):
 
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-               expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+               expires_at_ms: int, max_queued_bytes: int | None = None) -> list[int]:
         """Queue one envelope per destination device after checking the device set, and that
         no destination queue would hold more than ``max_queued_bytes`` (:class:`QueueFull`).
+        Returns the stored envelopes' ids, in the order of ``messages``.
 
         Raises :class:`MismatchedDevices` unless ``messages`` cover exactly the recipient's
         devices and the sender's other devices; :class:`NotFound` for an unknown recipient.
@@ -251,12 +269,20 @@ class Store(Protocol):
     def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
                      messages: Sequence[OutgoingEnvelope], *, now_ms: int,
                      expires_at_ms: int, max_queued_bytes: int | None = None,
-                     limit: EventLimit | None = None) -> int:
+                     limit: EventLimit | None = None) -> list[int]:
         """:meth:`submit` to several accounts at once (a group message), all or nothing:
         ``messages`` must cover exactly every device of every recipient and the sender's other
         devices (those once), else :class:`MismatchedDevices` lists every difference.
         ``limit``: the send is counted under its key in the same transaction (a refused send
         too), and refused with :class:`RateLimited` (nothing queued) once over the limit."""
+        ...
+
+    def submit_batch(self, submissions: Sequence[Submission], *, now_ms: int,
+                     max_queued_bytes: int | None = None) -> list[list[int] | ServerError]:
+        """Several sends (of any senders) in one transaction, each checked and queued as
+        :meth:`submit_multi` would, in order: one's refusal (the :class:`ServerError` in its
+        place) does not touch the others. Any other failure rolls the whole batch back and
+        raises (the caller may then submit them one by one)."""
         ...
 
     def fetch(self, username: str, device_id: int, now_ms: int,
@@ -576,7 +602,7 @@ class SqlStore:
     # -- envelopes ------------------------------------------------------------------------------
     def submit(self, sender: str, sender_device: int, recipient: str,
                messages: Sequence[OutgoingEnvelope], *, now_ms: int,
-               expires_at_ms: int, max_queued_bytes: int | None = None) -> int:
+               expires_at_ms: int, max_queued_bytes: int | None = None) -> list[int]:
         return self.submit_multi(sender, sender_device, [recipient], messages, now_ms=now_ms,
                                  expires_at_ms=expires_at_ms,
                                  max_queued_bytes=max_queued_bytes)
@@ -584,36 +610,65 @@ class SqlStore:
     def submit_multi(self, sender: str, sender_device: int, recipients: Sequence[str],
                      messages: Sequence[OutgoingEnvelope], *, now_ms: int,
                      expires_at_ms: int, max_queued_bytes: int | None = None,
-                     limit: EventLimit | None = None) -> int:
-        accounts = sorted({sender, *recipients})
-        refused: ServerError | None = None
+                     limit: EventLimit | None = None) -> list[int]:
+        [result] = self.submit_batch([Submission(sender, sender_device, tuple(recipients),
+                                                 tuple(messages), expires_at_ms, limit)],
+                                     now_ms=now_ms, max_queued_bytes=max_queued_bytes)
+        if isinstance(result, ServerError):
+            raise result
+        return result
+
+    def submit_batch(self, submissions: Sequence[Submission], *, now_ms: int,
+                     max_queued_bytes: int | None = None) -> list[list[int] | ServerError]:
+        """The accounts of every send are locked at once (in name order: no deadlock between
+        batches) with the bytes queued for each of their devices; each send is then checked
+        against that view, which its predecessors' envelopes update."""
+        accounts = sorted({a for sub in submissions for a in (sub.sender, *sub.recipients)})
+        results: list[list[int] | ServerError] = []
         with self._tx() as tx:
-            if limit is not None and self._count_in(
-                    tx, limit.key, now_ms, limit.window_ms, 1) > limit.limit:
-                raise limit.refusal()
-            try:
-                existing, queued = self._lock_with_queues(tx, accounts)
-                if any(r not in existing for r in recipients):
-                    raise NotFound()
-                expected = set(queued)
-                expected.discard((sender, sender_device))
-                got = {(m.username, m.device_id) for m in messages}
-                if got != expected:
-                    raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
-                if max_queued_bytes is not None and messages:
-                    for m in messages:
-                        if queued.get((m.username, m.device_id), 0) + len(m.content) > \
-                                max_queued_bytes:
-                            raise QueueFull(retry_after=60)
-                if messages:
-                    self._write_envelopes(tx, sender, sender_device,
-                                          [r for r in accounts if r != sender], messages,
-                                          now_ms=now_ms, expires_at_ms=expires_at_ms)
-            except (NotFound, MismatchedDevices, QueueFull) as exc:
-                refused = exc  # committed without the envelopes: a refused send counts too
-        if refused is not None:
-            raise refused
-        return len(messages)
+            existing, queued = self._lock_with_queues(tx, accounts)
+            devices: dict[str, set[tuple[str, int]]] = {}
+            for device in queued:
+                devices.setdefault(device[0], set()).add(device)
+            for sub in submissions:
+                try:
+                    results.append(self._submit_in(tx, sub, existing, devices, queued,
+                                                   now_ms=now_ms,
+                                                   max_queued_bytes=max_queued_bytes))
+                except (NotFound, MismatchedDevices, QueueFull, RateLimited) as exc:
+                    results.append(exc)  # committed without envelopes: refused sends count
+        return results
+
+    def _submit_in(self, tx: Transaction, sub: Submission, existing: set[str],
+                   devices: dict[str, set[tuple[str, int]]], queued: dict[tuple[str, int], int],
+                   *, now_ms: int, max_queued_bytes: int | None) -> list[int]:
+        limit = sub.limit
+        if limit is not None and self._count_in(
+                tx, limit.key, now_ms, limit.window_ms, 1) > limit.limit:
+            raise limit.refusal()
+        if any(r not in existing for r in sub.recipients):
+            raise NotFound()
+        expected = set().union(*(devices.get(a, set())
+                                 for a in {sub.sender, *sub.recipients}))
+        expected.discard((sub.sender, sub.sender_device))
+        got = {(m.username, m.device_id) for m in sub.messages}
+        if got != expected:
+            raise MismatchedDevices(sorted(expected - got), sorted(got - expected))
+        if max_queued_bytes is not None:
+            for m in sub.messages:
+                if queued.get((m.username, m.device_id), 0) + len(m.content) > \
+                        max_queued_bytes:
+                    raise QueueFull(retry_after=60)
+        if not sub.messages:
+            return []
+        ids = self._write_envelopes(tx, sub.sender, sub.sender_device,
+                                    sorted({r for r in sub.recipients if r != sub.sender}),
+                                    sub.messages, now_ms=now_ms,
+                                    expires_at_ms=sub.expires_at_ms)
+        for m in sub.messages:
+            key = (m.username, m.device_id)
+            queued[key] = queued.get(key, 0) + len(m.content)
+        return ids
 
     def _lock_with_queues(self, tx: Transaction, accounts: list[str]
                           ) -> tuple[set[str], dict[tuple[str, int], int]]:
@@ -639,28 +694,33 @@ class SqlStore:
 
     def _write_envelopes(self, tx: Transaction, sender: str, sender_device: int,
                          others: list[str], messages: Sequence[OutgoingEnvelope], *,
-                         now_ms: int, expires_at_ms: int) -> None:
-        """Queue the envelopes; the recipients become the sender's contacts (they hear of
-        the sender's device changes from now on; not the other way round: a stranger's
-        envelope must not make it hear of the recipient's devices, see acknowledge)."""
+                         now_ms: int, expires_at_ms: int) -> list[int]:
+        """Queue the envelopes and return their ids (in the order of ``messages``); the
+        recipients become the sender's contacts (they hear of the sender's device changes from
+        now on; not the other way round: a stranger's envelope must not make it hear of the
+        recipient's devices, see acknowledge)."""
         if self._pg:
             # Envelopes, contacts and the wake-up of other server processes' push
-            # connections (delivered at commit) in one statement: one round trip.
-            tx.fetchone(_PG_SUBMIT, (
-                sender, sender_device, now_ms, expires_at_ms,
+            # connections (delivered at commit) in one statement: one round trip. The
+            # payload names this process, whose own connections get the envelopes handed
+            # over (PushHub.deliver) rather than woken to read them.
+            row = tx.fetchone(_PG_SUBMIT, (
                 [m.username for m in messages], [m.device_id for m in messages],
-                [m.content for m in messages], sender, others, wakeups.CHANNEL,
-                wakeups.payload((m.username, m.device_id) for m in messages)))
-            return
-        tx.executemany(
+                [m.content for m in messages], sender, sender_device, now_ms, expires_at_ms,
+                sender, others, wakeups.CHANNEL,
+                wakeups.payload(((m.username, m.device_id) for m in messages),
+                                origin=wakeups.origin())))
+            return [int(i) for i in row[0]]
+        ids = [int(tx.fetchone(  # one by one: each returns its own id
             "INSERT INTO envelopes (username, device_id, kind, source, source_device, content, "
-            "server_timestamp_ms, expires_at_ms) VALUES (?, ?, 'message', ?, ?, ?, ?, ?)",
-            [(m.username, m.device_id, sender, sender_device, m.content, now_ms,
-              expires_at_ms) for m in messages])
+            "server_timestamp_ms, expires_at_ms) VALUES (?, ?, 'message', ?, ?, ?, ?, ?) "
+            "RETURNING id", (m.username, m.device_id, sender, sender_device, m.content, now_ms,
+                             expires_at_ms))[0]) for m in messages]
         if others:
             tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
                            "ON CONFLICT (username, contact) DO NOTHING",
                            [(sender, r) for r in others])
+        return ids
 
     def fetch(self, username: str, device_id: int, now_ms: int,
               limit: int, after_id: int = 0) -> list[Envelope]:

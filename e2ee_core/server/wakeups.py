@@ -3,15 +3,20 @@ NOTIFYs the channel :data:`CHANNEL` in its own transaction (so the notice leaves
 envelopes were stored), and each server process LISTENs on one dedicated connection and wakes
 the push connections of the named devices (:class:`~e2ee_core.server.push.PushHub`).
 
-The payload names the destination devices (``user/device`` joined by ``\\x1f``); when they do
-not fit in one notification (PostgreSQL's limit is 8,000 bytes) it is ``*``, which wakes every
-connection of every process. SQLite is the single-process embedded default: sends wake the
-push connections of their own process only.
+The payload names the process that stored the envelopes (:func:`origin`, then ``\x1e``) and the
+destination devices (``user/device`` joined by ``\x1f``); when they do not fit in one
+notification (PostgreSQL's limit is 8,000 bytes) the devices are ``*``, which wakes every
+connection of every process. A process skips its own notifications: its sends hand their
+envelopes to its own connections directly (:meth:`~e2ee_core.server.hub.PushHub.deliver`).
+SQLite is the single-process embedded default: sends wake the push connections of their own
+process only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -25,25 +30,44 @@ CHANNEL = "e2ee_queue"
 #: Bytes of one payload (PostgreSQL allows just under 8,000).
 MAX_PAYLOAD = 7000
 _SEP = "\x1f"
+_ORIGIN_SEP = "\x1e"
 WAKE_ALL = "*"
 
+_origin: dict[int, str] = {}  # process id -> its name
 
-def payload(addresses: Iterable[tuple[str, int]]) -> str:
-    """The NOTIFY payload for these destination devices."""
+
+def origin() -> str:
+    """This process's name in the payloads: random, drawn once per process (workers fork after
+    the app is built, so it is kept per process id)."""
+    pid = os.getpid()
+    name = _origin.get(pid)
+    if name is None:
+        _origin.clear()
+        name = _origin[pid] = secrets.token_hex(8)
+    return name
+
+
+def payload(addresses: Iterable[tuple[str, int]], *, origin: str = "") -> str:
+    """The NOTIFY payload for these destination devices, stored by the process ``origin``."""
     text = _SEP.join(sorted({f"{u}/{d}" for u, d in addresses}))
-    return text if text and len(text.encode()) <= MAX_PAYLOAD else WAKE_ALL
+    if not text or len(text.encode()) + len(origin) + 1 > MAX_PAYLOAD:
+        text = WAKE_ALL
+    return f"{origin}{_ORIGIN_SEP}{text}" if origin else text
 
 
-def parse(text: str) -> list[tuple[str, int]] | None:
-    """The devices a payload names; None means every device."""
-    if text == WAKE_ALL:
-        return None
+def parse(text: str) -> tuple[str, list[tuple[str, int]] | None]:
+    """The origin a payload names ("" if none) and its devices (None: every device)."""
+    sender, sep, rest = text.partition(_ORIGIN_SEP)
+    if not sep:
+        sender, rest = "", text
+    if rest == WAKE_ALL:
+        return sender, None
     out = []
-    for item in text.split(_SEP):
+    for item in rest.split(_SEP):
         user, _, device = item.rpartition("/")
         if user and device.isdigit():
             out.append((user, int(device)))
-    return out
+    return sender, out
 
 
 class PgListener:
@@ -91,7 +115,9 @@ class PgListener:
         self.hub.notify_all()
 
     def _deliver(self, notice: Any) -> None:
-        devices = parse(str(notice.payload))
+        sender, devices = parse(str(notice.payload))
+        if sender == origin():
+            return  # this process's own send: its connections were handed the envelopes
         if devices is None:
             self.hub.notify_all()
         else:

@@ -151,9 +151,13 @@ def test_wakeup_payloads() -> None:
     from e2ee_core.server import wakeups
 
     text = wakeups.payload([("alice", 1), ("bob", 2), ("alice", 1)])
-    assert wakeups.parse(text) == [("alice", 1), ("bob", 2)]
+    assert wakeups.parse(text) == ("", [("alice", 1), ("bob", 2)])
     many = wakeups.payload((f"user{i:05d}", 1) for i in range(2000))
-    assert many == wakeups.WAKE_ALL and wakeups.parse(many) is None
+    assert many == wakeups.WAKE_ALL and wakeups.parse(many) == ("", None)
+    named = wakeups.payload([("alice", 1)], origin=wakeups.origin())
+    assert wakeups.parse(named) == (wakeups.origin(), [("alice", 1)])
+    assert wakeups.parse(wakeups.payload(((f"user{i:05d}", 1) for i in range(2000)),
+                                         origin="abc")) == ("abc", None)
 
 
 def test_acknowledgements_of_many_connections_share_transactions(tmp_path: Path) -> None:
