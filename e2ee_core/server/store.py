@@ -143,14 +143,24 @@ _PG_SUBMIT = (
     # The ids are drawn first (in message order) so that the statement can return them in
     # that order (RETURNING's order is not defined).
     "WITH m AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('envelopes', 'id')) AS id, "
-    "u, d, c, n FROM unnest(?::text[], ?::bigint[], ?::bytea[]) WITH ORDINALITY AS t(u, d, c, n)), "
+    "u, d, c, s, sd, x, n FROM unnest(?::text[], ?::bigint[], ?::bytea[], ?::text[], "
+    "?::bigint[], ?::bigint[]) WITH ORDINALITY AS t(u, d, c, s, sd, x, n)), "
     "queued AS (INSERT INTO envelopes (id, username, device_id, kind, source, source_device, "
-    "content, server_timestamp_ms, expires_at_ms) SELECT m.id, m.u, m.d, 'message', ?, ?, m.c, "
-    "?, ? FROM m ORDER BY m.n RETURNING 1), "
+    "content, server_timestamp_ms, expires_at_ms) SELECT m.id, m.u, m.d, 'message', m.s, m.sd, "
+    "m.c, ?, m.x FROM m ORDER BY m.n RETURNING 1), "
     "contacts_added AS (INSERT INTO contacts (username, contact) "
-    "SELECT ?, unnest(?::text[]) ON CONFLICT (username, contact) DO NOTHING) "
+    "SELECT * FROM unnest(?::text[], ?::text[]) ON CONFLICT (username, contact) DO NOTHING) "
     "SELECT (SELECT array_agg(id ORDER BY n) FROM m), pg_notify(?, ?), "
     "(SELECT count(*) FROM queued)")
+# Several keys' counts in one statement (SqlStore._count_in, for each key at once).
+_PG_COUNT_MANY = (
+    "INSERT INTO event_counts (key, window_start_ms, count) "
+    "SELECT k, ?, a FROM unnest(?::text[], ?::bigint[]) AS t(k, a) "
+    "ON CONFLICT (key) DO UPDATE SET "
+    "count = CASE WHEN ? - event_counts.window_start_ms >= ? THEN EXCLUDED.count "
+    "ELSE event_counts.count + EXCLUDED.count END, "
+    "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
+    "THEN ? ELSE event_counts.window_start_ms END RETURNING key, count")
 _PG_ACKNOWLEDGE = (
     "WITH acked AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::boolean[]) "
     "AS a(u, d, i, accepted)), "
@@ -620,9 +630,11 @@ class SqlStore:
 
     def submit_batch(self, submissions: Sequence[Submission], *, now_ms: int,
                      max_queued_bytes: int | None = None) -> list[list[int] | ServerError]:
-        """The accounts of every send are locked at once (in name order: no deadlock between
-        batches) with the bytes queued for each of their devices; each send is then checked
-        against that view, which its predecessors' envelopes update."""
+        """Round trips per batch, not per send: the accounts of every send are locked at once
+        (in name order: no deadlock between batches) with the bytes queued for each of their
+        devices; each send limit is counted once for all its sends; each send is checked in
+        order against that view (which its predecessors' envelopes update); the accepted
+        sends' envelopes are written together."""
         accounts = sorted({a for sub in submissions for a in (sub.sender, *sub.recipients)})
         results: list[list[int] | ServerError] = []
         with self._tx() as tx:
@@ -630,22 +642,70 @@ class SqlStore:
             devices: dict[str, set[tuple[str, int]]] = {}
             for device in queued:
                 devices.setdefault(device[0], set()).add(device)
-            for sub in submissions:
+            counts = self._count_sends(tx, submissions, now_ms)
+            accepted: list[int] = []
+            for n, (sub, count) in enumerate(zip(submissions, counts, strict=True)):
                 try:
-                    results.append(self._submit_in(tx, sub, existing, devices, queued,
-                                                   now_ms=now_ms,
-                                                   max_queued_bytes=max_queued_bytes))
+                    self._check(sub, count, existing=existing, devices=devices, queued=queued,
+                                max_queued_bytes=max_queued_bytes)
                 except (NotFound, MismatchedDevices, QueueFull, RateLimited) as exc:
                     results.append(exc)  # committed without envelopes: refused sends count
+                    continue
+                results.append([])
+                if sub.messages:
+                    accepted.append(n)
+            written = self._write_envelopes(tx, [submissions[n] for n in accepted],
+                                            now_ms=now_ms)
+            for n, ids in zip(accepted, written, strict=True):
+                results[n] = ids
         return results
 
-    def _submit_in(self, tx: Transaction, sub: Submission, existing: set[str],
-                   devices: dict[str, set[tuple[str, int]]], queued: dict[tuple[str, int], int],
-                   *, now_ms: int, max_queued_bytes: int | None) -> list[int]:
-        limit = sub.limit
-        if limit is not None and self._count_in(
-                tx, limit.key, now_ms, limit.window_ms, 1) > limit.limit:
-            raise limit.refusal()
+    def _count_sends(self, tx: Transaction, submissions: Sequence[Submission],
+                     now_ms: int) -> list[int]:
+        """Count every send under its limit's key; return the count each send brings its key
+        to, as if counted one after the other (0 for a send without a limit)."""
+        totals: dict[tuple[str, int], int] = {}
+        for sub in submissions:
+            if sub.limit is not None:
+                key = (sub.limit.key, sub.limit.window_ms)
+                totals[key] = totals.get(key, 0) + 1
+        if not totals:
+            return [0] * len(submissions)
+        final = self._count_many(tx, totals, now_ms)
+        seen: dict[tuple[str, int], int] = {}
+        out = []
+        for sub in submissions:
+            if sub.limit is None:
+                out.append(0)
+                continue
+            key = (sub.limit.key, sub.limit.window_ms)
+            seen[key] = seen.get(key, 0) + 1
+            out.append(final[key] - totals[key] + seen[key])
+        return out
+
+    def _count_many(self, tx: Transaction, amounts: dict[tuple[str, int], int],
+                    now_ms: int) -> dict[tuple[str, int], int]:
+        """:meth:`_count_in` for several keys (in key order); PostgreSQL: one statement per
+        window length (one in practice)."""
+        if not self._pg:
+            return {key: self._count_in(tx, key[0], now_ms, key[1], amount)
+                    for key, amount in sorted(amounts.items())}
+        out: dict[tuple[str, int], int] = {}
+        for window in sorted({w for _, w in amounts}):
+            keys = sorted(k for k, w in amounts if w == window)
+            for row in tx.fetchall(_PG_COUNT_MANY, (
+                    now_ms, keys, [amounts[(k, window)] for k in keys],
+                    now_ms, window, now_ms, window, now_ms)):
+                out[(str(row[0]), window)] = int(row[1])
+        return out
+
+    @staticmethod
+    def _check(sub: Submission, count: int, *, existing: set[str],
+               devices: dict[str, set[tuple[str, int]]], queued: dict[tuple[str, int], int],
+               max_queued_bytes: int | None) -> None:
+        """Refuse the send (raise) or account for its envelopes in ``queued``."""
+        if sub.limit is not None and count > sub.limit.limit:
+            raise sub.limit.refusal()
         if any(r not in existing for r in sub.recipients):
             raise NotFound()
         expected = set().union(*(devices.get(a, set())
@@ -659,16 +719,9 @@ class SqlStore:
                 if queued.get((m.username, m.device_id), 0) + len(m.content) > \
                         max_queued_bytes:
                     raise QueueFull(retry_after=60)
-        if not sub.messages:
-            return []
-        ids = self._write_envelopes(tx, sub.sender, sub.sender_device,
-                                    sorted({r for r in sub.recipients if r != sub.sender}),
-                                    sub.messages, now_ms=now_ms,
-                                    expires_at_ms=sub.expires_at_ms)
         for m in sub.messages:
             key = (m.username, m.device_id)
             queued[key] = queued.get(key, 0) + len(m.content)
-        return ids
 
     def _lock_with_queues(self, tx: Transaction, accounts: list[str]
                           ) -> tuple[set[str], dict[tuple[str, int], int]]:
@@ -692,35 +745,42 @@ class SqlStore:
                 f"({','.join('?' * len(chunk))})", tuple(chunk))})
         return existing, queued
 
-    def _write_envelopes(self, tx: Transaction, sender: str, sender_device: int,
-                         others: list[str], messages: Sequence[OutgoingEnvelope], *,
-                         now_ms: int, expires_at_ms: int) -> list[int]:
-        """Queue the envelopes and return their ids (in the order of ``messages``); the
-        recipients become the sender's contacts (they hear of the sender's device changes from
-        now on; not the other way round: a stranger's envelope must not make it hear of the
-        recipient's devices, see acknowledge)."""
+    def _write_envelopes(self, tx: Transaction, submissions: Sequence[Submission], *,
+                         now_ms: int) -> list[list[int]]:
+        """Queue the sends' envelopes and return their ids (per send, in the order of its
+        messages); the recipients become the senders' contacts (they hear of a sender's
+        device changes from now on; not the other way round: a stranger's envelope must not
+        make it hear of the recipient's devices, see acknowledge)."""
+        contacts = sorted({(sub.sender, r) for sub in submissions for r in sub.recipients
+                           if r != sub.sender})
+        if not submissions:
+            return []
         if self._pg:
-            # Envelopes, contacts and the wake-up of other server processes' push
+            # Every envelope, every contact and the wake-up of other server processes' push
             # connections (delivered at commit) in one statement: one round trip. The
             # payload names this process, whose own connections get the envelopes handed
             # over (PushHub.deliver) rather than woken to read them.
+            messages = [(sub, m) for sub in submissions for m in sub.messages]
             row = tx.fetchone(_PG_SUBMIT, (
-                [m.username for m in messages], [m.device_id for m in messages],
-                [m.content for m in messages], sender, sender_device, now_ms, expires_at_ms,
-                sender, others, wakeups.CHANNEL,
-                wakeups.payload(((m.username, m.device_id) for m in messages),
+                [m.username for _, m in messages], [m.device_id for _, m in messages],
+                [m.content for _, m in messages], [sub.sender for sub, _ in messages],
+                [sub.sender_device for sub, _ in messages],
+                [sub.expires_at_ms for sub, _ in messages], now_ms,
+                [a for a, _ in contacts], [b for _, b in contacts], wakeups.CHANNEL,
+                wakeups.payload(((m.username, m.device_id) for _, m in messages),
                                 origin=wakeups.origin())))
-            return [int(i) for i in row[0]]
-        ids = [int(tx.fetchone(  # one by one: each returns its own id
+            flat = iter(int(i) for i in row[0])
+            return [[next(flat) for _ in sub.messages] for sub in submissions]
+        written = [[int(tx.fetchone(  # one by one: each returns its own id
             "INSERT INTO envelopes (username, device_id, kind, source, source_device, content, "
             "server_timestamp_ms, expires_at_ms) VALUES (?, ?, 'message', ?, ?, ?, ?, ?) "
-            "RETURNING id", (m.username, m.device_id, sender, sender_device, m.content, now_ms,
-                             expires_at_ms))[0]) for m in messages]
-        if others:
+            "RETURNING id", (m.username, m.device_id, sub.sender, sub.sender_device, m.content,
+                             now_ms, sub.expires_at_ms))[0]) for m in sub.messages]
+            for sub in submissions]
+        if contacts:
             tx.executemany("INSERT INTO contacts (username, contact) VALUES (?, ?) "
-                           "ON CONFLICT (username, contact) DO NOTHING",
-                           [(sender, r) for r in others])
-        return ids
+                           "ON CONFLICT (username, contact) DO NOTHING", contacts)
+        return written
 
     def fetch(self, username: str, device_id: int, now_ms: int,
               limit: int, after_id: int = 0) -> list[Envelope]:

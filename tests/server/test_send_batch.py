@@ -83,11 +83,11 @@ def test_a_failed_batch_is_retried_one_send_at_a_time(tmp_path: Path) -> None:
     real = store._write_envelopes
     calls: list[int] = []
 
-    def failing(tx: Any, sender: str, *args: Any, **kwargs: Any) -> list[int]:
-        calls.append(1)
-        if sender == poisoned:
+    def failing(tx: Any, submissions: list[Submission], **kwargs: Any) -> list[list[int]]:
+        calls.append(len(submissions))
+        if any(sub.sender == poisoned for sub in submissions):
             raise DatabaseError("disk I/O error")
-        return real(tx, sender, *args, **kwargs)
+        return real(tx, submissions, **kwargs)
 
     store._write_envelopes = failing  # type: ignore[method-assign]
     target = users[3].username
@@ -99,7 +99,7 @@ def test_a_failed_batch_is_retried_one_send_at_a_time(tmp_path: Path) -> None:
     assert isinstance(results[1], DatabaseError)
     assert [e.content for e in service.queued(DeviceAddress(target, 1), 10)] == [
         users[0].username.encode(), users[2].username.encode()]
-    assert len(calls) == 2 + 3  # the batch up to its failure, then each alone
+    assert calls == [3, 1, 1, 1]  # the batch, then each send alone
 
 
 def test_sends_of_many_connections_share_transactions(tmp_path: Path) -> None:
