@@ -20,8 +20,10 @@ Protocol (JSON text frames):
   /v1/messages[/multi]``, without an HTTP request and a thread crossing per send;
 * a malformed frame closes the connection with 1003 (nothing is acknowledged by it).
 
-Wake-ups within one server process go through :class:`~e2ee_core.server.hub.PushHub` (a send
-wakes exactly the connections of its destination devices). The HTTP API stays:
+Within one server process a send hands the envelopes it stored to the connections of exactly
+its destination devices (:meth:`~e2ee_core.server.hub.PushHub.deliver`; see
+:class:`_Connection` for when a connection pushes them without reading its queue); sends and
+acknowledgements are group-committed (:class:`GroupCommit`). The HTTP API stays:
 ``GET /v1/messages`` works as before, and both see the same queue.
 """
 
