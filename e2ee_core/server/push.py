@@ -225,21 +225,26 @@ class _Connection:
         self.exact = False  # the queue is exactly in_flight + offered (see the class doc)
         self.offered: list[Envelope] = []
         self.max_read_id = 0  # the highest id a read of the queue returned
+        self.doubts = 0  # how often news made the queue unknown (see _read_queue)
         self.said_empty = False
         self.closed = False
 
     # -- the hub's news (on this loop) ------------------------------------------------------
     def wake(self) -> None:
-        self.exact = False
+        self._doubt()
         self.wakeup.set()
 
     def offer(self, envelopes: list[Envelope]) -> None:
         if len(self.offered) + len(envelopes) > consts.MAX_ENVELOPES_PER_RECEIVE:
             self.offered.clear()  # bounded: the queue has them, a read will find them
-            self.exact = False
+            self._doubt()
         else:
             self.offered.extend(envelopes)
         self.wakeup.set()
+
+    def _doubt(self) -> None:
+        self.exact = False
+        self.doubts += 1
 
     async def run(self) -> None:
         hub = self.service.push
@@ -255,7 +260,7 @@ class _Connection:
                                              return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if not done:  # the poll timer: sends in other processes cannot wake this one
-                    self.exact = False
+                    self._doubt()
         finally:
             hub.unregister(self.address, self)
             reader.cancel()
@@ -308,13 +313,16 @@ class _Connection:
 
     async def _read_queue(self, room: int) -> list[Envelope]:
         """Read the queue (see :meth:`_push_queued`); the connection knows its queue exactly
-        once a read from its start came back complete."""
+        once a read from its start came back complete, unless news it cannot account for came
+        while it read (a wake-up for a send another process committed after the read's
+        snapshot): then it reads again."""
         after = self.last_pushed if self.in_flight else 0
         self.offered.clear()  # stored before this read: it returns them
+        doubts = self.doubts
         found = await asyncio.to_thread(self.service.queued, self.who, room, after)
         if found:
             self.max_read_id = max(self.max_read_id, found[-1].id)
-        if after == 0 and len(found) < room:
+        if after == 0 and len(found) < room and self.doubts == doubts:
             self.exact = True
         return [e for e in found if e.id not in self.in_flight]
 

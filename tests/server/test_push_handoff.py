@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 
 from e2ee_core.server import wakeups
@@ -44,8 +44,8 @@ class Socket:
     """One device's push connection, driven through the ASGI interface."""
 
     def __init__(self, service: DeliveryService, device: DeviceCredential) -> None:
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
         scope = {"type": "websocket", "path": "/v1/websocket", "headers": [
             (b"authorization", f"Bearer {device.credential}".encode())]}
         self.inbox.put_nowait({"type": "websocket.connect"})
@@ -148,6 +148,38 @@ def test_a_plain_wakeup_reads_the_queue(db_url: str) -> None:
     _run(scenario)
 
 
+def test_a_wakeup_during_a_read_makes_the_connection_read_again(db_url: str) -> None:
+    """A send in another process that commits after a read's snapshot, its wake-up arriving
+    while the read runs: the read's answer must not make the connection believe it knows its
+    queue (it would then wait for offers that never come); it reads again and pushes it."""
+    service, alice, bob = _world(db_url)
+    real_queued = DeliveryService.queued
+    sneaked: list[list[int]] = []
+
+    def queued(actor: DeviceAddress, limit: int, after_id: int = 0) -> list[Envelope]:
+        found = real_queued(service, actor, limit, after_id)  # the snapshot
+        if not sneaked:  # then "another process" commits and its NOTIFY wakes this one
+            sneaked.append(service.store.submit(
+                alice.username, 1, bob.username,
+                [OutgoingEnvelope(bob.username, 1, b"behind the read")],
+                now_ms=service.now_ms(), expires_at_ms=service.now_ms() + 60_000))
+            service.push.notify([(bob.username, 1)])
+        return found
+
+    service.queued = queued  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        ws = Socket(service, bob)
+        pushed = await ws.frame()
+        assert pushed["type"] == "envelopes"
+        assert [e["id"] for e in pushed["envelopes"]] == sneaked[0]
+        ws.ack(sneaked[0])
+        assert await ws.frame() == {"type": "queue_empty"}
+        await ws.close()
+
+    _run(scenario)
+
+
 def test_an_offer_a_read_already_pushed_is_not_pushed_again(db_url: str) -> None:
     """The race the hand-off must survive: the send's offer reaches the connection only after
     a read returned the same envelope and the device acknowledged it. The envelope is pushed
@@ -155,7 +187,7 @@ def test_an_offer_a_read_already_pushed_is_not_pushed_again(db_url: str) -> None
     service, alice, bob = _world(db_url)
     held: list[Any] = []
     real_deliver = service.push.deliver
-    service.push.deliver = held.append  # type: ignore[method-assign]
+    service.push.deliver = held.append  # type: ignore[method-assign, assignment]
 
     async def scenario() -> None:
         ws = Socket(service, bob)
@@ -194,7 +226,7 @@ def test_offers_beyond_what_may_be_in_flight_are_read_in_order(db_url: str) -> N
         assert await ws.frame() == {"type": "queue_empty"}
         for i in range(total):
             await _send(service, alice, bob, b"%d" % i)
-        got: list[bytes] = []
+        got: list[str] = []
         while len(got) < total:
             frame = await ws.frame()
             assert frame["type"] == "envelopes"

@@ -22,7 +22,8 @@ from e2ee_core.server.wire import (
     OutgoingEnvelope,
     SendRequest,
 )
-from service_kit.database import Database, DatabaseError
+from service_kit.database import Database
+from service_kit.errors import DatabaseError
 from tests.server.support import FAST_ARGON2, PASSWORD, device_keys, unique_name
 from tests.server.test_store import LATER, T0, _account
 
@@ -89,7 +90,7 @@ def test_a_failed_batch_is_retried_one_send_at_a_time(tmp_path: Path) -> None:
             raise DatabaseError("disk I/O error")
         return real(tx, submissions, **kwargs)
 
-    store._write_envelopes = failing  # type: ignore[method-assign]
+    store._write_envelopes = failing  # type: ignore[method-assign, assignment]
     target = users[3].username
     sends = [(DeviceAddress(u.username, 1),
               SendRequest(target, (OutgoingEnvelope(target, 1, u.username.encode()),)))
