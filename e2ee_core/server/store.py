@@ -178,6 +178,8 @@ _PG_COUNT_MANY = (
     "ELSE event_counts.count + EXCLUDED.count END, "
     "window_start_ms = CASE WHEN ? - event_counts.window_start_ms >= ? "
     "THEN ? ELSE event_counts.window_start_ms END RETURNING key, count")
+# Contacts are inserted in key order here as in _PG_SUBMIT, so that an acknowledgement batch
+# and a send batch inserting the same contacts take their index locks in one order.
 _PG_ACKNOWLEDGE = (
     "WITH acked AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::boolean[]) "
     "AS a(u, d, i, accepted)), "
@@ -185,7 +187,7 @@ _PG_ACKNOWLEDGE = (
     "e.device_id = a.d AND e.id = a.i RETURNING e.username, e.source, e.kind, a.accepted), "
     "contacts_added AS (INSERT INTO contacts (username, contact) SELECT DISTINCT username, "
     "source FROM gone WHERE accepted AND kind = 'message' AND source <> username "
-    "ON CONFLICT (username, contact) DO NOTHING) "
+    "ORDER BY 1, 2 ON CONFLICT (username, contact) DO NOTHING) "
     "SELECT count(*) FROM gone")
 
 
